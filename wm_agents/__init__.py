@@ -1,0 +1,1 @@
+"""wm_agents: LangGraph agents that imagine before they act."""

@@ -1,0 +1,116 @@
+"""The one planning graph: propose -> imagine -> decide -> act -> learn, looping.
+
+::
+
+    propose ──> imagine ──> decide ──┬──> act ──> learn ──> (propose, or END when done)
+       ^                             ├──> ask      (optional: a human approves / edits / rejects)
+       └─────────── replan ──────────┘──> refuse   (optional: explain why)
+
+CartPole and tool calls build this same graph; only the node callables plugged in differ.  Each
+node is an ordinary LangGraph node (``state, runtime -> update``).  Routing reads the verdict of
+the :class:`~wm_agents.core.Decision` the decide node wrote to ``state[decision_key]`` and a
+boolean ``state[done_key]`` written by the learn node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+
+from wm_agents.core import Decision
+
+__all__ = ["build_planning_graph", "route_verdict"]
+
+Node = Callable[..., Any]
+
+_VERDICT_TO_NODE = {
+    "act": "act",
+    "lcb": "act",
+    "replan": "propose",
+    "ask": "ask",
+    "refuse": "refuse",
+}
+
+
+def route_verdict(decision: Decision | dict | None) -> str:
+    """Map a decision's verdict to the next node name."""
+    if decision is None:
+        raise ValueError("decide node wrote no decision")
+    verdict = decision.verdict if isinstance(decision, Decision) else decision["verdict"]
+    return _VERDICT_TO_NODE[verdict]
+
+
+def build_planning_graph(
+    state_schema: type,
+    *,
+    propose: Node,
+    imagine: Node,
+    decide: Node,
+    act: Node,
+    learn: Node,
+    context_schema: type | None = None,
+    start: Node | None = None,
+    ask: Node | None = None,
+    refuse: Node | None = None,
+    after_refuse: str = END,
+    decision_key: str = "decision",
+    done_key: str = "done",
+) -> StateGraph:
+    """Assemble the planning graph from its parts; returns it uncompiled so it can be extended.
+
+    Args:
+        state_schema: the graph state (small, serializable values only: heavy objects such as
+            models, envs and tools travel in the runtime context).
+        propose, imagine, decide, act, learn: the five node callables.
+        context_schema: type of the runtime context (``graph.invoke(..., context=...)``).
+        start: optional node run once before the first ``propose`` (e.g. an env reset).
+        ask: optional node for the ``ask`` verdict (typically calls ``interrupt()`` and returns
+            a ``Command(goto=...)``); without it an ``ask`` verdict is an error.
+        refuse: optional node for the ``refuse`` verdict.
+        after_refuse: where ``refuse`` goes next (``END``, or ``"propose"`` to let the agent
+            try something else).
+        decision_key, done_key: state keys the routers read.
+    """
+    graph = StateGraph(state_schema, context_schema=context_schema)
+    graph.add_node("propose", propose)
+    graph.add_node("imagine", imagine)
+    graph.add_node("decide", decide)
+    graph.add_node("act", act)
+    graph.add_node("learn", learn)
+    targets = ["act", "propose"]
+    if ask is not None:
+        graph.add_node("ask", ask)
+        targets.append("ask")
+    if refuse is not None:
+        graph.add_node("refuse", refuse)
+        graph.add_edge("refuse", after_refuse)
+        targets.append("refuse")
+
+    if start is not None:
+        graph.add_node("start", start)
+        graph.add_edge(START, "start")
+        graph.add_edge("start", "propose")
+    else:
+        graph.add_edge(START, "propose")
+    graph.add_edge("propose", "imagine")
+    graph.add_edge("imagine", "decide")
+
+    def after_decide(state: dict) -> str:
+        nxt = route_verdict(state.get(decision_key))
+        if nxt not in targets:
+            raise ValueError(
+                f"the decide node returned verdict {nxt!r} but the graph has no {nxt!r} node; "
+                "pass ask=/refuse= to build_planning_graph"
+            )
+        return nxt
+
+    graph.add_conditional_edges("decide", after_decide, targets)
+    graph.add_edge("act", "learn")
+
+    def after_learn(state: dict) -> str:
+        return END if state.get(done_key) else "propose"
+
+    graph.add_conditional_edges("learn", after_learn, ["propose", END])
+    return graph

@@ -1,0 +1,224 @@
+"""The planning graph for gymnasium environments (CartPole, Pendulum, any Box-obs env).
+
+One invocation runs one episode: ``start`` resets the env, then per real step
+propose (CEM search) -> imagine (every ensemble member scores the best candidates) -> decide
+(agreement gate: act, re-plan wider, or take the lower confidence bound) -> act (``env.step``)
+-> learn (Dyna: record, refit on schedule).  The env, model, planner and learner travel in the
+runtime context (:class:`EnvPlanningContext`); the checkpointed state holds only small values.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+import numpy as np
+from langgraph.runtime import Runtime
+
+from wm_agents.core import Decision, Outcome
+from wm_agents.envs.gym_actuator import GymActuator
+from wm_agents.graph.builder import build_planning_graph
+from wm_agents.graph.nodes import make_decide_node
+from wm_agents.neural.dyna import DynaLearner
+from wm_agents.planning.mpc import MPCController
+
+__all__ = [
+    "EnvPlanningContext",
+    "EnvPlanningState",
+    "StepRecord",
+    "create_env_planning_graph",
+    "episode_config",
+]
+
+
+class EnvPlanningState(TypedDict, total=False):
+    """Checkpointed state of one episode (small, serializable values only)."""
+
+    seed: int | None
+    observation: list[float]
+    candidates: list[list[list[float]]]
+    outcomes: list[Outcome]
+    decision: Decision | None
+    replans: int
+    plan: list[list[float]] | None
+    plan_started: float
+    step: int
+    episode_return: float
+    terminated: bool
+    transition: dict[str, Any]
+    done: bool
+
+
+@dataclass
+class StepRecord:
+    """Per-step trace kept in the context (not in state: it grows with the episode)."""
+
+    step: int
+    action: list[float]
+    reward: float
+    predicted_value: float
+    uncertainty: float
+    verdict: str
+    agreement: float
+    plan_ms: float
+    prediction_error: float = float("nan")
+
+
+@dataclass
+class EnvPlanningContext:
+    """Heavy objects the env planning graph needs, passed as ``context=`` at invoke time.
+
+    Attributes:
+        actuator: the real env (:class:`GymActuator`).
+        controller: propose/imagine/decide pieces (:class:`MPCController`).
+        learner: Dyna learner; ``None`` for evaluation (nothing is learned).
+        max_steps: optional cap on steps in this episode (besides the env's own time limit).
+        records: filled with one :class:`StepRecord` per real step.
+        on_step: optional callback called with each :class:`StepRecord` (progress bars).
+    """
+
+    actuator: GymActuator
+    controller: MPCController
+    learner: DynaLearner | None = None
+    max_steps: int | None = None
+    records: list[StepRecord] = field(default_factory=list)
+    on_step: Any = None
+
+    @property
+    def world_model(self) -> Any:
+        return self.controller.model
+
+    @property
+    def gate(self) -> Any:
+        return self.controller.gate
+
+
+def _start(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dict[str, Any]:
+    obs = runtime.context.actuator.reset(seed=state.get("seed"))
+    return {
+        "observation": obs.tolist(),
+        "step": 0,
+        "episode_return": 0.0,
+        "terminated": False,
+        "done": False,
+        "replans": 0,
+        "plan": None,
+        "decision": None,
+    }
+
+
+def _propose(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dict[str, Any]:
+    started = state.get("plan_started") if state.get("replans") else None
+    proposal = runtime.context.controller.propose(
+        state["observation"], warm_start=state.get("plan"), replans=int(state.get("replans") or 0)
+    )
+    return {
+        "candidates": proposal.candidates.tolist(),
+        "plan_started": started or time.perf_counter(),
+    }
+
+
+def _imagine(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dict[str, Any]:
+    return {
+        "outcomes": runtime.context.controller.imagine(state["observation"], state["candidates"])
+    }
+
+
+_decide = make_decide_node(gate_args=lambda rt: (rt.context.controller.model.action_spec,))
+
+
+def _act(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    decision = state["decision"]
+    assert decision is not None and decision.action is not None  # routed here only on act/lcb
+    ms = (time.perf_counter() - state["plan_started"]) * 1e3
+    result = ctx.actuator.step(decision.action)
+    return {
+        "observation": result.obs.tolist(),
+        "transition": {
+            "obs": state["observation"],
+            "action": list(decision.action),
+            "reward": result.reward,
+            "next_obs": result.obs.tolist(),
+            "terminated": result.terminated,
+            "truncated": result.truncated,
+        },
+        "step": int(state.get("step") or 0) + 1,
+        "episode_return": float(state.get("episode_return") or 0.0) + result.reward,
+        "terminated": result.terminated,
+        "plan": decision.plan,
+        "decision": decision.model_copy(update={"plan_ms": ms}),
+    }
+
+
+def _learn(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dict[str, Any]:
+    """Compare the prediction with reality, record the step, feed the Dyna learner."""
+    ctx = runtime.context
+    t = state["transition"]
+    decision = state["decision"]
+    assert decision is not None
+    predicted = None
+    outcomes = state.get("outcomes") or []
+    if decision.chosen is not None and decision.chosen < len(outcomes):
+        predicted = outcomes[decision.chosen].prediction.get("next_obs")
+    error = (
+        float(np.mean((np.asarray(predicted) - np.asarray(t["next_obs"])) ** 2))
+        if predicted is not None
+        else float("nan")
+    )
+    record = StepRecord(
+        step=state["step"],
+        action=t["action"],
+        reward=t["reward"],
+        predicted_value=decision.value,
+        uncertainty=decision.uncertainty,
+        verdict=decision.verdict,
+        agreement=decision.agreement,
+        plan_ms=decision.plan_ms,
+        prediction_error=error,
+    )
+    ctx.records.append(record)
+    if ctx.on_step is not None:
+        ctx.on_step(record)
+    done = t["terminated"] or t["truncated"]
+    if ctx.max_steps is not None and state["step"] >= ctx.max_steps:
+        done = True
+    if ctx.learner is not None:
+        ctx.learner.observe(
+            np.asarray(t["obs"]),
+            np.asarray(t["action"]),
+            t["reward"],
+            np.asarray(t["next_obs"]),
+            t["terminated"],
+            t["truncated"],
+        )
+        if ctx.learner.exhausted:
+            done = True
+            ctx.learner.model.buffer.mark_episode_end()
+    return {"done": bool(done)}
+
+
+def create_env_planning_graph() -> Any:
+    """The uncompiled env planning graph (``StateGraph``); compile it and invoke with
+    ``context=EnvPlanningContext(...)`` and ``config=episode_config(...)``."""
+    return build_planning_graph(
+        EnvPlanningState,
+        context_schema=EnvPlanningContext,
+        start=_start,
+        propose=_propose,
+        imagine=_imagine,
+        decide=_decide,
+        act=_act,
+        learn=_learn,
+    )
+
+
+def episode_config(max_episode_steps: int, max_replans: int = 1, **config: Any) -> dict[str, Any]:
+    """A run config whose recursion limit fits a whole episode of the 5-node loop.
+
+    LangGraph counts every node execution against ``recursion_limit`` (default 25); an episode
+    of 500 steps runs ~2,500 nodes, more when the gate re-plans.
+    """
+    per_step = 5 + 3 * max_replans
+    return {**config, "recursion_limit": per_step * max_episode_steps + 10}

@@ -1,0 +1,93 @@
+"""Reusable world-model nodes for any LangGraph graph.
+
+``make_imagine_node`` and ``make_decide_node`` add "imagine before acting" to a graph of your
+own in two lines: the imagine node calls ``world_model.imagine(state[state_key],
+state[candidates_key])`` and writes the :class:`~wm_agents.core.Outcome` list; the decide node
+runs a gate over those outcomes and writes a :class:`~wm_agents.core.Decision`.  The model and
+gate may be bound at build time or read from the runtime context (``runtime.context.world_model``
+/ ``runtime.context.gate``) so heavy objects stay out of checkpointed state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from wm_agents.core import Outcome, WorldModel
+
+__all__ = ["make_decide_node", "make_imagine_node"]
+
+
+def _from_context(runtime: Runtime | None, name: str, owner: str) -> Any:
+    ctx = getattr(runtime, "context", None)
+    value = getattr(ctx, name, None)
+    if value is None:
+        raise ValueError(
+            f"{owner}: no {name} given; pass {name}=... to the node factory or invoke the graph "
+            f"with context=<object with a .{name} attribute>"
+        )
+    return value
+
+
+def make_imagine_node(
+    world_model: WorldModel | None = None,
+    *,
+    state_key: str = "observation",
+    candidates_key: str = "candidates",
+    outcomes_key: str = "outcomes",
+    horizon: int | str = 1,
+) -> Callable[[dict, Runtime], dict[str, list[Outcome]]]:
+    """A node that imagines every candidate with a world model.
+
+    Args:
+        world_model: the model; ``None`` reads ``runtime.context.world_model``.
+        state_key: state key holding the current state (observation, or task context).
+        candidates_key: state key holding the candidate list.
+        outcomes_key: state key the outcomes are written to.
+        horizon: steps to imagine, or the name of a state key holding it.
+    """
+
+    def imagine(state: dict, runtime: Runtime) -> dict[str, list[Outcome]]:
+        model = world_model or _from_context(runtime, "world_model", "imagine node")
+        if candidates_key not in state or state[candidates_key] is None:
+            raise ValueError(f"imagine node: state has no {candidates_key!r} to imagine")
+        h = state[horizon] if isinstance(horizon, str) else horizon
+        return {outcomes_key: model.imagine(state[state_key], state[candidates_key], horizon=h)}
+
+    return imagine
+
+
+def make_decide_node(
+    gate: Any = None,
+    *,
+    outcomes_key: str = "outcomes",
+    decision_key: str = "decision",
+    replans_key: str | None = "replans",
+    gate_args: tuple[Any, ...] | Callable[[Runtime], tuple[Any, ...]] = (),
+) -> Callable[[dict, Runtime], dict[str, Any]]:
+    """A node that turns outcomes into a :class:`Decision` with a gate.
+
+    Args:
+        gate: object with ``decide(outcomes, *gate_args, replans=n) -> Decision``; ``None`` reads
+            ``runtime.context.gate``.
+        outcomes_key, decision_key: state keys read and written.
+        replans_key: state key counting re-plans in this step (incremented on a ``replan``
+            verdict); ``None`` to not track re-plans.
+        gate_args: extra positional arguments for ``gate.decide`` (e.g. the action spec), or a
+            function of the runtime returning them.
+    """
+
+    def decide(state: dict, runtime: Runtime) -> dict[str, Any]:
+        g = gate or _from_context(runtime, "gate", "decide node")
+        args = gate_args(runtime) if callable(gate_args) else gate_args
+        replans = int(state.get(replans_key) or 0) if replans_key else 0
+        kwargs = {"replans": replans} if replans_key else {}
+        decision = g.decide(state[outcomes_key], *args, **kwargs)
+        update: dict[str, Any] = {decision_key: decision}
+        if replans_key:
+            update[replans_key] = replans + 1 if decision.verdict == "replan" else 0
+        return update
+
+    return decide

@@ -1,0 +1,291 @@
+"""Fitting an :class:`EnsembleDynamicsModel` on a replay buffer.
+
+Gaussian negative log-likelihood on normalized ``(delta obs, reward)`` targets plus a binary
+cross-entropy for termination; each member trains on its own bootstrap resample; a held-out
+split of contiguous stretches drives early stopping (best weights kept per member) and gives
+honest one-step and multi-step validation errors.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from wm_agents.neural.buffer import TransitionBatch
+from wm_agents.neural.ensemble import EnsembleDynamicsModel, EnsembleLinear
+
+__all__ = ["FitConfig", "FitReport", "fit_ensemble", "multistep_mse"]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Training options.
+
+    Attributes:
+        holdout: fraction of data held out for validation (taken as contiguous chunks).
+        chunk: length of the contiguous chunks the split is made of.
+        batch_size: minibatch size per member.
+        max_epochs: upper bound on passes over the training split.
+        patience: epochs without a 1% validation improvement of any member before stopping.
+        lr, weight_decay: Adam options.
+        bootstrap: train each member on its own resample (drives member disagreement).
+        multistep: horizon k of the multi-step validation error.
+        seed: seeds the split, bootstrap and minibatch order.
+    """
+
+    holdout: float = 0.2
+    chunk: int = 20
+    batch_size: int = 256
+    max_epochs: int = 200
+    patience: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    bootstrap: bool = True
+    multistep: int = 10
+    seed: int = 0
+
+
+@dataclass
+class FitReport:
+    """What a fit did and how good the model is on held-out data (raw units)."""
+
+    n_train: int
+    n_val: int
+    epochs: int
+    val_mse: float
+    val_reward_mse: float
+    val_term_accuracy: float
+    val_multistep_mse: float
+    multistep: int
+    seconds: float
+    train_loss: list[float] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "n_train": float(self.n_train),
+            "n_val": float(self.n_val),
+            "epochs": float(self.epochs),
+            "val_mse": self.val_mse,
+            "val_reward_mse": self.val_reward_mse,
+            "val_term_accuracy": self.val_term_accuracy,
+            f"val_mse_{self.multistep}step": self.val_multistep_mse,
+            "fit_seconds": self.seconds,
+        }
+
+    def summary(self) -> str:
+        return (
+            f"fit {self.n_train}+{self.n_val} transitions in {self.epochs} epochs "
+            f"({self.seconds:.1f}s): one-step val MSE {self.val_mse:.3g}, "
+            f"{self.multistep}-step {self.val_multistep_mse:.3g}"
+        )
+
+
+def _split(n: int, cfg: FitConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out whole contiguous chunks so multi-step validation sees unseen stretches."""
+    if n < 10:
+        raise ValueError(f"need at least 10 transitions to fit a dynamics model, got {n}")
+    chunk = max(1, min(cfg.chunk, n // 10))
+    starts = np.arange(0, n, chunk)
+    n_val_chunks = max(1, round(len(starts) * cfg.holdout)) if cfg.holdout > 0 else 0
+    val_chunks = rng.choice(len(starts), size=n_val_chunks, replace=False)
+    is_val = np.zeros(n, bool)
+    for c in val_chunks:
+        is_val[starts[c] : starts[c] + chunk] = True
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _tensors(model: EnsembleDynamicsModel, data: TransitionBatch, idx: np.ndarray):
+    obs = torch.from_numpy(data.obs[idx])
+    act = torch.from_numpy(data.action[idx])
+    x = torch.cat([obs, model.action_spec.encode(act)], dim=-1)
+    target = torch.cat(
+        [torch.from_numpy(data.next_obs[idx]) - obs, torch.from_numpy(data.reward[idx])[:, None]],
+        dim=-1,
+    )
+    term = torch.from_numpy(data.terminated[idx].astype(np.float32))
+    return x, target, term, torch.from_numpy(data.next_obs[idx])
+
+
+def _set_normalizers(model: EnsembleDynamicsModel, x: torch.Tensor, target: torch.Tensor) -> None:
+    def stats(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std = t.mean(0), t.std(0, correction=0)
+        # Constant columns (e.g. a reward that is always 1) keep unit scale instead of 1/0.
+        return mean, torch.where(std < 1e-6, torch.ones_like(std), std)
+
+    with torch.no_grad():
+        m, s = stats(x)
+        model.in_mean.copy_(m)
+        model.in_std.copy_(s)
+        m, s = stats(target)
+        model.out_mean.copy_(m)
+        model.out_std.copy_(s)
+
+
+def _member_params(model: EnsembleDynamicsModel) -> list[nn.Parameter]:
+    return [
+        p for mod in model.modules() if isinstance(mod, EnsembleLinear) for p in mod.parameters()
+    ]
+
+
+def fit_ensemble(
+    model: EnsembleDynamicsModel,
+    data: TransitionBatch,
+    config: FitConfig | None = None,
+    *,
+    progress: bool = False,
+) -> FitReport:
+    """Fit ``model`` on ``data`` (continuing from its current weights) and report validation error.
+
+    Early stopping keeps, for every member separately, the weights of its best validation epoch.
+    """
+    cfg = config or FitConfig()
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(cfg.seed + len(data))
+    gen = torch.Generator().manual_seed(cfg.seed + 7919 * len(data))
+    train_idx, val_idx = _split(len(data), cfg, rng)
+    x, y, term, nxt = _tensors(model, data, train_idx)
+    _set_normalizers(model, x, y)
+    xn = (x - model.in_mean) / model.in_std
+    yn = (y - model.out_mean) / model.out_std
+    xv, yv, termv, nxtv = _tensors(model, data, val_idx)
+    xvn = ((xv - model.in_mean) / model.in_std).expand(model.ensemble_size, -1, -1)
+    yvn = (yv - model.out_mean) / model.out_std
+
+    e, n = model.ensemble_size, xn.shape[0]
+    if cfg.bootstrap:
+        members_idx = torch.randint(0, n, (e, n), generator=gen)
+    else:
+        members_idx = torch.arange(n).expand(e, n)
+    # Episode ends are rare (a few per hundred steps): weight them up so the classifier does not
+    # settle for "never terminates", which would make every plan look equally safe.
+    n_pos = float(term.sum())
+    pos_weight = torch.tensor(min(20.0, (len(term) - n_pos) / n_pos) if n_pos else 1.0)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    member_params = _member_params(model)
+    best = [p.detach().clone() for p in member_params]
+    best_val = torch.full((e,), math.inf)
+    stale, epochs, losses = 0, 0, []
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(cfg.max_epochs), desc="fit", leave=False, disable=not progress)
+    for _ in bar:
+        model.train()
+        perm = torch.argsort(torch.rand(e, n, generator=gen), dim=1)
+        order = torch.gather(members_idx, 1, perm)
+        epoch_loss = 0.0
+        for start in range(0, n, cfg.batch_size):
+            idx = order[:, start : start + cfg.batch_size]  # [E, b]
+            mean, logvar = model.forward_normalized(xn[idx])
+            target = yn[idx]
+            nll = (((mean - target) ** 2) * torch.exp(-logvar) + logvar).mean()
+            logit = model.termination_logit(nxt[idx])
+            bce = nn.functional.binary_cross_entropy_with_logits(
+                logit, term[idx], pos_weight=pos_weight
+            )
+            bound = 0.01 * (model.max_logvar.sum() - model.min_logvar.sum())
+            loss = nll + bce + bound
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            epoch_loss += float(loss.detach()) * idx.shape[1]
+        epochs += 1
+        losses.append(epoch_loss / n)
+
+        model.eval()
+        with torch.no_grad():
+            mean, _ = model.forward_normalized(xvn)
+            val = ((mean - yvn) ** 2).mean(dim=(1, 2))  # [E]
+            # Termination error counts too: early stopping must not freeze an untrained classifier.
+            tlogit = model.termination_logit(nxtv.expand(model.ensemble_size, -1, -1))
+            val = val + nn.functional.binary_cross_entropy_with_logits(
+                tlogit, termv.expand_as(tlogit), reduction="none"
+            ).mean(dim=1)
+        improved = (best_val - val) / best_val.clamp(min=1e-12) > 0.01
+        improved |= torch.isinf(best_val)
+        if improved.any():
+            stale = 0
+            for p, b in zip(member_params, best, strict=True):
+                b[improved] = p.detach()[improved]
+            best_val = torch.where(improved, val, best_val)
+        else:
+            stale += 1
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", val=f"{float(best_val.mean()):.4f}")
+        if stale >= cfg.patience:
+            break
+    with torch.no_grad():
+        for p, b in zip(member_params, best, strict=True):
+            p.copy_(b)
+        model.fitted.fill_(True)
+    model.eval()
+
+    one_step, reward_mse, term_acc = _one_step_errors(model, data, val_idx)
+    k = cfg.multistep
+    multi = multistep_mse(model, data, val_idx, k)
+    report = FitReport(
+        n_train=int(len(train_idx)),
+        n_val=int(len(val_idx)),
+        epochs=epochs,
+        val_mse=one_step,
+        val_reward_mse=reward_mse,
+        val_term_accuracy=term_acc,
+        val_multistep_mse=multi,
+        multistep=k,
+        seconds=time.perf_counter() - t0,
+        train_loss=losses,
+    )
+    model.last_fit = report
+    return report
+
+
+@torch.no_grad()
+def _one_step_errors(
+    model: EnsembleDynamicsModel, data: TransitionBatch, idx: np.ndarray
+) -> tuple[float, float, float]:
+    """Ensemble-mean one-step errors on ``idx``: next-obs MSE, reward MSE, termination accuracy."""
+    if len(idx) == 0:
+        return math.nan, math.nan, math.nan
+    e = model.ensemble_size
+    obs = torch.from_numpy(data.obs[idx]).expand(e, -1, -1)
+    act = torch.from_numpy(data.action[idx]).expand(e, -1, -1)
+    nxt, rew, term = model.predict(obs, act)
+    mse = float(((nxt.mean(0) - torch.from_numpy(data.next_obs[idx])) ** 2).mean())
+    rmse = float(((rew.mean(0) - torch.from_numpy(data.reward[idx])) ** 2).mean())
+    acc = float(((term.mean(0) > 0.5).numpy() == data.terminated[idx]).mean())
+    return mse, rmse, acc
+
+
+@torch.no_grad()
+def multistep_mse(
+    model: EnsembleDynamicsModel, data: TransitionBatch, idx: np.ndarray, k: int
+) -> float:
+    """MSE of the k-th predicted observation, rolling the ensemble mean through real actions.
+
+    Starts are the indices in ``idx`` whose next ``k`` transitions are all in ``idx`` and in one
+    episode, so the error is measured on held-out stretches only.  NaN when there are none.
+    """
+    if k < 1 or len(idx) == 0:
+        return math.nan
+    in_set = np.zeros(len(data) + k, bool)
+    in_set[idx] = True
+    ends = data.episode_end
+    starts = [
+        i
+        for i in idx
+        if i + k <= len(data) and in_set[i : i + k].all() and not ends[i : i + k - 1].any()
+    ]
+    if not starts:
+        return math.nan
+    s = np.asarray(starts)
+    e = model.ensemble_size
+    state = torch.from_numpy(data.obs[s]).expand(e, -1, -1)
+    for j in range(k):
+        act = torch.from_numpy(data.action[s + j]).expand(e, -1, -1)
+        nxt, _, _ = model.predict(state, act)
+        state = nxt.mean(0, keepdim=True).expand(e, -1, -1)
+    return float(((state[0] - torch.from_numpy(data.next_obs[s + k - 1])) ** 2).mean())

@@ -1,0 +1,77 @@
+"""Human-facing output of a run: the learning-curve plot and the summary table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wm_agents.runner import RunResult
+
+__all__ = ["plot_learning_curve", "summary_table"]
+
+
+def plot_learning_curve(result: RunResult, path: str | Path) -> Path:
+    """Return vs real steps: training episodes, evaluation means (with min-max), threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: never needs a display
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if result.train_episodes:
+        steps, rets = zip(*result.train_episodes, strict=True)
+        ax.plot(steps, rets, ".", color="0.6", label="training episode return")
+    if result.evals:
+        xs = [e.real_steps for e in result.evals]
+        means = [e.mean for e in result.evals]
+        lo = [min(e.returns) for e in result.evals]
+        hi = [max(e.returns) for e in result.evals]
+        ax.plot(xs, means, "o-", color="C0", label="evaluation mean")
+        ax.fill_between(xs, lo, hi, color="C0", alpha=0.2, label="evaluation min-max")
+    if result.solved_threshold is not None:
+        ax.axhline(result.solved_threshold, ls="--", color="C2", label="solved threshold")
+    ax.set_xlabel("real environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(f"{result.env}, seed {result.seed}: world-model planning (Dyna/MPC)")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def summary_table(result: RunResult):  # -> rich.table.Table
+    """A rich table of the run's headline numbers."""
+    from rich.table import Table
+
+    s = result.summary()
+    table = Table(title=f"wm-agents {result.env} (seed {result.seed})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("real steps used for learning", str(s["real_steps"])),
+        ("evaluation episodes", str(len(s["eval_returns"]))),
+        ("evaluation mean return", _fmt(s["eval_mean"])),
+        ("evaluation min / max", _minmax(s["eval_returns"])),
+        ("solved threshold", _fmt(s["solved_threshold"])),
+        ("solved at real step", str(s["solved_at_step"]) if s["solved_at_step"] else "not solved"),
+        ("median planning time per action (ms)", _fmt(s["plan_ms_median"])),
+        ("model one-step validation MSE", _fmt(s["model_val_mse"], ".3g")),
+        ("gate verdicts", ", ".join(f"{k} {v}" for k, v in sorted(s["verdicts"].items()))),
+        ("wall time (s)", _fmt(s["seconds"])),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    for e in s["evals"]:
+        table.add_row(f"  eval at {e['real_steps']} steps", _fmt(e["mean"]))
+    return table
+
+
+def _fmt(x: float | None, spec: str = ".1f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def _minmax(xs: list[float]) -> str:
+    return f"{min(xs):.0f} / {max(xs):.0f}" if xs else "n/a"

@@ -1,0 +1,346 @@
+"""The main job: a Dyna/MPC agent learning a gymnasium env through the planning graph.
+
+random warm-up -> fit -> episodes of MPC through the graph (every real step recorded, the model
+refit on a schedule) -> evaluations on a separate env (no learning, not counted as real steps).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from wm_agents.envs.gym_actuator import GymActuator
+from wm_agents.graph.env_graph import (
+    EnvPlanningContext,
+    StepRecord,
+    create_env_planning_graph,
+    episode_config,
+)
+from wm_agents.neural.dyna import DynaLearner
+from wm_agents.neural.ensemble import EnsembleDynamicsModel
+from wm_agents.neural.trainer import FitConfig
+from wm_agents.planning.gate import AgreementGate
+from wm_agents.planning.mpc import MPCController
+from wm_agents.planning.optimizers import CEMPlanner, RandomShootingPlanner
+
+__all__ = ["AgentConfig", "EvalPoint", "RunResult", "default_config", "evaluate", "run_gym"]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Every knob of the Dyna/MPC agent (defaults per env in :func:`default_config`)."""
+
+    max_steps: int = 1000
+    warmup_steps: int = 200
+    refit_every: int = 200
+    eval_every: int = 250
+    eval_episodes: int = 10
+    stop_when_solved: bool = False
+    ensemble_size: int = 5
+    hidden: int = 200
+    layers: int = 3
+    planner: str = "cem"
+    horizon: int = 25
+    population: int = 200
+    elites: int = 20
+    iterations: int = 3
+    particles: int | None = 1
+    risk_weight: float = 0.0
+    agreement_threshold: float = 0.6
+    lcb_kappa: float = 1.0
+    max_replans: int = 1
+    gamma: float = 1.0
+    fit: FitConfig = field(default_factory=FitConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.warmup_steps < 0 or self.warmup_steps > self.max_steps:
+            raise ValueError(
+                f"need 0 <= warmup_steps ({self.warmup_steps}) <= max_steps ({self.max_steps})"
+            )
+        if self.warmup_steps < 10:
+            raise ValueError("warmup_steps must be >= 10: the model needs data before planning")
+        if self.planner not in ("cem", "random"):
+            raise ValueError(f"planner must be 'cem' or 'random', got {self.planner!r}")
+        if self.eval_episodes < 0:
+            raise ValueError("eval_episodes must be >= 0")
+
+
+_ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": dict(max_steps=1000, warmup_steps=200, refit_every=200, eval_every=250),
+    "Pendulum-v1": dict(
+        max_steps=3000,
+        warmup_steps=400,
+        refit_every=400,
+        eval_every=1000,
+        horizon=20,
+        population=300,
+        elites=30,
+        iterations=4,
+    ),
+}
+
+
+def default_config(env_id: str, **overrides: Any) -> AgentConfig:
+    """The recommended config for ``env_id`` (generic defaults for unknown envs) + overrides."""
+    base = AgentConfig(**_ENV_DEFAULTS.get(env_id, {}))
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass
+class EvalPoint:
+    real_steps: int
+    returns: list[float]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns)) if self.returns else math.nan
+
+
+@dataclass
+class RunResult:
+    """Everything a run measured."""
+
+    env: str
+    seed: int
+    real_steps: int
+    evals: list[EvalPoint]
+    train_episodes: list[tuple[int, float]]
+    solved_threshold: float | None
+    solved_at_step: int | None
+    plan_ms: list[float]
+    model_val_mse: float
+    verdicts: dict[str, int]
+    seconds: float
+    model_path: str | None = None
+    plot_path: str | None = None
+
+    @property
+    def eval_returns(self) -> list[float]:
+        return self.evals[-1].returns if self.evals else []
+
+    @property
+    def eval_mean(self) -> float:
+        return self.evals[-1].mean if self.evals else math.nan
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON summary the CLI prints (finite numbers or null only)."""
+
+        def clean(x: float) -> float | None:
+            return float(x) if x is not None and math.isfinite(x) else None
+
+        return {
+            "env": self.env,
+            "seed": self.seed,
+            "real_steps": self.real_steps,
+            "eval_returns": [float(r) for r in self.eval_returns],
+            "eval_mean": clean(self.eval_mean),
+            "solved_at_step": self.solved_at_step,
+            "plan_ms_median": clean(statistics.median(self.plan_ms)) if self.plan_ms else None,
+            "model_val_mse": clean(self.model_val_mse),
+            "solved_threshold": self.solved_threshold,
+            "evals": [{"real_steps": e.real_steps, "mean": clean(e.mean)} for e in self.evals],
+            "verdicts": self.verdicts,
+            "seconds": round(self.seconds, 1),
+            "model_path": self.model_path,
+            "plot_path": self.plot_path,
+        }
+
+
+def build_agent(
+    actuator: GymActuator, config: AgentConfig, seed: int
+) -> tuple[EnsembleDynamicsModel, MPCController]:
+    """The model and controller for an env, from a config (all randomness from ``seed``)."""
+    model = EnsembleDynamicsModel(
+        actuator.obs_dim,
+        actuator.action_spec,
+        ensemble_size=config.ensemble_size,
+        hidden=config.hidden,
+        layers=config.layers,
+        seed=seed,
+    )
+    common = dict(
+        horizon=config.horizon,
+        population=config.population,
+        risk_weight=config.risk_weight,
+        seed=seed,
+    )
+    if config.planner == "cem":
+        planner: CEMPlanner | RandomShootingPlanner = CEMPlanner(
+            actuator.action_spec, elites=config.elites, iterations=config.iterations, **common
+        )
+    else:
+        planner = RandomShootingPlanner(actuator.action_spec, **common)
+    gate = AgreementGate(
+        risk_weight=config.risk_weight,
+        agreement_threshold=config.agreement_threshold,
+        lcb_kappa=config.lcb_kappa,
+        max_replans=config.max_replans,
+    )
+    controller = MPCController(model, planner, gate, particles=config.particles, gamma=config.gamma)
+    return model, controller
+
+
+def evaluate(
+    graph: Any,
+    actuator: GymActuator,
+    controller: MPCController,
+    episodes: int,
+    *,
+    seed: int,
+    max_replans: int = 1,
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> tuple[list[float], list[StepRecord]]:
+    """Run ``episodes`` episodes through the graph without learning; returns their returns."""
+    limit = actuator.max_episode_steps or 1000
+    returns, records = [], []
+    for i in range(episodes):
+        ctx = EnvPlanningContext(actuator=actuator, controller=controller, on_step=on_step)
+        final = graph.invoke(
+            {"seed": seed + i}, context=ctx, config=episode_config(limit, max_replans)
+        )
+        returns.append(float(final["episode_return"]))
+        records.extend(ctx.records)
+    return returns, records
+
+
+def run_gym(
+    env_id: str,
+    *,
+    seed: int = 0,
+    config: AgentConfig | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    checkpointer: Any = None,
+) -> RunResult:
+    """Learn ``env_id`` with the Dyna/MPC agent through the planning graph and evaluate it."""
+    from tqdm.auto import tqdm
+
+    cfg = config or default_config(env_id)
+    cfg = replace(cfg, fit=replace(cfg.fit, seed=seed))
+    t0 = time.perf_counter()
+    actuator = GymActuator(gym.make(env_id))
+    eval_actuator = GymActuator(gym.make(env_id))
+    model, controller = build_agent(actuator, cfg, seed)
+    learner = DynaLearner(model, cfg.refit_every, cfg.fit, budget=cfg.max_steps)
+    threshold = actuator.reward_threshold
+    graph = create_env_planning_graph().compile(checkpointer=checkpointer)
+    limit = actuator.max_episode_steps or cfg.max_steps
+
+    bar = tqdm(
+        total=cfg.max_steps,
+        desc=f"{env_id} real steps",
+        disable=not progress,
+        unit="step",
+        mininterval=1.0,
+    )
+    # Warm-up: uniformly random actions from the run's own numpy Generator.
+    rng = np.random.default_rng(seed)
+    episode, train_episodes, ep_return = 0, [], 0.0
+    obs = actuator.reset(seed=seed * 10_000)
+    for _ in range(cfg.warmup_steps):
+        action = actuator.sample_action(rng)
+        res = actuator.step(action)
+        ep_return += res.reward
+        learner.observe(obs, action, res.reward, res.obs, res.terminated, res.truncated)
+        bar.update(1)
+        obs = res.obs
+        if res.terminated or res.truncated:
+            train_episodes.append((learner.steps, ep_return))
+            episode += 1
+            ep_return, obs = 0.0, actuator.reset(seed=seed * 10_000 + episode)
+    model.buffer.mark_episode_end()
+    if cfg.warmup_steps % cfg.refit_every:
+        learner.fit()
+
+    evals: list[EvalPoint] = []
+    solved_at: int | None = None
+    next_eval = cfg.warmup_steps + cfg.eval_every if cfg.eval_every else math.inf
+    eval_seed = 1_000_000 + seed * 1_000
+
+    def run_eval() -> EvalPoint:
+        bar.set_postfix_str(f"evaluating {cfg.eval_episodes} episodes")
+        rets, _ = evaluate(
+            graph,
+            eval_actuator,
+            controller,
+            cfg.eval_episodes,
+            seed=eval_seed,
+            max_replans=cfg.max_replans,
+        )
+        point = EvalPoint(learner.steps, rets)
+        evals.append(point)
+        bar.set_postfix_str(f"eval mean {point.mean:.1f} at {learner.steps} steps")
+        return point
+
+    records: list[StepRecord] = []
+    while not learner.exhausted:
+        episode += 1
+        ctx = EnvPlanningContext(
+            actuator=actuator,
+            controller=controller,
+            learner=learner,
+            on_step=lambda r: bar.update(1),
+        )
+        final = graph.invoke(
+            {"seed": seed * 10_000 + episode},
+            context=ctx,
+            config=episode_config(
+                limit, cfg.max_replans, configurable={"thread_id": f"ep{episode}"}
+            ),
+        )
+        records.extend(ctx.records)
+        train_episodes.append((learner.steps, float(final["episode_return"])))
+        if cfg.eval_episodes and (learner.steps >= next_eval or learner.exhausted):
+            point = run_eval()
+            next_eval = learner.steps + cfg.eval_every if cfg.eval_every else math.inf
+            if threshold is not None and solved_at is None and point.mean >= threshold:
+                solved_at = point.real_steps
+                if cfg.stop_when_solved:
+                    break
+    bar.close()
+
+    last_fit = learner.fits[-1] if learner.fits else None
+    result = RunResult(
+        env=env_id,
+        seed=seed,
+        real_steps=learner.steps,
+        evals=evals,
+        train_episodes=train_episodes,
+        solved_threshold=threshold,
+        solved_at_step=solved_at,
+        plan_ms=[r.plan_ms for r in records],
+        model_val_mse=last_fit.val_mse if last_fit else math.nan,
+        verdicts=dict(Counter(r.verdict for r in records)),
+        seconds=time.perf_counter() - t0,
+    )
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        result.model_path = str(model.save(out / "model.pt"))
+        from wm_agents.reporting import plot_learning_curve
+
+        result.plot_path = str(plot_learning_curve(result, out / "learning_curve.png"))
+        (out / "result.json").write_text(
+            json.dumps({**result.summary(), "config": _jsonable(asdict(cfg))}, indent=2)
+        )
+    actuator.close()
+    eval_actuator.close()
+    return result
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
