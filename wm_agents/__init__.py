@@ -1,1 +1,82 @@
-"""wm_agents: LangGraph agents that imagine before they act."""
+"""wm_agents: LangGraph agents that imagine before they act.
+
+One ``imagine`` interface (:class:`WorldModel`) over a learned ensemble dynamics model and an
+LLM outcome predictor; planners, gates and one planning graph read only :class:`Outcome` and
+:class:`Decision`.
+"""
+
+from wm_agents.core import Decision, LearnReport, Outcome, Transition, Verdict, WorldModel
+from wm_agents.envs import GymActuator
+from wm_agents.graph import (
+    EnvPlanningContext,
+    build_planning_graph,
+    create_env_planning_graph,
+    make_decide_node,
+    make_imagine_node,
+)
+from wm_agents.llm import (
+    EmbeddedLLMServer,
+    ExperienceMemory,
+    LLMOutcomePredictor,
+    LLMState,
+    ToolCallCandidate,
+    ToolSpec,
+    open_chat_model,
+    resolve_llm_settings,
+)
+from wm_agents.neural import (
+    EnsembleDynamicsModel,
+    FitConfig,
+    ModelFileError,
+    ReplayBuffer,
+    fit_ensemble,
+)
+from wm_agents.neural.dyna import DynaLearner
+from wm_agents.planning import (
+    AgreementGate,
+    CEMPlanner,
+    MPCController,
+    RandomShootingPlanner,
+)
+from wm_agents.runner import AgentConfig, default_config, run_gym
+from wm_agents.spaces import ActionSpec, UnsupportedSpaceError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActionSpec",
+    "AgentConfig",
+    "AgreementGate",
+    "CEMPlanner",
+    "Decision",
+    "DynaLearner",
+    "EmbeddedLLMServer",
+    "EnsembleDynamicsModel",
+    "EnvPlanningContext",
+    "ExperienceMemory",
+    "FitConfig",
+    "GymActuator",
+    "LLMOutcomePredictor",
+    "LLMState",
+    "LearnReport",
+    "MPCController",
+    "ModelFileError",
+    "Outcome",
+    "RandomShootingPlanner",
+    "ReplayBuffer",
+    "ToolCallCandidate",
+    "ToolSpec",
+    "Transition",
+    "UnsupportedSpaceError",
+    "Verdict",
+    "WorldModel",
+    "build_planning_graph",
+    "create_env_planning_graph",
+    "default_config",
+    "fit_ensemble",
+    "make_decide_node",
+    "make_imagine_node",
+    "open_chat_model",
+    "resolve_llm_settings",
+    "run_gym",
+]

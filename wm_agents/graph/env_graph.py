@@ -10,6 +10,7 @@ runtime context (:class:`EnvPlanningContext`); the checkpointed state holds only
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -199,18 +200,43 @@ def _learn(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dic
     return {"done": bool(done)}
 
 
-def create_env_planning_graph() -> Any:
-    """The uncompiled env planning graph (``StateGraph``); compile it and invoke with
-    ``context=EnvPlanningContext(...)`` and ``config=episode_config(...)``."""
+def create_env_planning_graph(
+    *, default_context: Callable[[], EnvPlanningContext] | None = None
+) -> Any:
+    """The uncompiled env planning graph (``StateGraph``).
+
+    Compile it and invoke with ``context=EnvPlanningContext(...)`` and
+    ``config=episode_config(...)``.  ``default_context`` builds a context (once, lazily) for
+    runs that pass none, such as LangGraph Studio / ``langgraph dev``, where the client can
+    only send JSON.
+    """
+    cache: list[EnvPlanningContext] = []
+
+    def with_context(node: Callable[..., Any]) -> Callable[..., Any]:
+        def run(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> Any:
+            if runtime.context is None:
+                if default_context is None:
+                    raise ValueError(
+                        "the env planning graph needs context=EnvPlanningContext(actuator=..., "
+                        "controller=...) at invoke time"
+                    )
+                if not cache:
+                    cache.append(default_context())
+                runtime = runtime.override(context=cache[0])
+            return node(state, runtime)
+
+        run.__name__ = node.__name__.lstrip("_")
+        return run
+
     return build_planning_graph(
         EnvPlanningState,
         context_schema=EnvPlanningContext,
-        start=_start,
-        propose=_propose,
-        imagine=_imagine,
-        decide=_decide,
-        act=_act,
-        learn=_learn,
+        start=with_context(_start),
+        propose=with_context(_propose),
+        imagine=with_context(_imagine),
+        decide=with_context(_decide),
+        act=with_context(_act),
+        learn=with_context(_learn),
     )
 
 
