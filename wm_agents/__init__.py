@@ -40,6 +40,19 @@ from wm_agents.planning import (
 )
 from wm_agents.runner import AgentConfig, default_config, run_gym
 from wm_agents.spaces import ActionSpec, UnsupportedSpaceError
+from wm_agents.tools import (
+    ImagineToolCalls,
+    ImagineToolCallsMiddleware,
+    LLMProposer,
+    ToolAgentContext,
+    ToolAgentState,
+    ToolGate,
+    ToolHints,
+    ToolPolicy,
+    TraceEntry,
+    create_tool_agent_graph,
+    trace_table,
+)
 
 __version__ = "0.1.0"
 
@@ -56,7 +69,10 @@ __all__ = [
     "ExperienceMemory",
     "FitConfig",
     "GymActuator",
+    "ImagineToolCalls",
+    "ImagineToolCallsMiddleware",
     "LLMOutcomePredictor",
+    "LLMProposer",
     "LLMState",
     "LearnReport",
     "MPCController",
@@ -64,14 +80,21 @@ __all__ = [
     "Outcome",
     "RandomShootingPlanner",
     "ReplayBuffer",
+    "ToolAgentContext",
+    "ToolAgentState",
     "ToolCallCandidate",
+    "ToolGate",
+    "ToolHints",
+    "ToolPolicy",
     "ToolSpec",
+    "TraceEntry",
     "Transition",
     "UnsupportedSpaceError",
     "Verdict",
     "WorldModel",
     "build_planning_graph",
     "create_env_planning_graph",
+    "create_tool_agent_graph",
     "default_config",
     "fit_ensemble",
     "make_decide_node",
@@ -79,4 +102,5 @@ __all__ = [
     "open_chat_model",
     "resolve_llm_settings",
     "run_gym",
+    "trace_table",
 ]

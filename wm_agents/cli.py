@@ -3,6 +3,7 @@
 wm-agents cartpole [--seed S] [--max-steps N] [--eval-episodes N] [--out DIR] [--json]
 wm-agents gym --env ENV_ID [same options]
 wm-agents llm serve | predict ...   (embedded offline LLM and the outcome predictor)
+wm-agents tools --task TEXT [--db FILE] [--json] [--on-ask approve|reject] [--resume ID]
 """
 
 from __future__ import annotations
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_llm_subparser(sub)
+    try:
+        from wm_agents.tools.cli import add_tools_subparser
+    except ImportError:  # the tool agent needs langchain; optional at import time
+        pass
+    else:
+        add_tools_subparser(sub)
     return parser
 
 

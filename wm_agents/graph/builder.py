@@ -6,10 +6,11 @@
        ^                             ├──> ask      (optional: a human approves / edits / rejects)
        └─────────── replan ──────────┘──> refuse   (optional: explain why)
 
-CartPole and tool calls build this same graph; only the node callables plugged in differ.  Each
-node is an ordinary LangGraph node (``state, runtime -> update``).  Routing reads the verdict of
-the :class:`~wm_agents.core.Decision` the decide node wrote to ``state[decision_key]`` and a
-boolean ``state[done_key]`` written by the learn node.
+An agent that can answer instead of acting (the tool agent) also lets ``propose`` end the run
+(``finish_from_propose``).  CartPole and tool calls build this same graph; only the node
+callables plugged in differ.  Each node is an ordinary LangGraph node (``state, runtime ->
+update``).  Routing reads the verdict of the :class:`~wm_agents.core.Decision` the decide node
+wrote to ``state[decision_key]`` and a boolean ``state[done_key]`` written by the learn node.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def build_planning_graph(
     after_refuse: str = END,
     decision_key: str = "decision",
     done_key: str = "done",
+    finish_from_propose: bool = False,
+    ask_destinations: tuple[str, ...] = (),
 ) -> StateGraph:
     """Assemble the planning graph from its parts; returns it uncompiled so it can be extended.
 
@@ -72,6 +75,11 @@ def build_planning_graph(
         after_refuse: where ``refuse`` goes next (``END``, or ``"propose"`` to let the agent
             try something else).
         decision_key, done_key: state keys the routers read.
+        finish_from_propose: when true, ``propose`` may end the run: it goes to ``END`` when it
+            sets ``state[done_key]`` (an agent that answers instead of calling a tool), else
+            to ``imagine``.
+        ask_destinations: nodes the ``ask`` node may ``Command(goto=...)`` to (for drawing the
+            graph, e.g. in LangGraph Studio; routing works without it).
     """
     graph = StateGraph(state_schema, context_schema=context_schema)
     graph.add_node("propose", propose)
@@ -81,7 +89,7 @@ def build_planning_graph(
     graph.add_node("learn", learn)
     targets = ["act", "propose"]
     if ask is not None:
-        graph.add_node("ask", ask)
+        graph.add_node("ask", ask, destinations=ask_destinations or None)
         targets.append("ask")
     if refuse is not None:
         graph.add_node("refuse", refuse)
@@ -94,7 +102,14 @@ def build_planning_graph(
         graph.add_edge("start", "propose")
     else:
         graph.add_edge(START, "propose")
-    graph.add_edge("propose", "imagine")
+    if finish_from_propose:
+
+        def after_propose(state: dict) -> str:
+            return END if state.get(done_key) else "imagine"
+
+        graph.add_conditional_edges("propose", after_propose, ["imagine", END])
+    else:
+        graph.add_edge("propose", "imagine")
     graph.add_edge("imagine", "decide")
 
     def after_decide(state: dict) -> str:

@@ -1,0 +1,37 @@
+"""The compiled tool-agent graph, for `langgraph dev` / LangGraph Studio.
+
+Studio can only send JSON, so the heavy parts (sandbox tools, predictor, proposer) are built
+here on first use: a sandbox folder in the temp directory, the LLM from OPENAI_BASE_URL /
+OPENAI_API_KEY / WM_AGENTS_LLM_MODEL, or else the embedded offline model (started once and
+stopped when the server process exits).  Invoke with input ``{"task": "..."}``; asks appear as
+interrupts to approve, edit or reject; decisions and their real outcomes are put in the
+server's Store under ("wm_agents", "tool_decisions", <thread id>).
+"""
+
+from __future__ import annotations
+
+import atexit
+import tempfile
+from pathlib import Path
+
+from wm_agents.llm.config import chat_model_from_settings, resolve_llm_settings
+from wm_agents.llm.server import EmbeddedLLMServer
+from wm_agents.tools import ToolAgentContext, create_tool_agent_graph
+from wm_agents.tools.demo import build_fs_context
+
+
+def make_context() -> ToolAgentContext:
+    """Sandbox + predictor + proposer (the demo plan with the embedded model, else the LLM)."""
+    settings = resolve_llm_settings()
+    if settings.embedded:
+        server = EmbeddedLLMServer(parallel=4, threads=1).start()
+        atexit.register(server.stop)
+        chat = server.chat_model()
+    else:
+        chat = chat_model_from_settings(settings)
+    sandbox = Path(tempfile.mkdtemp(prefix="wm-agents-studio-sandbox-"))
+    proposer = "plan" if settings.embedded else "llm"
+    return build_fs_context(sandbox, chat, proposer=proposer, native_tools=not settings.embedded)
+
+
+graph = create_tool_agent_graph(default_context=make_context).compile()

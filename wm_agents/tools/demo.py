@@ -1,0 +1,132 @@
+"""The sandboxed file-system agent, wired up: used by ``wm-agents tools``,
+``examples/fs_agent.py`` and ``graphs/tool_agent.py``.
+
+:func:`build_fs_context` assembles the heavy parts (sandbox tools, predictor, proposer, gate);
+:func:`drive` runs a compiled graph until it ends, answering each ``ask`` with a callback (a
+person at a terminal, or a fixed ``--on-ask``), or leaves it pending for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from langgraph.types import Command
+
+from wm_agents.llm.predictor import LLMOutcomePredictor
+from wm_agents.tools.gate import ToolGate
+from wm_agents.tools.graph import ToolAgentContext
+from wm_agents.tools.propose import LLMProposer
+from wm_agents.tools.sandbox import FixedPlanProposer, make_sandbox_tools, seed_sandbox
+from wm_agents.tools.trace import TraceEntry
+
+__all__ = ["RunReport", "build_fs_context", "drive"]
+
+logger = logging.getLogger(__name__)
+
+SITUATION = (
+    "The tools work inside a sandbox folder. It holds notes.txt, todo.txt and archive/old.log; "
+    "there is no missing.txt."
+)
+
+
+def build_fs_context(
+    root: str | Path,
+    chat_model: Any,
+    *,
+    proposer: Literal["plan", "llm"] = "plan",
+    native_tools: bool = False,
+    samples: int = 2,
+    seed: int = 0,
+    temperature: float = 0.7,
+    store: Any = None,
+    max_steps: int = 10,
+    on_decision: Callable[[TraceEntry], None] | None = None,
+) -> ToolAgentContext:
+    """The file-system agent's context over a sandbox folder (seeded with demo files).
+
+    Args:
+        root: the sandbox folder (created and seeded when empty).
+        chat_model: the LLM for predictions (and for proposing with ``proposer="llm"``).
+        proposer: ``"plan"`` follows :data:`~wm_agents.tools.sandbox.DEMO_PLAN` (the tiny
+            embedded model cannot plan); ``"llm"`` lets the model propose.
+        native_tools: with ``proposer="llm"``, use native tool calling (else a JSON schema).
+        samples, seed, temperature: of the predictor.
+        store: a LangGraph Store for the predictor's experience (``SqliteStore`` to keep it).
+    """
+    root = Path(root)
+    seed_sandbox(root)
+    tools = make_sandbox_tools(root)
+    predictor = LLMOutcomePredictor(
+        chat_model,
+        tools=tools,
+        samples=samples,
+        seed=seed,
+        temperature=temperature,
+        store=store,
+        max_tokens=256,
+        max_concurrency=4,
+        # Short prompts: on a small CPU, reading the prompt costs more than writing the answer.
+        max_messages=2,
+    )
+    if proposer == "plan":
+        chosen: Any = FixedPlanProposer()
+    else:
+        chosen = LLMProposer(chat_model, mode="native" if native_tools else "structured")
+    return ToolAgentContext(
+        proposer=chosen,
+        predictor=predictor,
+        tools=tools,
+        gate=ToolGate(tools=tools),
+        n_candidates=2,
+        max_steps=max_steps,
+        situation=SITUATION,
+        on_decision=on_decision,
+    )
+
+
+@dataclass
+class RunReport:
+    """How a run ended.
+
+    Attributes:
+        state: the final graph state values.
+        pending: the interrupt payload left unanswered (resume later), or None.
+        n_interrupts: how many times the gate asked a person in this call.
+    """
+
+    state: dict[str, Any]
+    pending: dict[str, Any] | None = None
+    n_interrupts: int = 0
+    answers: list[Any] = field(default_factory=list)
+
+
+def drive(
+    graph: Any,
+    config: dict[str, Any],
+    context: ToolAgentContext,
+    first_input: Any,
+    answer: Callable[[dict[str, Any]], Any | None],
+) -> RunReport:
+    """Invoke until the run ends; each ``ask`` gets ``answer(payload)`` (``None`` leaves it
+    pending).  ``first_input``: ``{"task": ...}``, ``None`` (continue a killed run), or a
+    ``Command(resume=...)``."""
+    payload = first_input
+    report = RunReport(state={})
+    while True:
+        out = graph.invoke(payload, config, context=context)
+        interrupts = out.get("__interrupt__") or []
+        report.state = {k: v for k, v in out.items() if k != "__interrupt__"}
+        if not interrupts:
+            return report
+        report.n_interrupts += 1
+        value = interrupts[0].value
+        reply = answer(value)
+        if reply is None:
+            report.pending = value
+            return report
+        report.answers.append(reply)
+        payload = Command(resume=reply)

@@ -1,0 +1,284 @@
+"""The gate for tool calls: weigh each imagined outcome with the tool's hints and experience.
+
+For each candidate the gate first asks *is it viable?*
+
+* not when it is **predicted to fail**: an exact repeat of a call that already failed for real
+  (the predictor's experience evidence), or a success probability below the tool's
+  ``min_success``;
+* not when it is **predicted to harm**: predicted harm at least ``max_harm``, not reversible;
+* not when its outcome is **unknown** (the model could not predict): then the tool's
+  ``on_unknown`` says whether it can still be asked about, or is refused.
+
+Then, among the viable candidates, it picks the best ``value - risk_weight * uncertainty`` and:
+
+* ``act`` when the predictions agree (``uncertainty <= max_uncertainty``) and the risk is low
+  (``risk <= max_risk``), and the tool is neither destructive nor ``always_ask``;
+* ``ask`` (a human approves, edits or rejects) otherwise;
+* ``refuse`` with an explanation when no candidate is viable and none may be asked about.
+
+Tools marked ``never_simulate`` are not imagined; their outcome carries
+``prediction["simulated"] = False`` and the gate decides on their hints alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wm_agents.core import Decision, Outcome
+from wm_agents.tools.hints import ToolHints, ToolPolicy, hints_from_tool
+
+__all__ = ["Assessment", "ToolGate", "call_text", "not_simulated_outcome"]
+
+
+def call_text(call: Mapping[str, Any] | None, limit: int = 120) -> str:
+    """``name({"arg": ...})`` for messages and tables."""
+    if not call:
+        return "-"
+    args = json.dumps(call.get("args") or {}, sort_keys=True, default=str)
+    text = f"{call.get('name')}({args})"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def not_simulated_outcome(call: Mapping[str, Any]) -> Outcome:
+    """The stand-in outcome of a ``never_simulate`` tool: nothing imagined, nothing known."""
+    return Outcome(
+        candidate=dict(call),
+        prediction={"simulated": False, "tool": call.get("name")},
+        value=0.0,
+        uncertainty=0.0,
+        risk=0.0,
+        reason="not simulated (never_simulate)",
+    )
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The gate's view of one candidate.
+
+    Attributes:
+        viable: may be executed (possibly after asking).
+        askable: an unknown outcome that a human may still approve.
+        problems: why it is not viable (sentences), empty when viable.
+        score: ``value - risk_weight * uncertainty`` (``-inf`` when not viable).
+    """
+
+    viable: bool
+    askable: bool
+    problems: tuple[str, ...]
+    score: float
+
+
+class ToolGate:
+    """Decide act / ask / refuse for candidate tool calls from their imagined outcomes.
+
+    Args:
+        hints: per-tool :class:`ToolHints` (or dicts); tools not named here use the hints in
+            their ``metadata["wm_hints"]`` (see ``tools``) or no hints.
+        policies: per-tool :class:`ToolPolicy` (or dicts of its fields, which override the
+            hint-based defaults).
+        default_policy: the policy of tools without hints or policy (``ToolPolicy()``).
+        tools: LangChain tools whose ``metadata["wm_hints"]`` declare their hints.
+        risk_weight: ``lambda`` in the choice score ``value - lambda * uncertainty``.
+    """
+
+    def __init__(
+        self,
+        *,
+        hints: Mapping[str, ToolHints | Mapping[str, Any]] | None = None,
+        policies: Mapping[str, ToolPolicy | Mapping[str, Any]] | None = None,
+        default_policy: ToolPolicy | None = None,
+        tools: Sequence[Any] = (),
+        risk_weight: float = 0.5,
+    ) -> None:
+        if risk_weight < 0:
+            raise ValueError(f"risk_weight must be >= 0, got {risk_weight}")
+        self._hints: dict[str, ToolHints] = {}
+        self._explicit: set[str] = set()
+        for name, value in (hints or {}).items():
+            self._hints[name] = ToolHints.from_any(value)
+            self._explicit.add(name)
+        for tool in tools:
+            self.register(tool)
+        self._policies: dict[str, ToolPolicy | dict[str, Any]] = {}
+        for name, value in (policies or {}).items():
+            self._policies[name] = value if isinstance(value, ToolPolicy) else dict(value)
+        self.default_policy = default_policy
+        self.risk_weight = float(risk_weight)
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def register(self, tool: Any) -> None:
+        """Take the hints a LangChain tool declares in ``metadata["wm_hints"]``, unless hints
+        for that tool were given to the gate explicitly."""
+        declared = hints_from_tool(tool)
+        name = getattr(tool, "name", None)
+        if name is None and isinstance(tool, Mapping):
+            name = tool.get("name")
+        if declared is not None and name and str(name) not in self._explicit:
+            self._hints[str(name)] = declared
+
+    def hints_for(self, tool: str) -> ToolHints:
+        """The hints of a tool (no hints declared: all false)."""
+        return self._hints.get(tool, ToolHints())
+
+    def policy_for(self, tool: str) -> ToolPolicy:
+        """The thresholds of a tool: its own policy, else the default for its hints."""
+        own = self._policies.get(tool)
+        if isinstance(own, ToolPolicy):
+            return own
+        hints = self.hints_for(tool)
+        if tool in self._hints or self.default_policy is None:
+            base = ToolPolicy.default_for(hints)
+        else:
+            base = self.default_policy
+        return base.model_copy(update=own) if own else base
+
+    def simulate(self, tool: str) -> bool:
+        """False for tools marked ``never_simulate``."""
+        return not self.hints_for(tool).never_simulate
+
+    # -- the gate ---------------------------------------------------------------------------
+
+    def assess(self, outcome: Outcome) -> Assessment:
+        """Viability of one candidate (see the module docstring)."""
+        call = outcome.candidate if isinstance(outcome.candidate, Mapping) else {}
+        name = str(call.get("name", ""))
+        policy = self.policy_for(name)
+        pred = outcome.prediction
+        if pred.get("simulated") is False:
+            return Assessment(True, False, (), 0.0)
+        if not outcome.is_known:
+            reason = outcome.reason or "the outcome could not be predicted"
+            askable = policy.on_unknown == "ask"
+            return Assessment(False, askable, (f"outcome unknown: {reason}",), -math.inf)
+        problems: list[str] = []
+        evidence = pred.get("evidence") or {}
+        rate = evidence.get("observed_success_rate")
+        if (
+            policy.refuse_failed_repeat
+            and evidence.get("exact_repeat")
+            and rate is not None
+            and rate < 0.5
+        ):
+            result = str(pred.get("predicted_result") or "").strip()
+            problems.append(
+                "the same call already failed in this situation"
+                + (f" with: {result[:160]}" if result else "")
+            )
+        p = float(pred.get("success_probability", 1.0 - outcome.risk))
+        if p < policy.min_success:
+            problems.append(
+                f"predicted to fail (success probability {p:.2f} < {policy.min_success:.2f})"
+            )
+        harm = float(pred.get("harm", 0.0))
+        if harm >= policy.max_harm and pred.get("reversible") is not True:
+            problems.append(
+                f"predicted to harm irreversibly (harm {harm:.2f} >= {policy.max_harm:.2f})"
+            )
+        if problems:
+            return Assessment(False, False, tuple(problems), -math.inf)
+        u = outcome.uncertainty if math.isfinite(outcome.uncertainty) else 1.0
+        return Assessment(True, False, (), outcome.value - self.risk_weight * u)
+
+    def decide(self, outcomes: Sequence[Outcome], *, replans: int = 0) -> Decision:
+        """The :class:`Decision` for these outcomes (``replans`` is accepted for the shared
+        decide node and ignored: a tool agent re-proposes through the LLM, not wider search).
+
+        Raises:
+            ValueError: with zero outcomes (the propose node ends the run instead).
+        """
+        del replans
+        if len(outcomes) == 0:
+            raise ValueError("cannot decide among zero candidate tool calls")
+        assessments = [self.assess(o) for o in outcomes]
+        n_bad = sum(not o.is_known for o in outcomes)
+        viable = [i for i, a in enumerate(assessments) if a.viable]
+        if not viable:
+            askable = [i for i, a in enumerate(assessments) if a.askable]
+            if askable:
+                i = askable[0]
+                return self._decision(
+                    outcomes,
+                    i,
+                    "ask",
+                    n_bad,
+                    "the outcome could not be predicted; a person decides: "
+                    + "; ".join(assessments[i].problems),
+                )
+            lines = [
+                f"{call_text(o.candidate)}: " + "; ".join(a.problems)
+                for o, a in zip(outcomes, assessments, strict=True)
+            ]
+            return Decision(
+                verdict="refuse",
+                reason="Refused before running: every candidate was predicted to fail or harm. "
+                + " | ".join(lines),
+                n_candidates=len(outcomes),
+                n_nonfinite=n_bad,
+                agreement=0.0,
+                value=max((o.value for o in outcomes), default=-math.inf),
+                risk=1.0,
+                chosen=None,
+            )
+        chosen = max(viable, key=lambda i: (assessments[i].score, -i))
+        o = outcomes[chosen]
+        name = str(o.candidate.get("name", ""))
+        hints = self.hints_for(name)
+        policy = self.policy_for(name)
+        why: list[str] = []
+        if hints.always_ask:
+            why.append(f"{name} is marked always-ask")
+        if hints.destructive and policy.ask_if_destructive:
+            why.append(f"{name} is declared destructive")
+        if o.prediction.get("simulated") is not False:
+            if o.risk > policy.max_risk:
+                why.append(f"risk {o.risk:.2f} > {policy.max_risk:.2f}")
+            if o.uncertainty > policy.max_uncertainty:
+                why.append(
+                    f"predictions disagree (uncertainty {o.uncertainty:.2f} > "
+                    f"{policy.max_uncertainty:.2f})"
+                )
+        if why:
+            return self._decision(outcomes, chosen, "ask", n_bad, "; ".join(why))
+        if o.prediction.get("simulated") is False:
+            reason = f"{name} is never simulated; its hints allow running it"
+        else:
+            reason = (
+                f"predictions agree (uncertainty {o.uncertainty:.2f}) and risk is low "
+                f"({o.risk:.2f})"
+            )
+        return self._decision(outcomes, chosen, "act", n_bad, reason)
+
+    @staticmethod
+    def _agreement(outcomes: Sequence[Outcome], chosen: int) -> float:
+        # Fraction of sampled predictions (members) whose own favourite is the chosen call;
+        # only comparable when every candidate has the same number of members.
+        values = [o.member_values for o in outcomes]
+        if len({len(v) for v in values}) != 1 or not values[0]:
+            return 1.0
+        n_members = len(values[0])
+        favourite = [
+            max(range(len(values)), key=lambda c, m=m: values[c][m]) for m in range(n_members)
+        ]
+        return sum(f == chosen for f in favourite) / n_members
+
+    def _decision(
+        self, outcomes: Sequence[Outcome], chosen: int, verdict: str, n_bad: int, reason: str
+    ) -> Decision:
+        o = outcomes[chosen]
+        return Decision(
+            action=dict(o.candidate),
+            value=o.value,
+            uncertainty=o.uncertainty if math.isfinite(o.uncertainty) else 1.0,
+            risk=o.risk,
+            verdict=verdict,  # type: ignore[arg-type]
+            reason=reason,
+            agreement=self._agreement(outcomes, chosen),
+            chosen=chosen,
+            n_candidates=len(outcomes),
+            n_nonfinite=n_bad,
+        )
