@@ -205,9 +205,9 @@ def evaluate(
     returns, records = [], []
     for i in range(episodes):
         ctx = EnvPlanningContext(actuator=actuator, controller=controller, on_step=on_step)
-        final = graph.invoke(
-            {"seed": seed + i}, context=ctx, config=episode_config(limit, max_replans)
-        )
+        # A thread id per episode so a graph compiled with a checkpointer can run it too.
+        config = episode_config(limit, max_replans, configurable={"thread_id": f"eval-{seed + i}"})
+        final = graph.invoke({"seed": seed + i}, context=ctx, config=config)
         returns.append(float(final["episode_return"]))
         records.extend(ctx.records)
     return returns, records
