@@ -25,9 +25,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 from rich.console import Console
 
 from wm_agents.llm import open_chat_model
+from wm_agents.serialization import checkpoint_serializer
 from wm_agents.tools import create_tool_agent_graph, trace_table
 from wm_agents.tools.demo import build_fs_context, drive
-from wm_agents.tools.persistence import tool_agent_serializer
 from wm_agents.tools.sandbox import DEMO_TASK
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     with open_chat_model(server_options={"threads": 1}) as chat:  # OPENAI_* or embedded
         context = build_fs_context(sandbox, chat, proposer=args.proposer, samples=1, seed=0)
         graph = create_tool_agent_graph().compile(
-            checkpointer=InMemorySaver(serde=tool_agent_serializer())
+            checkpointer=InMemorySaver(serde=checkpoint_serializer())
         )
         config = {"configurable": {"thread_id": "fs-demo"}}
         report = drive(graph, config, context, {"task": DEMO_TASK}, answer)

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.errors import GraphRecursionError
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel
@@ -31,6 +30,7 @@ from wm_agents.graph import (
 from wm_agents.neural import EnsembleDynamicsModel
 from wm_agents.planning import AgreementGate
 from wm_agents.runner import AgentConfig, build_agent, evaluate
+from wm_agents.serialization import checkpoint_serializer
 from wm_agents.spaces import ActionSpec
 
 # ---------------------------------------------------------------- routing with fake nodes
@@ -339,11 +339,9 @@ def assert_light(value: Any, path: str = "state") -> None:
 
 def test_env_graph_checkpoints_are_small_and_serializable(long_episode_agent) -> None:
     actuator, _, controller = long_episode_agent
-    # Allow-listing the contract types is how a user restores them as models (LangGraph warns
-    # about, and in strict mode blocks, unregistered types).
-    serde = JsonPlusSerializer(
-        allowed_msgpack_modules=[("wm_agents.core", "Outcome"), ("wm_agents.core", "Decision")]
-    )
+    # The library's serializer allow-lists the contract types, so they come back as models
+    # (LangGraph warns about, and in strict mode blocks, unregistered types).
+    serde = checkpoint_serializer()
     saver = InMemorySaver(serde=serde)
     graph = create_env_planning_graph().compile(checkpointer=saver)
     config = episode_config(EPISODE, 1, configurable={"thread_id": "episode-0"})

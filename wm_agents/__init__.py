@@ -39,6 +39,7 @@ from wm_agents.planning import (
     RandomShootingPlanner,
 )
 from wm_agents.runner import AgentConfig, default_config, run_gym
+from wm_agents.serialization import checkpoint_serializer
 from wm_agents.spaces import ActionSpec, UnsupportedSpaceError
 from wm_agents.tools import (
     ImagineToolCalls,
@@ -93,6 +94,7 @@ __all__ = [
     "Verdict",
     "WorldModel",
     "build_planning_graph",
+    "checkpoint_serializer",
     "create_env_planning_graph",
     "create_tool_agent_graph",
     "default_config",

@@ -24,7 +24,8 @@ from wm_agents.tools import (
     proposal_json_schema,
     trace_table,
 )
-from wm_agents.tools.persistence import open_sqlite, tool_agent_serializer
+from wm_agents.serialization import checkpoint_serializer
+from wm_agents.tools.persistence import open_sqlite
 from wm_agents.tools.testing import ScriptedToolCallingModel
 
 
@@ -314,14 +315,14 @@ def test_run_stopped_after_act_resumes_at_learn(counting_tools, tmp_path):
     config = {"configurable": {"thread_id": "x"}}
     conn = sqlite3.connect(db, check_same_thread=False)
     graph = create_tool_agent_graph().compile(
-        checkpointer=SqliteSaver(conn, serde=tool_agent_serializer()), interrupt_after=["act"]
+        checkpointer=SqliteSaver(conn, serde=checkpoint_serializer()), interrupt_after=["act"]
     )
     graph.invoke({"task": "mail"}, config, context=ctx)
     assert graph.get_state(config).next == ("learn",)
     conn.close()
     conn = sqlite3.connect(db, check_same_thread=False)
     graph = create_tool_agent_graph().compile(
-        checkpointer=SqliteSaver(conn, serde=tool_agent_serializer())
+        checkpointer=SqliteSaver(conn, serde=checkpoint_serializer())
     )
     out = graph.invoke(None, config, context=ctx)
     conn.close()
