@@ -357,12 +357,6 @@ def test_learn_reports_and_fits() -> None:
     assert len(model.buffer) == 30
 
 
-@pytest.mark.xfail(
-    reason="learn() says 'not enough data' only below 2 transitions, but fit_ensemble needs 10: "
-    "with 2-9 transitions it raises ValueError instead of returning updated=False",
-    raises=ValueError,
-    strict=True,
-)
 def test_learn_with_few_transitions_does_not_raise() -> None:
     model = EnsembleDynamicsModel(3, BOX1, ensemble_size=2, hidden=8, layers=1, seed=0)
     t = Transition(state=[0.0, 0.0, 0.0], action=[0.5], next_state=[0.0, 0.25, 0.1])
@@ -489,13 +483,6 @@ def test_buffer_keeps_order_and_drops_oldest() -> None:
     assert batch.episode_end.tolist() == [False, False, True, True]
 
 
-@pytest.mark.xfail(
-    reason="trainer.fit_ensemble with FitConfig(holdout=0): the validation loss is NaN, so no "
-    "epoch after the first counts as an improvement; it early-stops after `patience` epochs and "
-    "restores the epoch-1 weights",
-    raises=AssertionError,
-    strict=True,
-)
 def test_fit_without_holdout_still_trains() -> None:
     model = EnsembleDynamicsModel(3, BOX1, ensemble_size=2, hidden=32, layers=2, seed=0)
     fill_linear(model, episodes=4)

@@ -76,7 +76,10 @@ class ReplayBuffer:
         self._end[i] = bool(terminated) or bool(truncated)
 
     def add_transitions(self, transitions: Iterable[Transition]) -> int:
-        """Append :class:`Transition` objects (all validated before any is added); returns the count."""
+        """Append :class:`Transition` objects (all validated before any is added).
+
+        Returns the count.
+        """
         rows = []
         for t in transitions:
             if t.next_state is None:

@@ -3,7 +3,9 @@
 Gaussian negative log-likelihood on normalized ``(delta obs, reward)`` targets plus a binary
 cross-entropy for termination; each member trains on its own bootstrap resample; a held-out
 split of contiguous stretches drives early stopping (best weights kept per member) and gives
-honest one-step and multi-step validation errors.
+honest one-step and multi-step validation errors.  The dynamics net and the termination
+classifier keep separate best weights and early-stopping criteria.  :func:`fit_value` then fits
+the terminal value ``V(s)`` on TD(lambda) returns of the real episodes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,19 @@ from torch import nn
 from wm_agents.neural.buffer import TransitionBatch
 from wm_agents.neural.ensemble import EnsembleDynamicsModel, EnsembleLinear
 
-__all__ = ["FitConfig", "FitReport", "fit_ensemble", "multistep_mse"]
+__all__ = [
+    "MIN_TRANSITIONS",
+    "FitConfig",
+    "FitReport",
+    "fit_ensemble",
+    "fit_value",
+    "lambda_returns",
+    "multistep_mse",
+]
+
+
+MIN_TRANSITIONS = 10
+"""Fewest transitions :func:`fit_ensemble` accepts."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,11 @@ class FitConfig:
         bootstrap: train each member on its own resample (drives member disagreement).
         multistep: horizon k of the multi-step validation error.
         seed: seeds the split, bootstrap and minibatch order.
+        value: also fit the terminal value ``V(s)`` (see :func:`fit_value`).
+        value_gamma: discount of the value targets (use the planner's ``gamma``).
+        value_lambda: lambda of the TD(lambda) targets (1 = Monte-Carlo return-to-go).
+        value_rounds: rounds of (recompute bootstrapped targets, regress).
+        value_epochs: regression epochs per round.
     """
 
     holdout: float = 0.2
@@ -48,6 +67,11 @@ class FitConfig:
     bootstrap: bool = True
     multistep: int = 10
     seed: int = 0
+    value: bool = True
+    value_gamma: float = 0.99
+    value_lambda: float = 0.95
+    value_rounds: int = 3
+    value_epochs: int = 100
 
 
 @dataclass
@@ -87,8 +111,10 @@ class FitReport:
 
 def _split(n: int, cfg: FitConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Hold out whole contiguous chunks so multi-step validation sees unseen stretches."""
-    if n < 10:
-        raise ValueError(f"need at least 10 transitions to fit a dynamics model, got {n}")
+    if n < MIN_TRANSITIONS:
+        raise ValueError(
+            f"need at least {MIN_TRANSITIONS} transitions to fit a dynamics model, got {n}"
+        )
     chunk = max(1, min(cfg.chunk, n // 10))
     starts = np.arange(0, n, chunk)
     n_val_chunks = max(1, round(len(starts) * cfg.holdout)) if cfg.holdout > 0 else 0
@@ -127,8 +153,13 @@ def _set_normalizers(model: EnsembleDynamicsModel, x: torch.Tensor, target: torc
 
 
 def _member_params(model: EnsembleDynamicsModel) -> list[nn.Parameter]:
+    value = {id(p) for p in model.value_layers.parameters()}
     return [
-        p for mod in model.modules() if isinstance(mod, EnsembleLinear) for p in mod.parameters()
+        p
+        for mod in model.modules()
+        if isinstance(mod, EnsembleLinear)
+        for p in mod.parameters()
+        if id(p) not in value
     ]
 
 
@@ -148,6 +179,10 @@ def fit_ensemble(
     rng = np.random.default_rng(cfg.seed + len(data))
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * len(data))
     train_idx, val_idx = _split(len(data), cfg, rng)
+    if len(val_idx) == 0:
+        # holdout=0: nothing is held out, so early stopping and the reported errors use the
+        # training data (optimistic, but training still runs to convergence).
+        val_idx = train_idx
     x, y, term, nxt = _tensors(model, data, train_idx)
     _set_normalizers(model, x, y)
     xn = (x - model.in_mean) / model.in_std
@@ -165,10 +200,18 @@ def fit_ensemble(
     # settle for "never terminates", which would make every plan look equally safe.
     n_pos = float(term.sum())
     pos_weight = torch.tensor(min(20.0, (len(term) - n_pos) / n_pos) if n_pos else 1.0)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     member_params = _member_params(model)
+    value_ids = {id(p) for p in model.value_layers.parameters()}
+    opt = torch.optim.Adam(
+        [p for p in model.parameters() if id(p) not in value_ids],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+    )
     best = [p.detach().clone() for p in member_params]
     best_val = torch.full((e,), math.inf)
+    best_term = torch.full((e,), math.inf)
+    term_ids = {id(p) for p in model.term_layers.parameters()}
+    groups = [1 if id(p) in term_ids else 0 for p in member_params]
     stale, epochs, losses = 0, 0, []
 
     from tqdm.auto import tqdm
@@ -200,19 +243,26 @@ def fit_ensemble(
         model.eval()
         with torch.no_grad():
             mean, _ = model.forward_normalized(xvn)
-            val = ((mean - yvn) ** 2).mean(dim=(1, 2))  # [E]
-            # Termination error counts too: early stopping must not freeze an untrained classifier.
+            val_dyn = ((mean - yvn) ** 2).mean(dim=(1, 2))  # [E]
             tlogit = model.termination_logit(nxtv.expand(model.ensemble_size, -1, -1))
-            val = val + nn.functional.binary_cross_entropy_with_logits(
+            val_term = nn.functional.binary_cross_entropy_with_logits(
                 tlogit, termv.expand_as(tlogit), reduction="none"
             ).mean(dim=1)
-        improved = (best_val - val) / best_val.clamp(min=1e-12) > 0.01
-        improved |= torch.isinf(best_val)
-        if improved.any():
+        # The dynamics net and the termination classifier are separate networks on very
+        # different loss scales: each keeps its own best weights and its own 1% criterion, so
+        # a slowly improving dynamics MSE is not hidden behind the classifier's larger BCE.
+        any_improved = False
+        for group, best_v, val in ((0, best_val, val_dyn), (1, best_term, val_term)):
+            improved = (best_v - val) / best_v.clamp(min=1e-12) > 0.01
+            improved |= torch.isinf(best_v)
+            if improved.any():
+                any_improved = True
+                for p, b, g in zip(member_params, best, groups, strict=True):
+                    if g == group:
+                        b[improved] = p.detach()[improved]
+                best_v.copy_(torch.where(improved, val, best_v))
+        if any_improved:
             stale = 0
-            for p, b in zip(member_params, best, strict=True):
-                b[improved] = p.detach()[improved]
-            best_val = torch.where(improved, val, best_val)
         else:
             stale += 1
         bar.set_postfix(loss=f"{losses[-1]:.3f}", val=f"{float(best_val.mean()):.4f}")
@@ -224,12 +274,14 @@ def fit_ensemble(
         model.fitted.fill_(True)
     model.eval()
 
+    if cfg.value:
+        fit_value(model, data, cfg)
     one_step, reward_mse, term_acc = _one_step_errors(model, data, val_idx)
     k = cfg.multistep
     multi = multistep_mse(model, data, val_idx, k)
     report = FitReport(
-        n_train=int(len(train_idx)),
-        n_val=int(len(val_idx)),
+        n_train=len(train_idx),
+        n_val=len(val_idx),
         epochs=epochs,
         val_mse=one_step,
         val_reward_mse=reward_mse,
@@ -289,3 +341,88 @@ def multistep_mse(
         nxt, _, _ = model.predict(state, act)
         state = nxt.mean(0, keepdim=True).expand(e, -1, -1)
     return float(((state[0] - torch.from_numpy(data.next_obs[s + k - 1])) ** 2).mean())
+
+
+def lambda_returns(
+    reward: np.ndarray,
+    terminated: np.ndarray,
+    episode_end: np.ndarray,
+    next_value: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> np.ndarray:
+    """TD(lambda) targets for every transition of a time-ordered buffer.
+
+    ``G_i = r_i + gamma * (1 - term_i) * ((1 - lam) * V(s'_i) + lam * G_{i+1})``, bootstrapping
+    fully from ``V(s'_i)`` at the end of a stretch that was cut (time limit, end of data).
+    """
+    n = len(reward)
+    out = np.zeros(n, np.float64)
+    nxt = 0.0
+    for i in range(n - 1, -1, -1):
+        if episode_end[i]:
+            boot = next_value[i]
+        else:
+            boot = (1.0 - lam) * next_value[i] + lam * nxt
+        nxt = reward[i] + gamma * (0.0 if terminated[i] else 1.0) * boot
+        out[i] = nxt
+    return out.astype(np.float32)
+
+
+def fit_value(model: EnsembleDynamicsModel, data: TransitionBatch, config: FitConfig) -> None:
+    """Fit the model's terminal value ``V(s)`` on real experience (fitted TD(lambda)).
+
+    Targets are the discounted lambda-returns of the real episodes in the buffer, bootstrapped
+    with the current ``V`` where an episode was cut; each of ``value_rounds`` rounds recomputes
+    the targets with the value from the round before and regresses every member on its own
+    bootstrap resample.  The result is the long-run return of the policies that collected the
+    data, used by the planner beyond its horizon (POLO / MBVE style): it is learned, not given.
+    """
+    cfg = config
+    e = model.ensemble_size
+    gen = torch.Generator().manual_seed(cfg.seed + 104729 + len(data))
+    obs = torch.from_numpy(data.obs)
+    nxt = torch.from_numpy(data.next_obs)
+    n = len(data)
+    params = list(model.value_layers.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    idx_all = torch.randint(0, n, (e, n), generator=gen) if cfg.bootstrap else None
+    obs_e = obs.expand(e, -1, -1)
+    for _ in range(max(1, cfg.value_rounds)):
+        with torch.no_grad():
+            if bool(model.value_fitted):
+                v_next = model.value(nxt.expand(e, -1, -1)).mean(0).numpy()
+            else:
+                v_next = np.zeros(n, np.float32)
+        target = torch.from_numpy(
+            lambda_returns(
+                data.reward,
+                data.terminated,
+                data.episode_end,
+                v_next,
+                cfg.value_gamma,
+                cfg.value_lambda,
+            )
+        )
+        with torch.no_grad():
+            model.v_mean.fill_(float(target.mean()))
+            model.v_std.fill_(max(float(target.std()), 1e-6))
+        tn = (target - model.v_mean) / model.v_std
+        model.train()
+        for _ in range(cfg.value_epochs):
+            perm = torch.argsort(torch.rand(e, n, generator=gen), dim=1)
+            order = torch.gather(idx_all, 1, perm) if idx_all is not None else perm
+            for start in range(0, n, cfg.batch_size):
+                idx = order[:, start : start + cfg.batch_size]
+                members = torch.arange(e)[:, None]
+                pred = model.value_normalized(obs_e[members, idx])
+                loss = ((pred - tn[idx]) ** 2).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        model.eval()
+        with torch.no_grad():
+            model.value_fitted.fill_(True)
+            fit_err = ((model.value_normalized(obs_e) - tn) ** 2).mean()
+    # Fraction of target variance the value explains on the data it saw (1 = all).
+    model.value_r2 = float(1.0 - fit_err)

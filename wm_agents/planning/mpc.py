@@ -27,10 +27,19 @@ def model_objective(
     *,
     particles: int | None = None,
     gamma: float = 1.0,
+    use_value: bool = False,
+    value_kappa: float = 1.0,
 ) -> Objective:
-    """``[B, H, A] -> [B, K]`` imagined returns from ``obs`` (K particles, TS-infinity)."""
+    """``[B, H, A] -> [B, K]`` imagined returns from ``obs`` (K particles, TS-infinity).
+
+    With ``use_value`` and a fitted terminal value, returns include ``gamma^H * V(s_H)`` with the
+    pessimistic ``V`` of ``model.value_lcb`` (``value_kappa``).
+    """
     obs_t = model.check_obs(obs)
-    return lambda actions: model.rollout(obs_t, actions, particles=particles, gamma=gamma).returns
+    tv = model.terminal_value_fn(value_kappa) if use_value else None
+    return lambda actions: model.rollout(
+        obs_t, actions, particles=particles, gamma=gamma, terminal_value=tv
+    ).returns
 
 
 @dataclass
@@ -41,17 +50,23 @@ class MPCController:
         model: the ensemble dynamics model (imagines candidates).
         planner: :class:`CEMPlanner` or :class:`RandomShootingPlanner` (proposes candidates).
         gate: :class:`AgreementGate` (decides, and asks for a re-plan when members disagree).
-        particles: particles per candidate inside the optimizer (default: one per member).
+        particles: particles per candidate inside the optimizer (1: each candidate imagined by
+            one member, round-robin, the cheap search; ``None``: one per member).  The final
+            candidates are always imagined by every member.
         widen: population multiplier for each re-plan the gate asks for.
-        gamma: discount inside the horizon.
+        gamma: discount inside the horizon (match ``FitConfig.value_gamma``).
+        use_value: add the model's learned terminal value ``gamma^H * V(s_H)`` (when fitted).
+        value_kappa: pessimism of that value: ``mean - kappa * std`` over members.
     """
 
     model: EnsembleDynamicsModel
     planner: CEMPlanner | RandomShootingPlanner
     gate: AgreementGate = field(default_factory=AgreementGate)
-    particles: int | None = None
+    particles: int | None = 1
     widen: float = 2.0
-    gamma: float = 1.0
+    gamma: float = 0.99
+    use_value: bool = True
+    value_kappa: float = 1.0
     _warm: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     @property
@@ -60,7 +75,10 @@ class MPCController:
 
     def propose(self, obs: Any, *, warm_start: Any = None, replans: int = 0) -> Proposal:
         """Search for good action sequences from ``obs``; wider after each re-plan."""
-        objective = model_objective(self.model, obs, particles=self.particles, gamma=self.gamma)
+        objective = model_objective(
+            self.model, obs, particles=self.particles, gamma=self.gamma, use_value=self.use_value,
+            value_kappa=self.value_kappa,
+        )
         population = int(self.planner.population * self.widen**replans)
         warm = None
         if warm_start is not None:
@@ -69,11 +87,15 @@ class MPCController:
 
     def imagine(self, obs: Any, candidates: Sequence[Any]) -> list[Outcome]:
         """Every member imagines every candidate (the :class:`WorldModel` call)."""
-        return self.model.imagine(obs, candidates, horizon=self.horizon)
+        return self.model.imagine(
+            obs, candidates, horizon=self.horizon, gamma=self.gamma, use_value=self.use_value,
+            value_kappa=self.value_kappa,
+        )
 
     def decide(self, outcomes: Sequence[Outcome], *, replans: int = 0) -> Decision:
         return self.gate.decide(outcomes, self.model.action_spec, replans=replans)
 
+    @torch.inference_mode()
     def act(self, obs: Any) -> Decision:
         """One full decision (with re-plans as the gate asks); keeps the plan for a warm start."""
         t0 = time.perf_counter()

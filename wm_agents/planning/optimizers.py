@@ -123,7 +123,9 @@ class _Planner:
         u = torch.rand(n, h, spec.dim, generator=self.generator)
         return self._low + u * (self._high - self._low)
 
-    def _top(self, actions: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _top(
+        self, actions: torch.Tensor, scores: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Best ``keep`` distinct sequences, best first."""
         order = torch.argsort(scores, descending=True)
         actions, scores = actions[order], scores[order]
@@ -269,7 +271,9 @@ class CEMPlanner(_Planner):
             if warm_start is not None:
                 mean = torch.as_tensor(warm_start, dtype=torch.float32).clone()
             std = (span / 4).expand(h, -1).clone()
-        best_a = torch.as_tensor(warm_start, dtype=torch.float32) if warm_start is not None else None
+        best_a = None
+        if warm_start is not None:
+            best_a = torch.as_tensor(warm_start, dtype=torch.float32)
         best_s = None
         all_a, all_s, total, bad_total = [], [], 0, 0
         for _ in range(iterations or self.iterations):
