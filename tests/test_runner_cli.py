@@ -187,7 +187,7 @@ def test_agent_config_validation() -> None:
 
 def test_default_config_per_env_and_overrides() -> None:
     pend = default_config("Pendulum-v1")
-    assert (pend.max_steps, pend.horizon, pend.population) == (3000, 20, 300)
+    assert (pend.max_steps, pend.population, pend.use_value) == (1200, 200, False)
     assert default_config("CartPole-v1").max_steps == 1000
     assert default_config("Acrobot-v1") == AgentConfig()  # generic defaults
     over = default_config("CartPole-v1", horizon=7, population=None)

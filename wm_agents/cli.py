@@ -4,6 +4,9 @@ wm-agents cartpole [--seed S] [--max-steps N] [--eval-episodes N] [--out DIR] [-
 wm-agents gym --env ENV_ID [same options]
 wm-agents llm serve | predict ...   (embedded offline LLM and the outcome predictor)
 wm-agents tools --task TEXT [--db FILE] [--json] [--on-ask approve|reject] [--resume ID]
+wm-agents dyna --env ENV [--planning-steps K] [--json]   (tabular Dyna-Q)
+wm-agents gym --env ENV --agent policy|mpc|hybrid       (policy learned in imagination)
+wm-agents bench plan|plan-table|sample-efficiency|seed-recipe-why|graph|uncertainty ...
 """
 
 from __future__ import annotations
@@ -62,9 +65,16 @@ def _add_gym_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON summary object last")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from wm_agents.imagination.cli import add_agent_options
+
+    add_agent_options(p)  # --agent mpc|policy|hybrid|dqn and its options
 
 
 def _run_gym(args: argparse.Namespace) -> int:
+    if args.agent != "mpc":
+        from wm_agents.imagination.cli import run_agent_from_args
+
+        return run_agent_from_args(args)
     import torch
     from rich.console import Console
 
@@ -113,18 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gym_options(gp)
     gp.set_defaults(func=_run_gym)
 
-    try:
-        from wm_agents.llm.cli import add_llm_subparser
-    except ImportError:  # the LLM half is optional at import time
-        pass
-    else:
-        add_llm_subparser(sub)
-    try:
-        from wm_agents.tools.cli import add_tools_subparser
-    except ImportError:  # the tool agent needs langchain; optional at import time
-        pass
-    else:
-        add_tools_subparser(sub)
+    # Each part registers its own sub-commands (imports are local: `wm-agents --help` stays fast
+    # to read, and each module owns its options).
+    from wm_agents.bench import add_bench_subparser
+    from wm_agents.dyna_q.cli import add_dyna_subparser
+    from wm_agents.llm.cli import add_llm_subparser
+    from wm_agents.tools.cli import add_tools_subparser
+
+    add_llm_subparser(sub)
+    add_tools_subparser(sub)
+    add_dyna_subparser(sub)
+    add_bench_subparser(sub)
     return parser
 
 

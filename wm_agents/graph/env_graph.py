@@ -64,6 +64,7 @@ class StepRecord:
     agreement: float
     plan_ms: float
     prediction_error: float = float("nan")
+    reason: str = ""
 
 
 @dataclass
@@ -178,6 +179,7 @@ def _learn(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dic
         agreement=decision.agreement,
         plan_ms=decision.plan_ms,
         prediction_error=error,
+        reason=decision.reason,
     )
     ctx.records.append(record)
     if ctx.on_step is not None:

@@ -1,0 +1,286 @@
+"""Run the policy, MPC, hybrid or model-free DQN agent on a gymnasium env.
+
+random warm-up -> fit -> training episodes through the env planning graph (the controller and
+the learner in its context) -> every ``eval_every`` real steps, greedy evaluation episodes with
+no learning, timed per action (``controller.act``, no graph), until the env's reward threshold
+is reached or the real-step budget is spent.
+
+Agents:
+
+* ``mpc``: :class:`MPCController` (CEM on the ensemble), the model refit on the Dyna schedule.
+* ``policy``: a DQN (Discrete) / SAC (Box) policy trained on real + imagined transitions
+  (:class:`ImaginationLearner`), acting alone.
+* ``hybrid``: the same policy, falling back to MPC when the members disagree about its action.
+  The policy is trusted only once its return *imagined* by the ensemble from real start states
+  (:func:`imagined_policy_return`, checked at each episode start after ``policy_after`` real
+  steps) reaches ``trust_return`` (default: the env's reward threshold); until then MPC acts.
+* ``dqn``: the model-free baseline: the same learner with imagination off.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from wm_agents.envs.gym_actuator import GymActuator
+from wm_agents.graph.env_graph import EnvPlanningContext, create_env_planning_graph, episode_config
+from wm_agents.imagination.controllers import HybridController, PolicyController
+from wm_agents.imagination.dqn import DQNConfig, DQNLearner
+from wm_agents.imagination.mbpo import ImaginationConfig, ImaginationLearner
+from wm_agents.imagination.sac import SACConfig, SACLearner
+from wm_agents.imagination.trust import imagined_policy_return
+from wm_agents.neural.dyna import DynaLearner
+from wm_agents.runner import AgentConfig, EvalPoint, RunResult, build_agent, default_config
+
+__all__ = ["AgentKind", "ImaginationRunResult", "run_imagination_gym"]
+
+AgentKind = Literal["policy", "mpc", "hybrid", "dqn"]
+_DEFAULT_STEPS: dict[str, int] = {"mpc": 2_000, "hybrid": 2_000, "policy": 5_000, "dqn": 30_000}
+
+
+@dataclass
+class ImaginationRunResult(RunResult):
+    """A :class:`RunResult` plus who acted and how fast the trained agent acts."""
+
+    agent: str = "hybrid"
+    act_ms: list[float] = field(default_factory=list)
+    action_sources: dict[str, int] = field(default_factory=dict)
+    rollout_stats: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``gym`` command's JSON fields, plus ``agent``, ``act_ms_median`` (last
+        evaluation, bare ``controller.act``), ``action_sources`` (policy / mpc actions in the last
+        evaluation) and ``rollouts`` (mean imagined transitions per round, fraction of branches
+        stopped on disagreement, mean branch length)."""
+        s = super().summary()
+        med = statistics.median(self.act_ms) if self.act_ms else None
+        s.update(
+            agent=self.agent,
+            act_ms_median=round(med, 4) if med is not None else None,
+            action_sources=self.action_sources,
+            rollouts=self.rollout_stats,
+        )
+        return s
+
+
+def run_imagination_gym(
+    env_id: str,
+    *,
+    agent: AgentKind = "hybrid",
+    seed: int = 0,
+    max_steps: int | None = None,
+    config: AgentConfig | None = None,
+    imagination: ImaginationConfig | None = None,
+    hybrid_threshold: float = 0.005,
+    policy_after: int = 500,
+    trust_return: float | None = None,
+    trust_starts: int = 32,
+    eval_every: int = 500,
+    eval_episodes: int = 5,
+    stop_when_solved: bool = True,
+    progress: bool = True,
+) -> ImaginationRunResult:
+    """Learn ``env_id`` with ``agent`` and report real steps to the threshold and ms per action.
+
+    All randomness comes from ``seed`` (model, planner, policy, learner generators; env resets
+    seeded ``seed * 10_000 + episode`` for training and ``1_000_000 + seed * 1_000 + i`` for
+    evaluation, as in :func:`wm_agents.runner.run_gym`).
+    """
+    from tqdm.auto import tqdm
+
+    if agent not in _DEFAULT_STEPS:
+        raise ValueError(f"agent must be one of {sorted(_DEFAULT_STEPS)}, got {agent!r}")
+    steps = max_steps or _DEFAULT_STEPS[agent]
+    cfg = config or default_config(env_id)
+    cfg = replace(cfg, max_steps=steps, fit=replace(cfg.fit, seed=seed))
+    icfg = imagination or ImaginationConfig(learning_starts=cfg.warmup_steps)
+    if agent == "dqn":
+        icfg = replace(icfg, imagine=False, updates_per_step=1)
+    t0 = time.perf_counter()
+    actuator = GymActuator(gym.make(env_id))
+    eval_actuator = GymActuator(gym.make(env_id))
+    model, mpc = build_agent(actuator, cfg, seed)
+    # The model-free baseline never refits (its model is only the replay buffer).
+    refit = 10**9 if agent == "dqn" else cfg.refit_every
+    dyna = DynaLearner(model, refit, cfg.fit, budget=steps)
+    spec = actuator.action_spec
+    learner: DynaLearner | ImaginationLearner = dyna
+    policy_ctrl: PolicyController | None = None
+    if agent != "mpc":
+        policy: DQNLearner | SACLearner
+        if spec.kind == "discrete":
+            policy = DQNLearner(actuator.obs_dim, spec.n, DQNConfig(), seed=seed)
+        else:
+            policy = SACLearner(actuator.obs_dim, spec, SACConfig(), seed=seed)
+        learner = ImaginationLearner(dyna, policy, icfg, seed=seed)
+        policy_ctrl = PolicyController(model, policy, gamma=0.99, seed=seed)
+    hybrid = (
+        HybridController(policy_ctrl, mpc, hybrid_threshold) if policy_ctrl is not None else None
+    )
+    graph = create_env_planning_graph().compile()
+    limit = actuator.max_episode_steps or steps
+    threshold = actuator.reward_threshold
+    trust_bar = trust_return if trust_return is not None else threshold
+    trusted_at: int | None = None
+    checked = [-(10**9)]
+    imagined_returns: list[tuple[int, float]] = []
+
+    def policy_trusted() -> bool:
+        """Hybrid only: has the greedy policy's imagined return reached the bar?"""
+        nonlocal trusted_at
+        if trusted_at is not None:
+            return True
+        if hybrid is None or learner.steps < policy_after or not bool(model.fitted):
+            return False
+        if learner.steps - checked[0] < 100:  # an imagined episode per 100 real steps at most
+            return False
+        checked[0] = learner.steps
+        data = model.buffer.all()
+        idx = np.random.default_rng(seed + learner.steps).integers(len(data), size=trust_starts)
+        pol = policy_ctrl.policy  # type: ignore[union-attr]
+        greedy = pol.act if isinstance(pol, SACLearner) else lambda o: pol.act(o, epsilon=0.0)
+        ret = imagined_policy_return(model, greedy, torch.from_numpy(data.obs[idx]), limit)
+        imagined_returns.append((learner.steps, float(ret.mean())))
+        if trust_bar is None or float(ret.mean()) >= trust_bar:
+            trusted_at = learner.steps
+        return trusted_at is not None
+
+    bar = tqdm(total=steps, desc=f"{env_id} {agent}", disable=not progress, unit="step")
+
+    rng = np.random.default_rng(seed)
+    episode, train_episodes, ep_return = 0, [], 0.0
+    obs = actuator.reset(seed=seed * 10_000)
+    for _ in range(cfg.warmup_steps):
+        action = actuator.sample_action(rng)
+        res = actuator.step(action)
+        ep_return += res.reward
+        learner.observe(obs, action, res.reward, res.obs, res.terminated, res.truncated)
+        bar.update(1)
+        obs = res.obs
+        if res.terminated or res.truncated:
+            train_episodes.append((learner.steps, ep_return))
+            episode += 1
+            ep_return, obs = 0.0, actuator.reset(seed=seed * 10_000 + episode)
+    model.buffer.mark_episode_end()
+    if agent != "dqn" and cfg.warmup_steps % cfg.refit_every:
+        dyna.fit()
+
+    evals: list[EvalPoint] = []
+    solved_at: int | None = None
+    act_ms: list[float] = []
+    sources: Counter = Counter()
+    verdicts: Counter = Counter()
+    next_eval = cfg.warmup_steps + eval_every
+    dis: list[float] = []
+    while not learner.exhausted:
+        episode += 1
+        if agent == "mpc" or (agent == "hybrid" and not policy_trusted()):
+            controller: Any = mpc
+        elif agent == "hybrid":
+            policy_ctrl.epsilon = 0.0  # type: ignore[union-attr]
+            controller = hybrid
+        else:
+            policy_ctrl.epsilon = learner.epsilon  # type: ignore[union-attr, attr-defined]
+            controller = policy_ctrl
+        controller.reset()
+        ctx = EnvPlanningContext(
+            actuator=actuator,
+            controller=controller,
+            learner=learner,  # type: ignore[arg-type]
+            on_step=lambda r: bar.update(1),
+        )
+        final = graph.invoke(
+            {"seed": seed * 10_000 + episode},
+            context=ctx,
+            config=episode_config(limit, cfg.max_replans + 1),
+        )
+        verdicts.update(r.verdict for r in ctx.records)
+        train_episodes.append((learner.steps, float(final["episode_return"])))
+        if eval_episodes and (learner.steps >= next_eval or learner.exhausted):
+            next_eval = learner.steps + eval_every
+            if policy_ctrl is not None:
+                policy_ctrl.epsilon = 0.0
+            ctrl = {"mpc": mpc, "hybrid": hybrid}.get(agent, policy_ctrl)
+            if agent == "hybrid" and not policy_trusted():
+                ctrl = mpc
+            rets, act_ms, sources = _evaluate(ctrl, eval_actuator, eval_episodes, seed=seed)
+            dis = getattr(ctrl, "eval_disagreement", [])
+            evals.append(EvalPoint(learner.steps, rets))
+            bar.set_postfix_str(f"eval {evals[-1].mean:.1f} at {learner.steps}")
+            if threshold is not None and evals[-1].mean >= threshold and solved_at is None:
+                solved_at = learner.steps
+                if stop_when_solved:
+                    break
+    bar.close()
+    stats: dict[str, float] = {}
+    if isinstance(learner, ImaginationLearner) and learner.rollout_stats:
+        arr = np.asarray(learner.rollout_stats, dtype=float)
+        stats = {
+            "rounds": float(len(arr)),
+            "kept_per_round": float(arr[:, 0].mean()),
+            "stopped_fraction": float(arr[:, 1].mean()),
+            "mean_length": float(arr[:, 2].mean()),
+        }
+    if agent == "hybrid":
+        stats["policy_trusted_at_step"] = float(trusted_at) if trusted_at is not None else -1.0
+        if imagined_returns:
+            stats["last_imagined_policy_return"] = imagined_returns[-1][1]
+            stats["best_imagined_policy_return"] = max(r for _, r in imagined_returns)
+    if dis:
+        stats["eval_policy_disagreement_median"] = float(np.median(dis))
+        stats["eval_policy_disagreement_p95"] = float(np.quantile(dis, 0.95))
+    fits = dyna.fits
+    result = ImaginationRunResult(
+        env=env_id,
+        seed=seed,
+        real_steps=learner.steps,
+        evals=evals,
+        train_episodes=train_episodes,
+        solved_threshold=threshold,
+        solved_at_step=solved_at,
+        plan_ms=act_ms,
+        model_val_mse=fits[-1].val_mse if fits else math.nan,
+        verdicts=dict(verdicts),
+        seconds=time.perf_counter() - t0,
+        agent=agent,
+        act_ms=act_ms,
+        action_sources=dict(sources),
+        rollout_stats=stats,
+    )
+    actuator.close()
+    eval_actuator.close()
+    return result
+
+
+def _evaluate(
+    controller: Any, actuator: GymActuator, episodes: int, *, seed: int
+) -> tuple[list[float], list[float], Counter]:
+    """Greedy episodes with ``controller.act`` (no graph, no learning): returns, ms per action,
+    and who acted (``policy`` / ``mpc``)."""
+    returns, ms, sources = [], [], Counter()
+    controller.eval_disagreement = []  # policy decisions' disagreement, for calibration
+    for i in range(episodes):
+        obs = actuator.reset(seed=1_000_000 + seed * 1_000 + i)
+        controller.reset()
+        total, done = 0.0, False
+        while not done:
+            d = controller.act(obs)
+            ms.append(d.plan_ms)
+            src = "mpc" if d.n_candidates > 1 or d.reason.startswith("MPC") else "policy"
+            sources[src] += 1
+            if src == "policy":
+                controller.eval_disagreement.append(d.uncertainty)
+            res = actuator.step(d.action)
+            total += res.reward
+            obs = res.obs
+            done = res.terminated or res.truncated
+        returns.append(total)
+    return returns, ms, sources
