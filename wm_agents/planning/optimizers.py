@@ -138,12 +138,15 @@ class _Planner:
             actions, scores = actions[keep_idx], scores[keep_idx]
         return actions[: self.keep], scores[: self.keep]
 
-    def shift(self, plan: torch.Tensor) -> torch.Tensor:
-        """Warm start for the next step: drop the executed first action, repeat the last."""
+    def shift(self, plan: torch.Tensor) -> torch.Tensor | None:
+        """Warm start for the next step: drop the executed first action, repeat the last.
+
+        ``None`` when ``plan`` is not ``[H, A]`` for this planner (e.g. a plan kept from a run
+        with another horizon): such a plan is no valid warm start.
+        """
         plan = torch.as_tensor(plan, dtype=torch.float32)
         if plan.shape != (self.horizon, self.action_spec.dim):
-            # A plan from another horizon (e.g. a changed config) is not a valid warm start.
-            return None  # type: ignore[return-value]
+            return None
         return torch.cat([plan[1:], plan[-1:]], dim=0)
 
 
