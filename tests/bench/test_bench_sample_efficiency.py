@@ -1,0 +1,71 @@
+"""Sample-efficiency benchmark pieces at tiny sizes: planner run, DQN run, report + plot."""
+
+from __future__ import annotations
+
+import pytest
+
+from wm_agents.bench.common import write_json
+from wm_agents.bench.sample_efficiency import THRESHOLD, report, run_planner
+from wm_agents.bench.uncertainty import parse_variant, table
+
+TINY = dict(
+    max_steps=40,
+    warmup_steps=20,
+    refit_every=20,
+    eval_every=10,
+    ensemble_size=2,
+    hidden=16,
+    population=16,
+    elites=4,
+    horizon=3,
+    iterations=1,
+)
+
+
+def test_planner_tiny_run_and_report(tmp_path) -> None:
+    run = run_planner(0, eval_episodes=1, **TINY)
+    assert run.evals and run.evals[-1].real_steps == 40
+    blob = {
+        "summary": {
+            "seeds": [0],
+            "steps_to_reach": {"n": 1, "reached": 0, "median": None, "min": None, "max": None},
+            "steps_to_hold": {"n": 1, "reached": 0, "median": None, "min": None, "max": None},
+            "final_eval_mean": [run.evals[-1].mean],
+            "seconds_per_seed": 1.0,
+        },
+        "runs": [run.to_json(THRESHOLD)],
+    }
+    write_json(tmp_path / "sample_efficiency_planner.json", blob)
+    text = report(tmp_path)
+    assert "wm_agents planner" in text and (tmp_path / "sample_efficiency.png").exists()
+
+
+def test_dqn_tiny_run() -> None:
+    pytest.importorskip("stable_baselines3")
+    from wm_agents.bench.dqn_baseline import run_dqn
+
+    run = run_dqn(0, total_steps=200, eval_every=100, eval_episodes=1)
+    assert [e.real_steps for e in run.evals] == [100, 200]
+
+
+def test_uncertainty_variants_and_table() -> None:
+    assert parse_variant("E5:0.5") == (5, 0.5) and parse_variant("1:0") == (1, 0.0)
+    with pytest.raises(ValueError, match=r"E5:0\.5"):
+        parse_variant("five")
+    stat = {"n": 1, "reached": 1, "median": 300, "min": 300, "max": 300}
+    payload = {
+        "variants": [
+            {
+                "ensemble": 5,
+                "risk_weight": 0.5,
+                "failures": [2],
+                "summary": {
+                    "seeds": [0],
+                    "steps_to_reach": stat,
+                    "steps_to_hold": stat,
+                    "final_eval_mean": [500.0],
+                },
+            }
+        ]
+    }
+    assert "| 5 | 0.5 | 1 | 300 (300-300; 1/1)" in table(payload)

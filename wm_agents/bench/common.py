@@ -1,0 +1,197 @@
+"""Shared pieces of the benchmarks: learning curves, solve/hold statistics, machine facts, JSON.
+
+A learning curve is a list of :class:`EvalPoint` (real env steps so far, returns of the
+deterministic evaluation episodes).  Two numbers summarize it against a threshold (475 for
+CartPole-v1):
+
+* ``steps_to_reach``: real steps at the first evaluation whose mean is ``>= threshold``;
+* ``steps_to_hold``: real steps at the first evaluation from which *every* later evaluation of
+  the run is ``>= threshold`` (``None`` when the last evaluation is below it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "RESULTS_DIR",
+    "CurveRun",
+    "EvalPoint",
+    "machine_info",
+    "matmul_ceiling",
+    "median_range",
+    "steps_to_hold",
+    "steps_to_reach",
+    "summarize_runs",
+    "time_calls",
+    "write_json",
+]
+
+#: Where the benchmark scripts write JSON and PNG results (``benchmarks/results`` in a checkout).
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class EvalPoint:
+    """One evaluation: ``real_steps`` env steps of learning so far, and the episode returns."""
+
+    real_steps: int
+    returns: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns)) if self.returns else math.nan
+
+
+@dataclass
+class CurveRun:
+    """One seed of one method: its learning curve and how long it took."""
+
+    method: str
+    seed: int
+    evals: list[EvalPoint]
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self, threshold: float) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "seed": self.seed,
+            "seconds": round(self.seconds, 1),
+            "steps_to_reach": steps_to_reach(self.evals, threshold),
+            "steps_to_hold": steps_to_hold(self.evals, threshold),
+            "evals": [
+                {"real_steps": e.real_steps, "mean": round(e.mean, 2), "min": min(e.returns)}
+                for e in self.evals
+            ],
+            **self.extra,
+        }
+
+
+def steps_to_reach(evals: Sequence[EvalPoint], threshold: float) -> int | None:
+    """Real steps at the first evaluation with mean ``>= threshold`` (``None``: never)."""
+    for e in evals:
+        if e.mean >= threshold:
+            return e.real_steps
+    return None
+
+
+def steps_to_hold(evals: Sequence[EvalPoint], threshold: float) -> int | None:
+    """Real steps from which every later evaluation has mean ``>= threshold`` (``None``: never)."""
+    held: int | None = None
+    for e in evals:
+        if e.mean >= threshold:
+            held = e.real_steps if held is None else held
+        else:
+            held = None
+    return held
+
+
+def median_range(values: Sequence[int | None]) -> dict[str, Any]:
+    """Median, min and max over seeds; a seed that never got there counts as infinitely late.
+
+    The median is reported only when more than half of the seeds got there.
+    """
+    got = sorted(v for v in values if v is not None)
+    n = len(values)
+    out: dict[str, Any] = {"n": n, "reached": len(got)}
+    keyed = [v if v is not None else math.inf for v in values]
+    med = statistics.median(keyed) if keyed else math.inf
+    out["median"] = None if not math.isfinite(med) else med
+    out["min"] = got[0] if got else None
+    out["max"] = max(keyed) if got and len(got) == n else None
+    return out
+
+
+def summarize_runs(runs: Sequence[CurveRun], threshold: float) -> dict[str, Any]:
+    """Steps to reach / hold ``threshold``: median and range over the seeds of one method."""
+    return {
+        "seeds": [r.seed for r in runs],
+        "steps_to_reach": median_range([steps_to_reach(r.evals, threshold) for r in runs]),
+        "steps_to_hold": median_range([steps_to_hold(r.evals, threshold) for r in runs]),
+        "final_eval_mean": [round(r.evals[-1].mean, 1) if r.evals else None for r in runs],
+        "seconds_per_seed": round(float(np.mean([r.seconds for r in runs])), 1),
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = math.nan
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1min": round(load, 2),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+
+
+def time_calls(fn: Callable[[], Any], *, repeats: int, warmup: int = 2) -> list[float]:
+    """Milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def matmul_ceiling(dtype: str = "float32", size: int = 1024, repeats: int = 5) -> float:
+    """GFLOP/s of a square ``size`` matmul through torch in ``dtype`` (best of ``repeats``).
+
+    This is the machine's practical ceiling for the planner's arithmetic on the current number
+    of torch threads: a planning step cannot run its matmuls faster than this.
+    """
+    import torch
+
+    dt = getattr(torch, dtype)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(dt)
+    b = torch.randn(size, size, generator=g).to(dt)
+    ms = min(time_calls(lambda: a @ b, repeats=repeats, warmup=1))
+    return 2 * size**3 / (ms * 1e-3) / 1e9
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (plus nothing else) as indented JSON; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, default=_default) + "\n")
+    return path
+
+
+def _default(x: Any) -> Any:
+    if isinstance(x, (np.integer, np.floating)):
+        return x.item()
+    if hasattr(x, "__dataclass_fields__"):
+        return asdict(x)
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")

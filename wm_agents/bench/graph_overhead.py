@@ -1,0 +1,199 @@
+"""Graph overhead: one CartPole-v1 episode through the planning graph vs. a bare Python loop.
+
+The same controller (model, CEM planner, gate, warm starts) plays the same episode seeds three
+ways, interleaved so machine noise hits all of them alike:
+
+* ``bare``: ``controller.act(obs)`` then ``actuator.step`` in a plain ``while`` loop;
+* ``graph``: ``create_env_planning_graph().compile()`` (start -> propose -> imagine -> decide ->
+  act -> learn per step, nothing learned);
+* ``graph_sqlite``: the same graph compiled with a ``SqliteSaver`` (one checkpoint per node
+  execution, on a temporary file, with the library's serializer).
+
+Both paths make the same decisions (checked: equal episode returns and step counts), so the
+difference in wall time per step is what the graph (and the checkpointer) costs.  The model is
+fitted on ``--data`` random transitions; the planner settings are
+``wm_agents.runner.default_config("CartPole-v1")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from wm_agents.bench.common import RESULTS_DIR, machine_info, write_json
+
+__all__ = ["main", "measure_overhead"]
+
+
+def _agent(seed: int, data: int, overrides: dict[str, Any]) -> tuple[Any, Any, Any]:
+    from wm_agents.envs.gym_actuator import GymActuator
+    from wm_agents.neural.trainer import FitConfig, fit_ensemble
+    from wm_agents.runner import build_agent, default_config
+
+    cfg = default_config("CartPole-v1", **overrides)
+    actuator = GymActuator(gym.make("CartPole-v1"))
+    model, controller = build_agent(actuator, cfg, seed)
+    rng = np.random.default_rng(seed)
+    obs = actuator.reset(seed=seed)
+    for _ in range(data):
+        a = actuator.sample_action(rng)
+        res = actuator.step(a)
+        model.buffer.add(obs, a, res.reward, res.obs, res.terminated, res.truncated)
+        obs = res.obs
+        if res.terminated or res.truncated:
+            obs = actuator.reset()
+    fit_ensemble(model, model.buffer.all(), FitConfig(seed=seed, max_epochs=60))
+    return actuator, controller, cfg
+
+
+def bare_episode(actuator: Any, controller: Any, seed: int, limit: int) -> tuple[float, int]:
+    """The planner in a plain loop: returns (episode return, steps)."""
+    controller.reset()
+    obs = actuator.reset(seed=seed)
+    total, steps, done = 0.0, 0, False
+    while not done and steps < limit:
+        decision = controller.act(obs)
+        res = actuator.step(decision.action)
+        total += res.reward
+        steps += 1
+        obs = res.obs
+        done = res.terminated or res.truncated
+    return total, steps
+
+
+def graph_episode(
+    graph: Any, actuator: Any, controller: Any, seed: int, limit: int, max_replans: int, thread: str
+) -> tuple[float, int]:
+    """The planner through the compiled planning graph: returns (episode return, steps)."""
+    from wm_agents.graph.env_graph import EnvPlanningContext, episode_config
+
+    ctx = EnvPlanningContext(actuator=actuator, controller=controller, max_steps=limit)
+    config = episode_config(limit, max_replans, configurable={"thread_id": thread})
+    final = graph.invoke({"seed": seed}, context=ctx, config=config)
+    return float(final["episode_return"]), int(final["step"])
+
+
+def measure_overhead(
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    data: int = 1000,
+    limit: int = 500,
+    repeats: int = 1,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Seconds per episode and per step for bare / graph / graph_sqlite (see module doc)."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from wm_agents.graph.env_graph import create_env_planning_graph
+    from wm_agents.serialization import checkpoint_serializer
+
+    actuator, controller, cfg = _agent(0, data, overrides)
+    graph = create_env_planning_graph().compile()
+    tmp = tempfile.TemporaryDirectory()
+    conn = sqlite3.connect(str(Path(tmp.name) / "ckpt.sqlite"), check_same_thread=False)
+    saver = SqliteSaver(conn, serde=checkpoint_serializer())
+    graph_sql = create_env_planning_graph().compile(checkpointer=saver)
+    times: dict[str, list[float]] = {"bare": [], "graph": [], "graph_sqlite": []}
+    per_step: dict[str, list[float]] = {k: [] for k in times}
+    episodes = []
+    for rep in range(repeats):
+        for seed in seeds:
+            row: dict[str, Any] = {"seed": seed, "repeat": rep}
+            for name in times:  # interleaved: the same noise for all three
+                controller.reset()
+                t0 = time.perf_counter()
+                if name == "bare":
+                    ret, steps = bare_episode(actuator, controller, 1_000_000 + seed, limit)
+                else:
+                    g = graph if name == "graph" else graph_sql
+                    ret, steps = graph_episode(
+                        g,
+                        actuator,
+                        controller,
+                        1_000_000 + seed,
+                        limit,
+                        cfg.max_replans,
+                        f"{name}-{seed}-{rep}",
+                    )
+                dt = time.perf_counter() - t0
+                times[name].append(dt)
+                per_step[name].append(dt / max(steps, 1) * 1e3)
+                row[name] = {"return": ret, "steps": steps, "seconds": round(dt, 3)}
+            episodes.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    conn.close()
+    tmp.cleanup()
+    same = all(
+        r["bare"]["steps"] == r["graph"]["steps"] == r["graph_sqlite"]["steps"] for r in episodes
+    )
+    total = {k: sum(v) for k, v in times.items()}
+    summary = {
+        "same_decisions": same,
+        "ms_per_step_median": {k: round(statistics.median(v), 2) for k, v in per_step.items()},
+        "overhead_graph_pct": round(100 * (total["graph"] - total["bare"]) / total["graph"], 2),
+        "overhead_graph_sqlite_pct": round(
+            100 * (total["graph_sqlite"] - total["bare"]) / total["graph_sqlite"], 2
+        ),
+        "overhead_ms_per_step": {
+            k: round(1e3 * (total[k] - total["bare"]) / sum(r[k]["steps"] for r in episodes), 3)
+            for k in ("graph", "graph_sqlite")
+        },
+    }
+    return {
+        "benchmark": "graph_overhead",
+        "machine": machine_info(),
+        "planner": {
+            k: getattr(cfg, k)
+            for k in ("planner", "horizon", "population", "elites", "iterations", "particles")
+        },
+        "summary": summary,
+        "episodes": episodes,
+    }
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``graph_overhead.py`` / ``wm-agents bench graph``."""
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--data", type=int, default=1000, help="random transitions the model sees")
+    p.add_argument("--limit", type=int, default=500, help="steps per episode at most")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--population", type=int, default=None, help="override the default config")
+    p.add_argument("--horizon", type=int, default=None, help="override the default config")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=str(RESULTS_DIR / "graph_overhead.json"))
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Measure and write the JSON; prints the summary."""
+    torch.set_num_threads(max(1, args.threads))
+    payload = measure_overhead(
+        seeds=args.seeds,
+        data=args.data,
+        limit=args.limit,
+        repeats=args.repeats,
+        population=args.population,
+        horizon=args.horizon,
+    )
+    if args.out:
+        write_json(args.out, payload)
+    print(json.dumps(payload["summary"]))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python benchmarks/graph_overhead.py``"""
+    p = argparse.ArgumentParser(description="graph overhead (see BENCHMARKS.md)")
+    add_arguments(p)
+    return run_cli(p.parse_args(argv))

@@ -1,0 +1,216 @@
+"""Sample efficiency on CartPole-v1: the world-model planner vs. SB3 DQN vs. the seed's recipe.
+
+Each method runs ``--seeds`` seeds and writes ``sample_efficiency_<method>.json`` under the
+results folder; ``report`` reads whichever files exist and writes the markdown table and
+``sample_efficiency.png`` (learning curves: evaluation mean against real environment steps,
+median over seeds with the min-max band).  Every evaluation is 10 deterministic episodes on a
+separate env whose seeds are ``1_000_000 + 1_000 * seed + i`` for every method.
+
+    python benchmarks/sample_efficiency.py run --method dqn --seeds 0 1 2 3 4
+    python benchmarks/sample_efficiency.py run --method planner --seeds 0 1 2 3 4
+    python benchmarks/sample_efficiency.py run --method seed_recipe --seeds 0 1 2 3 4
+    python benchmarks/sample_efficiency.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wm_agents.bench.common import (
+    RESULTS_DIR,
+    CurveRun,
+    EvalPoint,
+    machine_info,
+    summarize_runs,
+    write_json,
+)
+
+__all__ = ["add_arguments", "main", "report", "run_method", "run_planner"]
+
+THRESHOLD = 475.0
+METHODS = ("planner", "dqn", "seed_recipe")
+LABELS = {
+    "planner": "wm_agents planner (Dyna/MPC through the graph)",
+    "dqn": "SB3 DQN (rl-baselines3-zoo CartPole-v1)",
+    "seed_recipe": "seed recipe (1 MLP, random shooting 50x20)",
+}
+
+
+def run_planner(seed: int, *, eval_episodes: int = 10, **overrides: Any) -> CurveRun:
+    """One seed of the Dyna/MPC agent with ``default_config("CartPole-v1")`` (+ overrides)."""
+    from wm_agents.runner import _jsonable, default_config, run_gym
+
+    cfg = default_config("CartPole-v1", eval_episodes=eval_episodes, **overrides)
+    res = run_gym("CartPole-v1", seed=seed, config=cfg, progress=False)
+    evals = [EvalPoint(e.real_steps, tuple(e.returns)) for e in res.evals]
+    # Training episodes after the random warm-up that fell before the time limit (500 steps);
+    # the last one is left out because the step budget, not the pole, may have ended it.
+    planned = [ret for steps, ret in res.train_episodes[:-1] if steps > cfg.warmup_steps]
+    failures = sum(1 for ret in planned if ret < 500)
+    extra = {
+        "config": _jsonable(asdict(cfg)),
+        "plan_ms_median": float(np.median(res.plan_ms)) if res.plan_ms else None,
+        "train_episodes_planned": len(planned),
+        "train_failures_after_warmup": failures,
+        "verdicts": res.verdicts,
+    }
+    return CurveRun("planner", seed, evals, res.seconds, extra)
+
+
+def run_method(method: str, seed: int, args: argparse.Namespace) -> CurveRun:
+    """One seed of ``method`` with the sizes given on the command line."""
+    if method == "planner":
+        return run_planner(
+            seed,
+            eval_episodes=args.eval_episodes,
+            max_steps=args.planner_steps,
+            eval_every=args.planner_eval_every,
+        )
+    if method == "dqn":
+        from wm_agents.bench.dqn_baseline import run_dqn
+
+        return run_dqn(
+            seed,
+            total_steps=args.dqn_steps,
+            eval_every=args.dqn_eval_every,
+            eval_episodes=args.eval_episodes,
+        )
+    if method == "seed_recipe":
+        from wm_agents.bench.seed_recipe import run_seed_recipe
+
+        return run_seed_recipe(
+            seed, data_sizes=tuple(args.recipe_sizes), eval_episodes=args.eval_episodes
+        )
+    raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+
+
+def report(results: Path, *, plot: bool = True) -> str:
+    """Markdown table (and the PNG) from every ``sample_efficiency_*.json`` in ``results``."""
+    rows = [
+        "| method | seeds | real steps to first reach 475: median (min-max) "
+        "| real steps to hold 475: median (min-max) | final eval mean per seed | s per seed |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    data = {}
+    for method in METHODS:
+        path = results / f"sample_efficiency_{method}.json"
+        if not path.exists():
+            continue
+        data[method] = blob = json.loads(path.read_text())
+        s = blob["summary"]
+        rows.append(
+            f"| {LABELS[method]} | {len(s['seeds'])} | {_fmt(s['steps_to_reach'])} "
+            f"| {_fmt(s['steps_to_hold'])} | {s['final_eval_mean']} | {s['seconds_per_seed']} |"
+        )
+    table = "\n".join(rows)
+    if plot and data:
+        _plot(data, results / "sample_efficiency.png")
+    return table
+
+
+def _fmt(stat: dict[str, Any]) -> str:
+    if stat["median"] is None:
+        return f"not reached by most seeds ({stat['reached']}/{stat['n']})"
+    rng = (
+        f"{stat['min']:,}-{stat['max']:,}" if stat["max"] is not None else f"{stat['min']:,}-never"
+    )
+    return f"**{stat['median']:,.0f}** ({rng}; {stat['reached']}/{stat['n']})"
+
+
+def _plot(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, (method, blob) in enumerate(data.items()):
+        color = f"C{i}"
+        for run in blob["runs"]:
+            xs = [e["real_steps"] for e in run["evals"]]
+            ys = [e["mean"] for e in run["evals"]]
+            ax.plot(xs, ys, "-", color=color, alpha=0.35, lw=1)
+        # Median curve on the evaluation points of the first seed's grid (nearest point).
+        grid = sorted({e["real_steps"] for r in blob["runs"] for e in r["evals"]})
+        med = []
+        for x in grid:
+            vals = []
+            for run in blob["runs"]:
+                pts = [e for e in run["evals"] if e["real_steps"] <= x]
+                if pts:
+                    vals.append(pts[-1]["mean"])
+            med.append(float(np.median(vals)) if vals else np.nan)
+        ax.plot(
+            grid,
+            med,
+            "o-" if len(grid) < 12 else "-",
+            color=color,
+            lw=2,
+            ms=3,
+            label=f"{LABELS[method]} (median of {len(blob['runs'])})",
+        )
+    ax.axhline(THRESHOLD, ls="--", color="0.4", lw=1, label="475 (solved)")
+    ax.set_xscale("log")
+    ax.set_xlabel("real environment steps (log scale)")
+    ax.set_ylabel("evaluation mean return (10 deterministic episodes)")
+    ax.set_title("CartPole-v1 sample efficiency (thin lines: individual seeds)")
+    ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``sample_efficiency.py`` / ``wm-agents bench sample-efficiency``."""
+    p.add_argument("action", choices=["run", "report"], help="run one method's seeds, or report")
+    p.add_argument("--method", choices=METHODS, default="planner")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--planner-steps", type=int, default=None, help="default: default_config")
+    p.add_argument("--planner-eval-every", type=int, default=None, help="default: default_config")
+    p.add_argument("--dqn-steps", type=int, default=50_000, help="the zoo's n_timesteps")
+    p.add_argument("--dqn-eval-every", type=int, default=1000)
+    p.add_argument("--recipe-sizes", type=int, nargs="+", default=[250, 500, 1000, 2000, 5000])
+    p.add_argument("--results", type=Path, default=RESULTS_DIR)
+    p.add_argument("--threads", type=int, default=1)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run (or report) as the parsed options say; prints JSON / markdown to stdout."""
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    if args.action == "report":
+        print(report(args.results))
+        return 0
+    runs = []
+    for seed in args.seeds:
+        run = run_method(args.method, seed, args)
+        runs.append(run)
+        print(json.dumps(run.to_json(THRESHOLD)), file=sys.stderr, flush=True)
+    payload = {
+        "benchmark": "sample_efficiency",
+        "method": args.method,
+        "threshold": THRESHOLD,
+        "machine": machine_info(),
+        "summary": summarize_runs(runs, THRESHOLD),
+        "runs": [r.to_json(THRESHOLD) for r in runs],
+    }
+    out = write_json(args.results / f"sample_efficiency_{args.method}.json", payload)
+    print(json.dumps({"written": str(out), **payload["summary"]}))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python benchmarks/sample_efficiency.py ...``"""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run_cli(parser.parse_args(argv))
