@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 
 from wm_agents.core import Decision
 
@@ -43,6 +44,28 @@ def route_verdict(decision: Decision | dict | None) -> str:
     return _VERDICT_TO_NODE[verdict]
 
 
+def _context_guard(
+    default_context: Callable[[], Any] | None, hint: str
+) -> Callable[[Node], Node]:
+    """Wrap nodes so a run without a runtime context gets the default one, or a clear error."""
+    cache: list[Any] = []
+
+    def wrap(node: Node) -> Node:
+        def run(state: Any, runtime: Runtime) -> Any:
+            if runtime.context is None:
+                if default_context is None:
+                    raise ValueError(f"this graph needs {hint}")
+                if not cache:
+                    cache.append(default_context())
+                runtime = runtime.override(context=cache[0])
+            return node(state, runtime)
+
+        run.__name__ = getattr(node, "__name__", "node").lstrip("_")
+        return run
+
+    return wrap
+
+
 def build_planning_graph(
     state_schema: type,
     *,
@@ -60,6 +83,8 @@ def build_planning_graph(
     done_key: str = "done",
     finish_from_propose: bool = False,
     ask_destinations: tuple[str, ...] = (),
+    default_context: Callable[[], Any] | None = None,
+    context_hint: str = "context=... at invoke time",
 ) -> StateGraph:
     """Assemble the planning graph from its parts; returns it uncompiled so it can be extended.
 
@@ -80,7 +105,15 @@ def build_planning_graph(
             to ``imagine``.
         ask_destinations: nodes the ``ask`` node may ``Command(goto=...)`` to (for drawing the
             graph, e.g. in LangGraph Studio; routing works without it).
+        default_context: builds a runtime context (once, lazily) for runs invoked without one,
+            such as LangGraph Studio / ``langgraph dev``, whose clients can only send JSON.
+            Without it a run with no context fails with a ``ValueError`` naming
+            ``context_hint``.
     """
+    if context_schema is not None:
+        wrap = _context_guard(default_context, context_hint)
+        propose, imagine, decide, act, learn = map(wrap, (propose, imagine, decide, act, learn))
+        start, ask, refuse = (wrap(n) if n is not None else None for n in (start, ask, refuse))
     graph = StateGraph(state_schema, context_schema=context_schema)
     graph.add_node("propose", propose)
     graph.add_node("imagine", imagine)

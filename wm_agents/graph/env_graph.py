@@ -212,33 +212,17 @@ def create_env_planning_graph(
     runs that pass none, such as LangGraph Studio / ``langgraph dev``, where the client can
     only send JSON.
     """
-    cache: list[EnvPlanningContext] = []
-
-    def with_context(node: Callable[..., Any]) -> Callable[..., Any]:
-        def run(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> Any:
-            if runtime.context is None:
-                if default_context is None:
-                    raise ValueError(
-                        "the env planning graph needs context=EnvPlanningContext(actuator=..., "
-                        "controller=...) at invoke time"
-                    )
-                if not cache:
-                    cache.append(default_context())
-                runtime = runtime.override(context=cache[0])
-            return node(state, runtime)
-
-        run.__name__ = node.__name__.lstrip("_")
-        return run
-
     return build_planning_graph(
         EnvPlanningState,
         context_schema=EnvPlanningContext,
-        start=with_context(_start),
-        propose=with_context(_propose),
-        imagine=with_context(_imagine),
-        decide=with_context(_decide),
-        act=with_context(_act),
-        learn=with_context(_learn),
+        start=_start,
+        propose=_propose,
+        imagine=_imagine,
+        decide=_decide,
+        act=_act,
+        learn=_learn,
+        default_context=default_context,
+        context_hint="context=EnvPlanningContext(actuator=..., controller=...) at invoke time",
     )
 
 

@@ -411,35 +411,20 @@ def create_tool_agent_graph(
     ``default_context`` builds a context (once, lazily) for runs that pass none, such as
     LangGraph Studio / ``langgraph dev``, whose clients can only send JSON.
     """
-    cache: list[ToolAgentContext] = []
-
-    def with_context(node: Callable[..., Any]) -> Callable[..., Any]:
-        def run(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> Any:
-            if runtime.context is None:
-                if default_context is None:
-                    raise ValueError(
-                        "the tool agent needs context=ToolAgentContext(proposer=..., "
-                        "predictor=..., tools=...) at invoke time"
-                    )
-                if not cache:
-                    cache.append(default_context())
-                runtime = runtime.override(context=cache[0])
-            return node(state, runtime)
-
-        run.__name__ = node.__name__.lstrip("_")
-        return run
-
     return build_planning_graph(
         ToolAgentState,
         context_schema=ToolAgentContext,
-        propose=with_context(_propose),
-        imagine=with_context(_imagine),
-        decide=with_context(_decide),
-        act=with_context(_act),
-        learn=with_context(_learn),
-        ask=with_context(_ask),
-        refuse=with_context(_refuse),
+        propose=_propose,
+        imagine=_imagine,
+        decide=_decide,
+        act=_act,
+        learn=_learn,
+        ask=_ask,
+        refuse=_refuse,
         after_refuse="propose",
         finish_from_propose=True,
         ask_destinations=("act", "propose"),
+        default_context=default_context,
+        context_hint="context=ToolAgentContext(proposer=..., predictor=..., tools=...) at invoke "
+        "time",
     )
