@@ -8,13 +8,12 @@ Invoke with input ``{"seed": 0}``; each run is one episode.
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from wm_agents.envs import GymActuator
 from wm_agents.graph import EnvPlanningContext, create_env_planning_graph, episode_config
 from wm_agents.neural.dyna import DynaLearner
-from wm_agents.runner import build_agent, default_config
+from wm_agents.runner import build_agent, default_config, random_warmup
 
 ENV_ID = "CartPole-v1"
 SEED = 0
@@ -27,14 +26,7 @@ def make_context() -> EnvPlanningContext:
     actuator = GymActuator(gym.make(ENV_ID))
     model, controller = build_agent(actuator, config, SEED)
     learner = DynaLearner(model, config.refit_every, config.fit)
-    rng = np.random.default_rng(SEED)
-    obs = actuator.reset(seed=SEED)
-    for _ in range(config.warmup_steps):
-        action = actuator.sample_action(rng)
-        res = actuator.step(action)
-        learner.observe(obs, action, res.reward, res.obs, res.terminated, res.truncated)
-        obs = res.obs if not (res.terminated or res.truncated) else actuator.reset()
-    model.buffer.mark_episode_end()
+    random_warmup(actuator, learner, config.warmup_steps, seed=SEED)
     learner.fit()
     return EnvPlanningContext(actuator=actuator, controller=controller, learner=learner)
 

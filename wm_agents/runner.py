@@ -41,6 +41,7 @@ __all__ = [
     "build_controller",
     "default_config",
     "evaluate",
+    "random_warmup",
     "run_gym",
 ]
 
@@ -237,6 +238,39 @@ def evaluate(
     return returns, records
 
 
+def random_warmup(
+    actuator: GymActuator,
+    learner: Any,
+    steps: int,
+    *,
+    seed: int,
+    on_step: Callable[[], None] | None = None,
+) -> list[tuple[int, float]]:
+    """Uniformly random actions (from a numpy Generator seeded with ``seed``) fed to ``learner``.
+
+    ``learner`` is anything with ``observe(obs, action, reward, next_obs, terminated,
+    truncated)``, ``steps`` and ``model`` (a :class:`DynaLearner`).  Episodes reset with seeds
+    derived from ``seed``.  Returns ``(real steps so far, return)`` per finished episode.
+    """
+    rng = np.random.default_rng(seed)
+    episodes: list[tuple[int, float]] = []
+    ep_return = 0.0
+    obs = actuator.reset(seed=seed * 10_000)
+    for _ in range(steps):
+        action = actuator.sample_action(rng)
+        res = actuator.step(action)
+        ep_return += res.reward
+        learner.observe(obs, action, res.reward, res.obs, res.terminated, res.truncated)
+        if on_step is not None:
+            on_step()
+        obs = res.obs
+        if res.terminated or res.truncated:
+            episodes.append((learner.steps, ep_return))
+            ep_return, obs = 0.0, actuator.reset(seed=seed * 10_000 + len(episodes))
+    learner.model.buffer.mark_episode_end()
+    return episodes
+
+
 def run_gym(
     env_id: str,
     *,
@@ -271,22 +305,10 @@ def run_gym(
         unit="step",
         mininterval=1.0,
     )
-    # Warm-up: uniformly random actions from the run's own numpy Generator.
-    rng = np.random.default_rng(seed)
-    episode, train_episodes, ep_return = 0, [], 0.0
-    obs = actuator.reset(seed=seed * 10_000)
-    for _ in range(cfg.warmup_steps):
-        action = actuator.sample_action(rng)
-        res = actuator.step(action)
-        ep_return += res.reward
-        learner.observe(obs, action, res.reward, res.obs, res.terminated, res.truncated)
-        bar.update(1)
-        obs = res.obs
-        if res.terminated or res.truncated:
-            train_episodes.append((learner.steps, ep_return))
-            episode += 1
-            ep_return, obs = 0.0, actuator.reset(seed=seed * 10_000 + episode)
-    model.buffer.mark_episode_end()
+    train_episodes = random_warmup(
+        actuator, learner, cfg.warmup_steps, seed=seed, on_step=lambda: bar.update(1)
+    )
+    episode = len(train_episodes)  # the loop below numbers MPC episodes from here
     if cfg.warmup_steps % cfg.refit_every:
         learner.fit()
 

@@ -38,7 +38,14 @@ from wm_agents.imagination.mbpo import ImaginationConfig, ImaginationLearner
 from wm_agents.imagination.sac import SACConfig, SACLearner
 from wm_agents.imagination.trust import imagined_policy_return
 from wm_agents.neural.dyna import DynaLearner
-from wm_agents.runner import AgentConfig, EvalPoint, RunResult, build_agent, default_config
+from wm_agents.runner import (
+    AgentConfig,
+    EvalPoint,
+    RunResult,
+    build_agent,
+    default_config,
+    random_warmup,
+)
 
 __all__ = ["AgentKind", "ImaginationRunResult", "run_imagination_gym"]
 
@@ -155,21 +162,10 @@ def run_imagination_gym(
 
     bar = tqdm(total=steps, desc=f"{env_id} {agent}", disable=not progress, unit="step")
 
-    rng = np.random.default_rng(seed)
-    episode, train_episodes, ep_return = 0, [], 0.0
-    obs = actuator.reset(seed=seed * 10_000)
-    for _ in range(cfg.warmup_steps):
-        action = actuator.sample_action(rng)
-        res = actuator.step(action)
-        ep_return += res.reward
-        learner.observe(obs, action, res.reward, res.obs, res.terminated, res.truncated)
-        bar.update(1)
-        obs = res.obs
-        if res.terminated or res.truncated:
-            train_episodes.append((learner.steps, ep_return))
-            episode += 1
-            ep_return, obs = 0.0, actuator.reset(seed=seed * 10_000 + episode)
-    model.buffer.mark_episode_end()
+    train_episodes = random_warmup(
+        actuator, learner, cfg.warmup_steps, seed=seed, on_step=lambda: bar.update(1)
+    )
+    episode = len(train_episodes)
     if agent != "dqn" and cfg.warmup_steps % cfg.refit_every:
         dyna.fit()
 
