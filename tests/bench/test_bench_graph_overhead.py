@@ -6,7 +6,17 @@ from wm_agents.bench.graph_overhead import measure_overhead
 
 
 def test_graph_overhead_tiny() -> None:
-    out = measure_overhead(seeds=[0], data=40, limit=4, population=40, horizon=3)
+    out = measure_overhead(
+        seeds=[0],
+        train_steps=30,
+        limit=4,
+        population=40,
+        horizon=3,
+        warmup_steps=20,
+        refit_every=20,
+        hidden=16,
+        ensemble_size=2,
+    )
     s = out["summary"]
     assert s["same_decisions"]
     assert set(s["ms_per_step_median"]) == {"bare", "graph", "graph_sqlite"}

@@ -10,9 +10,10 @@ ways, interleaved so machine noise hits all of them alike:
   execution, on a temporary file, with the library's serializer).
 
 Both paths make the same decisions (checked: equal episode returns and step counts), so the
-difference in wall time per step is what the graph (and the checkpointer) costs.  The model is
-fitted on ``--data`` random transitions; the planner settings are
-``wm_agents.runner.default_config("CartPole-v1")``.
+difference in wall time per step is what the graph (and the checkpointer) costs.  The agent
+first learns for ``--train-steps`` real steps with ``run_gym`` and
+``wm_agents.runner.default_config("CartPole-v1")`` (so episodes are full length), and the planner
+generator is reseeded per episode.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from wm_agents.bench.common import RESULTS_DIR, machine_info, write_json
@@ -37,24 +37,22 @@ from wm_agents.bench.common import RESULTS_DIR, machine_info, write_json
 __all__ = ["main", "measure_overhead"]
 
 
-def _agent(seed: int, data: int, overrides: dict[str, Any]) -> tuple[Any, Any, Any]:
+def _agent(seed: int, train_steps: int, overrides: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """A controller whose model learned CartPole the normal way (``run_gym``, no evaluation)."""
+    from dataclasses import replace
+
     from wm_agents.envs.gym_actuator import GymActuator
-    from wm_agents.neural.trainer import FitConfig, fit_ensemble
-    from wm_agents.runner import build_agent, default_config
+    from wm_agents.neural.ensemble import EnsembleDynamicsModel
+    from wm_agents.runner import build_agent, default_config, run_gym
 
     cfg = default_config("CartPole-v1", **overrides)
+    learn_cfg = replace(cfg, max_steps=train_steps, eval_episodes=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        run_gym("CartPole-v1", seed=seed, config=learn_cfg, out=tmp, progress=False)
+        trained = EnsembleDynamicsModel.load(Path(tmp) / "model.pt")
     actuator = GymActuator(gym.make("CartPole-v1"))
     model, controller = build_agent(actuator, cfg, seed)
-    rng = np.random.default_rng(seed)
-    obs = actuator.reset(seed=seed)
-    for _ in range(data):
-        a = actuator.sample_action(rng)
-        res = actuator.step(a)
-        model.buffer.add(obs, a, res.reward, res.obs, res.terminated, res.truncated)
-        obs = res.obs
-        if res.terminated or res.truncated:
-            obs = actuator.reset()
-    fit_ensemble(model, model.buffer.all(), FitConfig(seed=seed, max_epochs=60))
+    model.load_state_dict(trained.state_dict())
     return actuator, controller, cfg
 
 
@@ -88,7 +86,7 @@ def graph_episode(
 def measure_overhead(
     *,
     seeds: Sequence[int] = (0, 1, 2),
-    data: int = 1000,
+    train_steps: int = 1000,
     limit: int = 500,
     repeats: int = 1,
     **overrides: Any,
@@ -99,7 +97,7 @@ def measure_overhead(
     from wm_agents.graph.env_graph import create_env_planning_graph
     from wm_agents.serialization import checkpoint_serializer
 
-    actuator, controller, cfg = _agent(0, data, overrides)
+    actuator, controller, cfg = _agent(0, train_steps, overrides)
     graph = create_env_planning_graph().compile()
     tmp = tempfile.TemporaryDirectory()
     conn = sqlite3.connect(str(Path(tmp.name) / "ckpt.sqlite"), check_same_thread=False)
@@ -113,6 +111,8 @@ def measure_overhead(
             row: dict[str, Any] = {"seed": seed, "repeat": rep}
             for name in times:  # interleaved: the same noise for all three
                 controller.reset()
+                # The same planner randomness for every variant: the same decisions.
+                controller.planner.generator.manual_seed(seed)
                 t0 = time.perf_counter()
                 if name == "bare":
                     ret, steps = bare_episode(actuator, controller, 1_000_000 + seed, limit)
@@ -136,7 +136,9 @@ def measure_overhead(
     conn.close()
     tmp.cleanup()
     same = all(
-        r["bare"]["steps"] == r["graph"]["steps"] == r["graph_sqlite"]["steps"] for r in episodes
+        r["bare"]["steps"] == r["graph"]["steps"] == r["graph_sqlite"]["steps"]
+        and r["bare"]["return"] == r["graph"]["return"] == r["graph_sqlite"]["return"]
+        for r in episodes
     )
     total = {k: sum(v) for k, v in times.items()}
     summary = {
@@ -166,7 +168,9 @@ def measure_overhead(
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``graph_overhead.py`` / ``wm-agents bench graph``."""
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--data", type=int, default=1000, help="random transitions the model sees")
+    p.add_argument(
+        "--train-steps", type=int, default=1000, help="real steps the agent learns from first"
+    )
     p.add_argument("--limit", type=int, default=500, help="steps per episode at most")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--population", type=int, default=None, help="override the default config")
@@ -180,7 +184,7 @@ def run_cli(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     payload = measure_overhead(
         seeds=args.seeds,
-        data=args.data,
+        train_steps=args.train_steps,
         limit=args.limit,
         repeats=args.repeats,
         population=args.population,

@@ -350,6 +350,49 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def table(payload: dict[str, Any]) -> str:
+    """Markdown table of a :func:`run_suite` payload."""
+    ceiling = payload["matmul_ceiling_gflops"]
+    out = [
+        "| H | particles | mode | ms per decision: median (min-max over states) "
+        "| vs float32 | same action as float32 | nominal GFLOP | effective GFLOP/s "
+        "| % of matmul ceiling |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in payload["rows"]:
+        if r.get("vs_seed_loop"):
+            continue
+        peak = ceiling["bfloat16" if r["mode"].startswith("bfloat16") else "float32"]
+        out.append(
+            f"| {r['horizon']} | {r['particles']} | {r['mode']} "
+            f"| {r['ms_median']:.1f} ({r['ms_min']:.1f}-{r['ms_max']:.1f}) "
+            f"| {r.get('speedup_vs_first', 1.0):.2f}x | {_pct(r.get('match_first', 1.0))} "
+            f"| {r['nominal_gflop']:.2f} | {r['effective_gflops']:.0f} "
+            f"| {100 * r['effective_gflops'] / peak:.0f}% |"
+        )
+    loops = [r for r in payload["rows"] if r.get("vs_seed_loop")]
+    if loops:
+        out += [
+            "",
+            "| H | planner | ms per decision | the seed's loop takes | same action as float32 |",
+            "|---:|---|---:|---:|---:|",
+        ]
+        for r in loops:
+            seed = next(
+                x for x in loops if x["horizon"] == r["horizon"] and x["mode"] == "seed-loop"
+            )
+            times = "(itself)" if r is seed else f"{seed['ms_median'] / r['ms_median']:.0f}x longer"
+            out.append(
+                f"| {r['horizon']} | {r['mode']} | {r['ms_median']:.0f} | {times} "
+                f"| {_pct(r.get('match_first', 1.0))} |"
+            )
+    return "\n".join(out)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``wm-agents bench plan`` (one configuration)."""
     p.add_argument("--population", type=int, default=500)
@@ -427,5 +470,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     payload = run_suite(args)
     write_json(args.out, payload)
-    print(json.dumps({"written": args.out}))
+    print(f"matmul ceiling (GFLOP/s, 1024^3): {payload['matmul_ceiling_gflops']}")
+    print(table(payload))
     return 0

@@ -134,37 +134,41 @@ def _plot(data: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for i, (method, blob) in enumerate(data.items()):
         color = f"C{i}"
-        for run in blob["runs"]:
+        runs = blob["runs"]
+        for run in runs:
             xs = [e["real_steps"] for e in run["evals"]]
             ys = [e["mean"] for e in run["evals"]]
-            ax.plot(xs, ys, "-", color=color, alpha=0.35, lw=1)
-        # Median curve on the evaluation points of the first seed's grid (nearest point).
-        grid = sorted({e["real_steps"] for r in blob["runs"] for e in r["evals"]})
-        med = []
-        for x in grid:
-            vals = []
-            for run in blob["runs"]:
-                pts = [e for e in run["evals"] if e["real_steps"] <= x]
-                if pts:
-                    vals.append(pts[-1]["mean"])
-            med.append(float(np.median(vals)) if vals else np.nan)
+            ax.plot(xs, ys, ".-", color=color, alpha=0.35, lw=1, ms=4)
+        # Median over seeds at each evaluation step, using each seed's latest evaluation at or
+        # before it, from the step where every seed has been evaluated at least once.
+        start = max(r["evals"][0]["real_steps"] for r in runs)
+        grid = sorted({e["real_steps"] for r in runs for e in r["evals"]} | {start})
+        grid = [x for x in grid if x >= start]
+        med = [
+            float(
+                np.median(
+                    [[e for e in r["evals"] if e["real_steps"] <= x][-1]["mean"] for r in runs]
+                )
+            )
+            for x in grid
+        ]
         ax.plot(
             grid,
             med,
             "o-" if len(grid) < 12 else "-",
             color=color,
             lw=2,
-            ms=3,
-            label=f"{LABELS[method]} (median of {len(blob['runs'])})",
+            ms=5,
+            label=f"{LABELS[method]} (median of {len(runs)} seeds)",
         )
     ax.axhline(THRESHOLD, ls="--", color="0.4", lw=1, label="475 (solved)")
     ax.set_xscale("log")
     ax.set_xlabel("real environment steps (log scale)")
     ax.set_ylabel("evaluation mean return (10 deterministic episodes)")
     ax.set_title("CartPole-v1 sample efficiency (thin lines: individual seeds)")
-    ax.legend(loc="upper left", fontsize=7)
+    ax.legend(loc="center right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 

@@ -88,6 +88,23 @@ def _baseline_runs(args: argparse.Namespace) -> dict[int, CurveRun]:
     return out
 
 
+def _earlier_runs(args: argparse.Namespace) -> dict[tuple[int, float, int], CurveRun]:
+    """Runs already in ``--out`` with the same budget (so adding seeds re-runs nothing)."""
+    if not args.out or not Path(args.out).exists() or args.max_steps is not None:
+        return {}
+    out = {}
+    for v in json.loads(Path(args.out).read_text())["variants"]:
+        for r in v["runs"]:
+            if r.get("config", {}).get("eval_episodes", args.eval_episodes) != args.eval_episodes:
+                continue
+            evals = [EvalPoint(e["real_steps"], (e["mean"],)) for e in r["evals"]]
+            extra = {k: r[k] for k in ("train_failures_after_warmup", "config") if k in r}
+            out[(v["ensemble"], v["risk_weight"], r["seed"])] = CurveRun(
+                "planner", r["seed"], evals, r["seconds"], extra
+            )
+    return out
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``uncertainty.py`` / ``wm-agents bench uncertainty``."""
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -112,6 +129,7 @@ def run_cli(args: argparse.Namespace) -> int:
     """Run every variant on every seed; write JSON, print the markdown table."""
     torch.set_num_threads(max(1, args.threads))
     baseline = _baseline_runs(args)
+    earlier = _earlier_runs(args)
     variants = []
     for text in args.variants:
         e, lam = parse_variant(text)
@@ -119,6 +137,9 @@ def run_cli(args: argparse.Namespace) -> int:
         for seed in args.seeds:
             if (e, lam) == _DEFAULT and seed in baseline:
                 runs.append(baseline[seed])  # the same config and seed: an identical run
+                continue
+            if (e, lam, seed) in earlier:
+                runs.append(earlier[(e, lam, seed)])  # measured by an earlier call
                 continue
             run = run_planner(
                 seed,
