@@ -57,7 +57,9 @@ app = graph.compile()
 start = actuator.reset(seed=1).tolist()
 out = app.invoke({"observation": start})
 for name, o in zip(["always left", "alternate"], out["outcomes"], strict=True):
-    print(f"{name:12s} imagined return {o.value:5.1f} ± {o.uncertainty:4.1f}, "
-          f"P(episode ends within 15 steps) = {o.risk:.2f}")
+    print(
+        f"{name:12s} imagined return {o.value:5.1f} ± {o.uncertainty:4.1f}, "
+        f"P(episode ends within 15 steps) = {o.risk:.2f}"
+    )
 d = out["decision"]
 print(f"decision: {d.verdict} -> first action {d.action} ({d.reason})")

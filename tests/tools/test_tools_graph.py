@@ -16,6 +16,7 @@ from langgraph.types import Command
 
 import wm_agents.graph.builder as builder_module
 from wm_agents.llm.testing import Reply, ScriptedChatModel
+from wm_agents.serialization import checkpoint_serializer
 from wm_agents.tools import (
     FixedPlanProposer,
     LLMProposer,
@@ -24,7 +25,6 @@ from wm_agents.tools import (
     proposal_json_schema,
     trace_table,
 )
-from wm_agents.serialization import checkpoint_serializer
 from wm_agents.tools.persistence import open_sqlite
 from wm_agents.tools.testing import ScriptedToolCallingModel
 

@@ -44,9 +44,7 @@ def route_verdict(decision: Decision | dict | None) -> str:
     return _VERDICT_TO_NODE[verdict]
 
 
-def _context_guard(
-    default_context: Callable[[], Any] | None, hint: str
-) -> Callable[[Node], Node]:
+def _context_guard(default_context: Callable[[], Any] | None, hint: str) -> Callable[[Node], Node]:
     """Wrap nodes so a run without a runtime context gets the default one, or a clear error."""
     cache: list[Any] = []
 

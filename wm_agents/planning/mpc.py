@@ -37,9 +37,9 @@ def model_objective(
     """
     obs_t = model.check_obs(obs)
     tv = model.terminal_value_fn(value_kappa) if use_value else None
-    return lambda actions: model.rollout(
-        obs_t, actions, particles=particles, gamma=gamma, terminal_value=tv
-    ).returns
+    return lambda actions: (
+        model.rollout(obs_t, actions, particles=particles, gamma=gamma, terminal_value=tv).returns
+    )
 
 
 @dataclass
@@ -76,7 +76,11 @@ class MPCController:
     def propose(self, obs: Any, *, warm_start: Any = None, replans: int = 0) -> Proposal:
         """Search for good action sequences from ``obs``; wider after each re-plan."""
         objective = model_objective(
-            self.model, obs, particles=self.particles, gamma=self.gamma, use_value=self.use_value,
+            self.model,
+            obs,
+            particles=self.particles,
+            gamma=self.gamma,
+            use_value=self.use_value,
             value_kappa=self.value_kappa,
         )
         population = int(self.planner.population * self.widen**replans)
@@ -88,7 +92,11 @@ class MPCController:
     def imagine(self, obs: Any, candidates: Sequence[Any]) -> list[Outcome]:
         """Every member imagines every candidate (the :class:`WorldModel` call)."""
         return self.model.imagine(
-            obs, candidates, horizon=self.horizon, gamma=self.gamma, use_value=self.use_value,
+            obs,
+            candidates,
+            horizon=self.horizon,
+            gamma=self.gamma,
+            use_value=self.use_value,
             value_kappa=self.value_kappa,
         )
 
