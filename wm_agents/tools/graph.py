@@ -45,6 +45,7 @@ from wm_agents.tools.trace import TraceEntry, merge_trace, trace_entry
 __all__ = [
     "ToolAgentContext",
     "ToolAgentState",
+    "ask_for_review",
     "create_tool_agent_graph",
     "parse_review",
     "tool_result",
@@ -128,6 +129,31 @@ def tool_result(message: Any) -> tuple[str, bool]:
     if isinstance(message, Command):
         return f"command: {message.update!r:.300}", True
     return str(message), True
+
+
+def ask_for_review(
+    call: dict[str, Any], decision: Decision, prediction: dict[str, Any]
+) -> tuple[str, dict[str, Any], str]:
+    """``interrupt()`` with what a person needs to judge ``call``; returns the parsed answer.
+
+    The graph's ask node and the middleware both ask through here, so a person (or a UI) sees
+    one payload shape: ``{"type": "tool_approval", "tool_call", "reason", "predicted_result",
+    "success_probability", "side_effects", "risk", "uncertainty", "allowed"}``.
+    """
+    answer = interrupt(
+        {
+            "type": "tool_approval",
+            "tool_call": call,
+            "reason": decision.reason,
+            "predicted_result": prediction.get("predicted_result"),
+            "success_probability": prediction.get("success_probability"),
+            "side_effects": prediction.get("side_effects"),
+            "risk": decision.risk,
+            "uncertainty": decision.uncertainty,
+            "allowed": ["approve", "edit", "reject"],
+        }
+    )
+    return parse_review(answer, call)
 
 
 def parse_review(answer: Any, call: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
@@ -350,20 +376,7 @@ def _ask(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> Command:
         if decision.chosen is not None and decision.chosen < len(outcomes)
         else {}
     )
-    answer = interrupt(
-        {
-            "type": "tool_approval",
-            "tool_call": call,
-            "reason": decision.reason,
-            "predicted_result": pred.get("predicted_result"),
-            "success_probability": pred.get("success_probability"),
-            "side_effects": pred.get("side_effects"),
-            "risk": decision.risk,
-            "uncertainty": decision.uncertainty,
-            "allowed": ["approve", "edit", "reject"],
-        }
-    )
-    kind, to_run, message = parse_review(answer, call)
+    kind, to_run, message = ask_for_review(call, decision, pred)
     step = int(state.get("step") or 0)
     human = kind if not message else f"{kind}: {message}"
     entry = _current_entry(state, step).model_copy(update={"human": human})

@@ -26,11 +26,11 @@ from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import ToolMessage
-from langgraph.types import Command, interrupt
+from langgraph.types import Command
 
 from wm_agents.core import Decision, Outcome, Transition
 from wm_agents.tools.gate import ToolGate, call_text, not_simulated_outcome
-from wm_agents.tools.graph import parse_review, tool_result
+from wm_agents.tools.graph import ask_for_review, tool_result
 from wm_agents.tools.trace import TraceEntry, trace_entry
 
 __all__ = ["ImagineToolCalls", "ImagineToolCallsMiddleware"]
@@ -89,21 +89,7 @@ class ImagineToolCalls:
     def _review(
         self, call: dict[str, Any], outcome: Outcome, decision: Decision
     ) -> tuple[str, dict[str, Any], str]:
-        pred = outcome.prediction
-        answer = interrupt(
-            {
-                "type": "tool_approval",
-                "tool_call": call,
-                "reason": decision.reason,
-                "predicted_result": pred.get("predicted_result"),
-                "success_probability": pred.get("success_probability"),
-                "side_effects": pred.get("side_effects"),
-                "risk": decision.risk,
-                "uncertainty": decision.uncertainty,
-                "allowed": ["approve", "edit", "reject"],
-            }
-        )
-        return parse_review(answer, call)
+        return ask_for_review(call, decision, outcome.prediction)
 
     def _blocked(self, call: dict[str, Any], text: str) -> ToolMessage:
         return ToolMessage(content=text, name=call["name"], tool_call_id=call["id"], status="error")
