@@ -82,15 +82,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (the same command as ``wm-agents dyna``)."""
-    parser = argparse.ArgumentParser(prog="wm-agents")
-    add_dyna_subparser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """Stand-alone entry point: the full ``wm-agents`` CLI (argv starts with ``dyna``)."""
+    from wm_agents.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

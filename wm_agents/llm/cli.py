@@ -206,13 +206,10 @@ def _report(outcome: Any, args: argparse.Namespace, model: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """A parser holding only the ``llm`` command (the full CLI is ``wm_agents.cli``)."""
-    parser = argparse.ArgumentParser(prog="wm-agents")
-    sub = parser.add_subparsers(dest="command", metavar="{llm}")
-    sub.required = True
-    add_llm_subparser(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    """Stand-alone entry point: the full ``wm-agents`` CLI (argv starts with ``llm``)."""
+    from wm_agents.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

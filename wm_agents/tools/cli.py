@@ -195,13 +195,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """A parser holding only the ``tools`` command (the full CLI is ``wm_agents.cli``)."""
-    parser = argparse.ArgumentParser(prog="wm-agents")
-    sub = parser.add_subparsers(dest="command", metavar="{tools}")
-    sub.required = True
-    add_tools_subparser(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    """Stand-alone entry point: the full ``wm-agents`` CLI (argv starts with ``tools``)."""
+    from wm_agents.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
