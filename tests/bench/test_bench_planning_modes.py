@@ -96,3 +96,71 @@ def test_box_actions_ignore_sharing() -> None:
 def test_bad_dtype_is_rejected(model) -> None:
     with pytest.raises(ValueError, match="dtype"):
         model.rollout(torch.zeros(4), sequences(2, 2, 3, 0), dtype=torch.int32)
+
+
+def test_auto_precision_reads_hardware_and_width_only(monkeypatch) -> None:
+    from wm_agents.neural import ensemble as ens
+
+    narrow = EnsembleDynamicsModel(4, ActionSpec.discrete(2), ensemble_size=2, hidden=64)
+    wide = EnsembleDynamicsModel(4, ActionSpec.discrete(2), ensemble_size=2, hidden=128)
+    monkeypatch.setattr(ens, "native_bfloat16", lambda: True)
+    assert ens.search_dtype(narrow, "auto") == torch.float32
+    assert ens.search_dtype(wide, "auto") == torch.bfloat16
+    assert ens.search_dtype(wide, "float32") == torch.float32
+    monkeypatch.setattr(ens, "native_bfloat16", lambda: False)
+    assert ens.search_dtype(wide, "auto") == torch.float32  # emulated bfloat16 never pays
+    with pytest.raises(ValueError, match="dtype must be"):
+        ens.search_dtype(wide, "float16")
+
+
+def _ending_model() -> EnsembleDynamicsModel:
+    """A hand-set model: action 2 pushes obs[0] up by ~1 a step; obs[0] >= ~2 ends the episode.
+
+    So a row ends after two or three 2s and rows with fewer keep running: rows end at
+    different steps, which is what skipping ended rows has to handle.
+    """
+    m = EnsembleDynamicsModel(4, ActionSpec.discrete(3), ensemble_size=3, hidden=8, layers=2)
+    with torch.no_grad():
+        for layer in [*m.hidden_layers, m.head, *m.term_layers]:
+            layer.weight.zero_()
+            layer.bias.zero_()
+        first, mid = m.hidden_layers
+        first.weight[:, 4 + 2, 0] = 5.0  # one-hot action 2 -> hidden unit 0
+        mid.weight[:, 0, 0] = 1.0
+        m.head.weight[:, 0, 0] = 0.2  # delta obs[0]
+        m.head.bias[:, 0, 4] = 1.0  # reward 1 per step
+        t1, t2, t3 = m.term_layers
+        t1.weight[:, 0, 0] = 1.0
+        t2.weight[:, 0, 0] = 1.0
+        t3.weight[:, 0, 0] = 4.0
+        t3.bias.fill_(-6.0)  # bias [E, 1, out]
+    return m
+
+
+def test_skipping_ended_rows_changes_returns_by_at_most_the_bound(monkeypatch) -> None:
+    from wm_agents.neural import ensemble as ens
+
+    m = _ending_model()
+    obs = torch.zeros(4)
+    acts = sequences(60, 10, 3, seed=5)
+    tv = lambda s: 10.0 + s.abs().sum(-1)  # noqa: E731
+    full = m.rollout(obs, acts, particles=2, gamma=0.95, terminal_value=tv, min_survival=0.0)
+    eps = 1e-3
+    compactions: list[int] = []
+    select = ens._Compactor.select
+    monkeypatch.setattr(
+        ens._Compactor, "select", lambda self, o: (compactions.append(o.shape[1]), select(self, o))
+    )
+    skip = m.rollout(obs, acts, particles=2, gamma=0.95, terminal_value=tv, min_survival=eps)
+    ended = full.survival < eps
+    assert 0.2 < float(ended.float().mean()) < 0.9
+    assert compactions and compactions[-1] < 40  # 40 rows per member at the start
+    # Rows still running are computed exactly; ended rows lose at most eps x what remained.
+    torch.testing.assert_close(skip.returns[~ended], full.returns[~ended])
+    torch.testing.assert_close(skip.first_obs, full.first_obs)
+    remaining = 10 * 1.0 + float(tv(torch.full((4,), 10.0)))
+    diff = (skip.returns - full.returns).abs()
+    assert float(diff.max()) <= eps * remaining
+    assert torch.all(skip.survival[ended] < eps)
+    with pytest.raises(ValueError, match="min_survival"):
+        m.rollout(obs, acts, min_survival=1.5)

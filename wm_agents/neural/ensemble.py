@@ -201,10 +201,11 @@ class EnsembleDynamicsModel(nn.Module):
         self.buffer = ReplayBuffer(obs_dim, action_spec.dim, buffer_capacity)
         self.fit_config = fit_config
         self.last_fit: Any = None
-        # Search modes of :meth:`rollout` (see there).  The defaults give the reference
-        # float32 numbers; :meth:`imagine` always runs float32 without sharing.
-        self.planning_dtype: torch.dtype = torch.float32
+        # Search options of :meth:`rollout` (see there); :meth:`imagine` always runs float32,
+        # every row to the horizon, without sharing (the reference numbers).
+        self.planning_dtype: torch.dtype | str = "auto"
         self.share_prefixes: bool = False
+        self.planning_min_survival: float = 0.0
 
     # ------------------------------------------------------------------ network
     @property
@@ -359,6 +360,7 @@ class EnsembleDynamicsModel(nn.Module):
         *,
         dtype: torch.dtype = torch.float32,
         share_prefixes: bool = False,
+        min_survival: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean-prediction rollout on folded weights: ``[E, M]`` returns, survival, first obs.
 
@@ -366,7 +368,14 @@ class EnsembleDynamicsModel(nn.Module):
         what the one-hot matmul gives, without a ``K = n`` matmul over every step).  With
         ``share_prefixes`` rows of one member whose action sequences agree up to step ``t`` are
         one node of a :class:`_PrefixTree`, computed once.  A low-precision ``dtype`` runs the
-        matmuls in it; states, returns and survival accumulate in float32.
+        wide matmuls (hidden x hidden and the head) in it; the first layer (``K = D``) and the
+        termination classifier stay float32, where small matmuls are faster, and states,
+        returns and survival accumulate in float32.
+
+        ``min_survival > 0``: rows whose probability of still running fell below it stop being
+        computed (their return and survival are kept as they were; the return they could still
+        add is at most ``min_survival`` times the remaining rewards plus the terminal value).
+        The batch is compacted when that drops at least a quarter of its rows.
         """
         w = self.planning_weights(dtype)
         low = dtype != torch.float32
@@ -381,19 +390,20 @@ class EnsembleDynamicsModel(nn.Module):
         tree = _PrefixTree.for_actions(self.action_spec, actions, cand) if share_prefixes else None
         if discrete:
             # [E, n, hidden]: one-hot @ w1a + b1 is exactly row a of w1a, plus b1.
-            act_table = (w["w1a"] + w["b1"]).to(dtype)
+            act_table = w["w1a"] + w["b1"]
             idx = actions[..., 0].round().long().clamp_(0, self.action_spec.n - 1)[cand]
         else:
             act = self.action_spec.encode(actions[cand])  # [E, M, H, A']
-            # First-layer action contributions for every step at once: [E, H, M, hidden].
+            # First-layer action contributions for every step at once: [E, M, H, hidden].
             act_in = torch.bmm(act.reshape(e, m * h, -1), w["w1a"]).view(e, m, h, -1)
-            act_in = (act_in + w["b1"].unsqueeze(2)).transpose(1, 2).contiguous().to(dtype)
+            act_in = act_in + w["b1"].unsqueeze(2)
         rows = 1 if tree is not None else m
         state = obs_t.expand(e, rows, d).contiguous()
         alive = torch.ones(e, rows)
         ret = torch.zeros(e, rows)
         first = state
         discount = 1.0
+        compact = _Compactor(e, m) if min_survival > 0 and tree is None else None
         for t in range(h):
             if tree is not None:
                 parent, action = tree.step(t)  # [E, U] nodes at depth t
@@ -403,27 +413,41 @@ class EnsembleDynamicsModel(nn.Module):
             elif discrete:
                 step_in = _take(act_table, idx[:, :, t])
             else:
-                step_in = act_in[:, t]
-            x = silu(torch.baddbmm(step_in, state.to(dtype), w1s), inplace=True)
+                step_in = act_in[:, :, t]
+            x = silu(torch.baddbmm(step_in, state, w1s), inplace=True)
+            if low:
+                x = x.to(dtype)
             for wm, bm in mid:
-                # bfloat16 matmuls with a broadcast bias are faster as matmul + in-place add;
-                # float32 keeps baddbmm (the reference rounding).
-                y = torch.bmm(x, wm).add_(bm) if low else torch.baddbmm(bm, x, wm)
-                x = silu(y, inplace=True)
-            out = torch.baddbmm(bh, x, wh).float()
+                x = silu(torch.baddbmm(bm, x, wm), inplace=True)
+            out = torch.baddbmm(bh, x, wh)
+            if low:
+                out = out.float()
             state = state + out[..., :d]
             if t == 0:
                 first = state if tree is None else tree.to_rows(state)
-            z = silu(torch.baddbmm(bt1, state.to(dtype), wt1), inplace=True)
+            z = silu(torch.baddbmm(bt1, state, wt1), inplace=True)
             z = silu(torch.baddbmm(bt2, z, wt2), inplace=True)
-            cont = torch.sigmoid(torch.baddbmm(bt3, z, wt3)[..., 0].float())
+            cont = torch.sigmoid(torch.baddbmm(bt3, z, wt3)[..., 0])
             ret = ret.addcmul(alive, out[..., d], value=discount)
             alive = alive * cont
             discount *= gamma
+            if compact is not None and t < h - 1:
+                order = compact.plan(alive, min_survival)
+                if order is not None:
+                    compact.save(state, ret, alive)
+                    compact.select(order)
+                    state, ret, alive = (_take(x, order) for x in (state, ret, alive))
+                    if discrete:
+                        idx = _take(idx, order)
+                    else:
+                        act_in = _take(act_in, order)
         if tree is not None:
             state, ret, alive = tree.to_rows(state), tree.to_rows(ret), tree.to_rows(alive)
         if terminal_value is not None:
             ret.addcmul_(alive, terminal_value(state), value=discount)
+        if compact is not None and compact.slots is not None:
+            compact.save(state, ret, alive)
+            state, ret, alive = compact.state, compact.ret, compact.alive
         return ret, alive, first
 
     @torch.no_grad()
@@ -437,8 +461,9 @@ class EnsembleDynamicsModel(nn.Module):
         sample: bool = False,
         generator: torch.Generator | None = None,
         terminal_value: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         share_prefixes: bool | None = None,
+        min_survival: float | None = None,
     ) -> ImaginedRollout:
         """Imagine ``[B, H, A]`` action sequences from one observation ``[D]``.
 
@@ -451,16 +476,25 @@ class EnsembleDynamicsModel(nn.Module):
         running.  ``terminal_value`` (``[E, M, D] -> [E, M]``, e.g. :meth:`value`) adds
         ``gamma^H * survival * V(s_H)`` at the horizon.
 
-        Two search modes speed up the mean rollout (``sample=False``, learned heads);
-        ``None`` takes the model's ``planning_dtype`` / ``share_prefixes`` attributes (float32,
-        off: the reference numbers):
+        Three search options speed up the mean rollout (``sample=False``, learned heads);
+        ``None`` takes the model's ``planning_dtype`` / ``share_prefixes`` /
+        ``planning_min_survival`` attributes (defaults ``"auto"``, off, ``0``):
 
+        * ``dtype``: ``torch.float32`` (the reference numbers), ``torch.bfloat16`` (the wide
+          matmuls in bfloat16, about 3x the float32 throughput on CPUs with AMX /
+          AVX512-BF16; states, returns and survival accumulate in float32; returns move by
+          about 1e-2, so keep the final choice in float32, as :meth:`imagine` does), or
+          ``"auto"`` (:func:`search_dtype`: bfloat16 where the CPU runs it natively and the
+          layers are wide enough for it to pay, else float32);
         * ``share_prefixes`` (discrete actions): candidates whose sequences start alike, and
           particles of one candidate on one member, are computed once per shared prefix.
           Same numbers up to float32 rounding (the matmuls see other batch shapes);
-        * ``dtype=torch.bfloat16``: matmuls in bfloat16 (about 3x the float32 throughput on
-          CPUs with AMX / AVX512-BF16); states, returns and survival accumulate in float32.
-          Returns move by about 1e-2, so keep the final choice in float32 (``imagine``).
+        * ``min_survival``: rows whose imagined episode has ended (probability of still
+          running below it) stop being computed; each such row's return can be short by at
+          most ``min_survival`` x (its remaining rewards + terminal value).  ``0`` (the
+          default) computes every row to the horizon: the members rarely agree on which rows
+          ended and a batched matmul needs as many rows per member, so on CartPole the check
+          cost more than it saved (``BENCHMARKS.md``, planning speed).
         """
         obs_t = self.check_obs(obs)
         actions = self.action_spec.check_sequences(torch.as_tensor(actions, dtype=torch.float32))
@@ -468,10 +502,10 @@ class EnsembleDynamicsModel(nn.Module):
         k = e if particles is None else int(particles)
         if k < 1:
             raise ValueError(f"particles must be >= 1, got {particles}")
-        if dtype is not None and dtype not in _PLANNING_DTYPES:
-            raise ValueError(
-                f"dtype must be one of {_PLANNING_DTYPES} (the search precision), got {dtype}"
-            )
+        dtype = search_dtype(self, self.planning_dtype if dtype is None else dtype)
+        min_survival = self.planning_min_survival if min_survival is None else min_survival
+        if not 0.0 <= float(min_survival) < 1.0:
+            raise ValueError(f"min_survival must be in [0, 1), got {min_survival}")
         b, h, _ = actions.shape
         p = b * k
         m = -(-p // e)  # rows per member, padding the last row
@@ -484,8 +518,9 @@ class EnsembleDynamicsModel(nn.Module):
                 cand,
                 gamma,
                 terminal_value,
-                dtype=self.planning_dtype if dtype is None else dtype,
+                dtype=dtype,
                 share_prefixes=(self.share_prefixes if share_prefixes is None else share_prefixes),
+                min_survival=float(min_survival),
             )
         else:
             state = obs_t.expand(e, m, -1)
@@ -552,6 +587,7 @@ class EnsembleDynamicsModel(nn.Module):
             terminal_value=tv,
             dtype=torch.float32,
             share_prefixes=False,
+            min_survival=0.0,
         )
         return outcomes_from_rollout(candidates, roll)
 
@@ -668,22 +704,55 @@ class EnsembleDynamicsModel(nn.Module):
 
 
 _PLANNING_DTYPES = (torch.float32, torch.bfloat16)
+_BF16_MIN_HIDDEN = 128  # below this width bfloat16 matmuls cost more than they save (measured)
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX or AVX512-BF16)."""
+    cpu = torch.cpu
+    return bool(
+        getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+        or getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+    )
+
+
+def search_dtype(model: EnsembleDynamicsModel, dtype: torch.dtype | str) -> torch.dtype:
+    """Resolve a search precision: a dtype is checked, ``"auto"`` picks one.
+
+    ``"auto"`` is bfloat16 when the CPU runs it natively (:func:`native_bfloat16`) and the
+    model's hidden layers are at least 128 wide, float32 otherwise.  The rule reads only the
+    hardware and the model's shape, never a timing, so a run repeats exactly on one machine.
+    """
+    if isinstance(dtype, str):
+        if dtype != "auto":
+            dtype = getattr(torch, dtype, None) if dtype in ("float32", "bfloat16") else None
+            if dtype is None:
+                raise ValueError(f"dtype must be 'auto', 'float32' or 'bfloat16', got {dtype!r}")
+        else:
+            wide = model.config.hidden >= _BF16_MIN_HIDDEN
+            return torch.bfloat16 if wide and native_bfloat16() else torch.float32
+    if dtype not in _PLANNING_DTYPES:
+        raise ValueError(
+            f"dtype must be one of {_PLANNING_DTYPES} or 'auto' (the search precision), got {dtype}"
+        )
+    return dtype
 
 
 def _weights_in(weights: dict[str, Any], dtype: torch.dtype | None) -> dict[str, Any]:
-    """The float32 planning weights, or a cached copy with the matmul weights in ``dtype``."""
+    """The float32 planning weights, or a cached copy with the wide matmuls' in ``dtype``.
+
+    Only the hidden x hidden layers and the head are converted: the first layer (``K = D``) and
+    the termination classifier are small matmuls, faster in float32.
+    """
     if dtype is None or dtype == torch.float32:
         return weights
     low = weights.setdefault("_low", {})
     if dtype not in low:
-        cast = [(a.to(dtype), b.to(dtype)) for a, b in weights["mid"]]
         low[dtype] = {
-            **{k: weights[k].to(dtype) for k in ("w1s", "wh", "bh")},
-            "w1a": weights["w1a"],
-            "b1": weights["b1"],
-            "mid": cast,
-            "term": [(a.to(dtype), b.to(dtype)) for a, b in weights["term"]],
-            "term_out": tuple(x.to(dtype) for x in weights["term_out"]),
+            **{k: v for k, v in weights.items() if k != "_low"},
+            "mid": [(a.to(dtype), b.to(dtype)) for a, b in weights["mid"]],
+            "wh": weights["wh"].to(dtype),
+            "bh": weights["bh"].to(dtype),
         }
     return low[dtype]
 
@@ -701,6 +770,48 @@ def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     e, u = x.shape[:2]
     flat = (index + torch.arange(e)[:, None] * u).reshape(-1)
     return x.reshape(e * u, *x.shape[2:]).index_select(0, flat).view(*index.shape, *x.shape[2:])
+
+
+class _Compactor:
+    """Drops rows whose imagined episode has ended from a rollout batch, remembering them.
+
+    ``slots`` ``[E, m]`` maps the rows still computed to the original rows (``None`` while
+    nothing was dropped); ``save`` writes the current values of those rows into full-size
+    ``[E, M]`` buffers, so a dropped row keeps the values it had when it was dropped.
+    """
+
+    def __init__(self, e: int, m: int) -> None:
+        self.e, self.m = e, m
+        self.slots: torch.Tensor | None = None
+        self.state = self.ret = self.alive = torch.empty(0)
+
+    def plan(self, alive: torch.Tensor, min_survival: float) -> torch.Tensor | None:
+        """Row order that puts the running rows first, cut to their count (rounded up to
+        ``_NODE_ROUND``), or ``None`` when that would drop fewer than a quarter of the rows."""
+        cur = alive.shape[1]
+        running = alive >= min_survival
+        n = int(running.sum(dim=1).max())
+        keep = min(cur, -(-n // _NODE_ROUND) * _NODE_ROUND)
+        if keep > 0.75 * cur:
+            return None
+        order = torch.argsort(running.to(torch.int8), dim=1, descending=True, stable=True)
+        return order[:, : max(keep, _NODE_ROUND if cur >= _NODE_ROUND else cur)]
+
+    def save(self, state: torch.Tensor, ret: torch.Tensor, alive: torch.Tensor) -> None:
+        """Write the computed rows' current values into the full-size buffers."""
+        if self.slots is None:
+            self.state, self.ret, self.alive = state.clone(), ret.clone(), alive.clone()
+            return
+        self.ret.scatter_(1, self.slots, ret)
+        self.alive.scatter_(1, self.slots, alive)
+        self.state.scatter_(1, self.slots[..., None].expand_as(state), state)
+
+    def select(self, order: torch.Tensor) -> None:
+        """Keep only the rows ``order`` (``[E, m']`` positions among the computed rows)."""
+        if self.slots is None:
+            self.slots = order
+        else:
+            self.slots = self.slots.gather(1, order)
 
 
 class _PrefixTree:
