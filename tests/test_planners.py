@@ -35,13 +35,43 @@ def test_cem_box_finds_quadratic_optimum() -> None:
     assert p.plan.shape == (3, 2)
     assert torch.allclose(p.plan, TARGET, atol=0.05)
     assert float(p.scores[0]) > -0.01
-    assert p.n_evaluated == 200 * 8
+    # Later iterations carry the 20 elites with their scores and score only 180 new sequences.
+    assert p.n_evaluated == 200 + (p.iterations - 1) * 180
     assert p.n_nonfinite == 0
     # Candidates come best first, at most `keep`, and all inside the bounds.
     assert p.candidates.shape == (8, 3, 2)
     assert torch.equal(p.candidates[0], p.plan)
     assert torch.all(p.scores[:-1] >= p.scores[1:])
     assert p.candidates.min() >= -2.0 and p.candidates.max() <= 2.0
+
+
+def test_cem_stops_once_an_iteration_no_longer_improves() -> None:
+    calls: list[int] = []
+
+    def flat(actions: torch.Tensor) -> torch.Tensor:
+        calls.append(len(actions))
+        return torch.ones(len(actions))  # nothing to improve: converged after 2 iterations
+
+    p = CEMPlanner(BOX2, horizon=3, population=100, elites=10, iterations=5, seed=0).propose(flat)
+    assert p.iterations == 2 and calls == [100, 90]
+    # stop_tol=None always runs every iteration.
+    calls.clear()
+    planner = CEMPlanner(BOX2, horizon=3, population=100, elites=10, iterations=5, stop_tol=None)
+    p = planner.propose(flat)
+    assert p.iterations == 5 and calls == [100] + [90] * 4
+    # A warm start that nothing beats ends the search after one iteration; it is the plan.
+    warm = torch.full((3, 2), 1.5)
+    p = CEMPlanner(BOX2, horizon=3, population=100, elites=10, iterations=5, seed=0).propose(
+        lambda a: -((a - warm) ** 2).sum((1, 2)), warm_start=warm
+    )
+    assert p.iterations == 1 and torch.equal(p.plan, warm)
+
+
+def test_cem_keeps_improving_while_the_objective_rewards_it() -> None:
+    planner = CEMPlanner(BOX2, horizon=3, population=50, elites=5, iterations=3, seed=0)
+    p = planner.propose(quadratic)
+    assert p.iterations == 3  # far from the optimum every iteration finds a clearly better one
+    assert p.n_evaluated == 50 + 2 * 45
 
 
 def test_cem_box_clips_optimum_outside_bounds() -> None:
@@ -180,7 +210,7 @@ def test_population_override() -> None:
     planner = RandomShootingPlanner(DISCRETE3, horizon=4, population=10, seed=0)
     assert planner.propose(matches, population=37).n_evaluated == 37
     cem = CEMPlanner(DISCRETE3, horizon=4, population=10, elites=5, iterations=2, seed=0)
-    assert cem.propose(matches, population=30).n_evaluated == 60
+    assert cem.propose(matches, population=30).n_evaluated == 30 + 25  # 5 elites carried
     assert cem.propose(matches, population=3, iterations=1).n_evaluated == 3  # elites capped
 
 

@@ -16,6 +16,7 @@ and Box spaces (per-step Gaussians clipped to the bounds), take an explicit seed
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,6 +65,7 @@ class Proposal:
         plan: ``[H, A]`` the best sequence (what a warm start shifts).
         n_evaluated: how many sequences were scored in total.
         n_nonfinite: how many of those had a non-finite score.
+        iterations: search iterations run (CEM may stop early; 1 for random shooting).
     """
 
     candidates: torch.Tensor
@@ -71,6 +73,7 @@ class Proposal:
     plan: torch.Tensor
     n_evaluated: int
     n_nonfinite: int
+    iterations: int = 1
 
 
 class _Planner:
@@ -194,10 +197,18 @@ class RandomShootingPlanner(_Planner):
 class CEMPlanner(_Planner):
     """Cross-entropy method over action sequences.
 
-    Each iteration samples ``population`` sequences from per-step distributions, scores them in
-    one batch, and refits the distributions to the ``elites`` best (smoothed by ``alpha``: the
-    weight kept on the old distribution).  The best sequence ever seen is carried into every
-    later population, so the result never gets worse across iterations.
+    Each iteration samples sequences from per-step distributions, scores them in one batch, and
+    refits the distributions to the ``elites`` best (smoothed by ``alpha``: the weight kept on
+    the old distribution).  Two habits of iCEM (Pinneri et al., 2020) avoid work that cannot
+    change the answer:
+
+    * the elites, with their scores, are carried into the next iteration's ranking, so each
+      later iteration scores only ``population - elites`` new sequences (the ranking still
+      sees ``population``); the result never gets worse across iterations;
+    * ``stop_tol``: once an iteration's best beats the incumbent (the previous iteration's best,
+      or the warm start) by no more than ``stop_tol * max(1, |incumbent|)``, the search has
+      converged and stops.  A warm start that is still good ends the search after one
+      iteration; ``None`` always runs ``iterations``.
 
     Args:
         action_spec: action space.
@@ -210,6 +221,7 @@ class CEMPlanner(_Planner):
         keep: how many best distinct sequences are returned as candidates.
         min_std: floor on the Box std as a fraction of the action range (keeps exploring).
         explore: for Discrete, probability mass mixed back toward uniform each step.
+        stop_tol: relative improvement below which the search stops early (``None``: never).
         seed / generator: randomness source; never the global RNG.
     """
 
@@ -226,6 +238,7 @@ class CEMPlanner(_Planner):
         keep: int = 8,
         min_std: float = 0.02,
         explore: float = 0.05,
+        stop_tol: float | None = 1e-3,
         seed: int | None = 0,
         generator: torch.Generator | None = None,
     ) -> None:
@@ -238,6 +251,8 @@ class CEMPlanner(_Planner):
             seed=seed,
             generator=generator,
         )
+        if stop_tol is not None and not stop_tol >= 0:
+            raise ValueError(f"stop_tol must be >= 0 or None, got {stop_tol}")
         if not 1 <= elites <= population:
             raise ValueError(f"elites must be in [1, population={population}], got {elites}")
         if iterations < 1:
@@ -249,6 +264,7 @@ class CEMPlanner(_Planner):
         self.alpha = alpha
         self.min_std = min_std
         self.explore = explore
+        self.stop_tol = stop_tol
 
     def propose(
         self,
@@ -274,37 +290,50 @@ class CEMPlanner(_Planner):
             if warm_start is not None:
                 mean = torch.as_tensor(warm_start, dtype=torch.float32).clone()
             std = (span / 4).expand(h, -1).clone()
-        best_a = None
+        # Incumbents: the elites of the last iteration (or the warm start), with their scores.
+        kept_a = kept_s = None
         if warm_start is not None:
-            best_a = torch.as_tensor(warm_start, dtype=torch.float32)
-        best_s = None
-        all_a, all_s, total, bad_total = [], [], 0, 0
-        for _ in range(iterations or self.iterations):
+            kept_a = torch.as_tensor(warm_start, dtype=torch.float32)[None]
+        total, bad_total, done = 0, 0, 0
+        for it in range(iterations or self.iterations):
+            fresh = n if kept_a is None or kept_s is None else max(1, n - len(kept_a))
             if spec.kind == "discrete":
-                idx = torch.multinomial(probs, n, replacement=True, generator=g)  # [H, n]
+                idx = torch.multinomial(probs, fresh, replacement=True, generator=g)  # [H, n]
                 actions = idx.T.unsqueeze(-1).float()
             else:
-                noise = torch.randn(n, h, spec.dim, generator=g)
+                noise = torch.randn(fresh, h, spec.dim, generator=g)
                 actions = torch.maximum(torch.minimum(mean + std * noise, self._high), self._low)
-            if best_a is not None:
-                actions[0] = best_a
+            if kept_a is not None and kept_s is None:
+                actions[0] = kept_a[0]  # the warm start is scored with the first population
             scores, bad = self._evaluate(objective, actions)
-            total += n
+            total += fresh
             bad_total += bad
-            elite_idx = torch.topk(scores, n_elite).indices
-            elites = actions[elite_idx]
-            best_a, best_s = actions[elite_idx[0]].clone(), scores[elite_idx[0]]
-            all_a.append(elites)
-            all_s.append(scores[elite_idx])
+            incumbent = None if kept_s is None else float(kept_s[0])
+            if kept_s is not None:
+                actions, scores = torch.cat([kept_a, actions]), torch.cat([kept_s, scores])
+            elif kept_a is not None:
+                incumbent = float(scores[0])  # the warm start's own score
+            elite_idx = torch.topk(scores, min(n_elite, len(scores))).indices
+            kept_a, kept_s = actions[elite_idx], scores[elite_idx]
+            done = it + 1
+            if self._converged(incumbent, float(kept_s[0])):
+                break
             if spec.kind == "discrete":
-                freq = spec.encode(elites).mean(dim=0)  # [H, n]
+                freq = spec.encode(kept_a).mean(dim=0)  # [H, n]
                 probs = self.alpha * probs + (1 - self.alpha) * freq
                 probs = (1 - self.explore) * probs + self.explore / spec.n
             else:
-                mean = self.alpha * mean + (1 - self.alpha) * elites.mean(dim=0)
-                new_std = elites.std(dim=0, correction=0)
+                mean = self.alpha * mean + (1 - self.alpha) * kept_a.mean(dim=0)
+                new_std = kept_a.std(dim=0, correction=0)
                 std = self.alpha * std + (1 - self.alpha) * new_std
                 std = torch.maximum(std, self.min_std * span)
-        del best_s
-        cands, top = self._top(torch.cat(all_a), torch.cat(all_s))
-        return Proposal(cands, top, cands[0], total, bad_total)
+        assert kept_a is not None and kept_s is not None
+        # The carried elites are the best ``elites`` sequences of the whole search.
+        cands, top = self._top(kept_a, kept_s)
+        return Proposal(cands, top, cands[0], total, bad_total, iterations=done)
+
+    def _converged(self, incumbent: float | None, best: float) -> bool:
+        """Whether this iteration's best beat the incumbent by no more than ``stop_tol``."""
+        if self.stop_tol is None or incumbent is None or not math.isfinite(incumbent):
+            return False
+        return best - incumbent <= self.stop_tol * max(1.0, abs(incumbent))
