@@ -132,6 +132,68 @@ def test_graph_is_returned_uncompiled_and_extensible() -> None:
     assert {"propose", "imagine", "decide", "act", "learn"} <= set(graph.nodes)
 
 
+class PlainState(TypedDict, total=False):
+    script: list[str]
+    decision: Decision | None
+    log: list[str]  # no reducer: each update replaces it
+    acts: int
+    done: bool
+
+
+def _log(name: str):
+    def node(state: PlainState) -> dict[str, Any]:
+        return {"log": [*state.get("log", []), name]}
+
+    return node
+
+
+def plain_graph(**extra: Any) -> StateGraph:
+    def decide(state: PlainState) -> dict[str, Any]:
+        verdict, *rest = state["script"]
+        log = [*state.get("log", []), f"decide:{verdict}"]
+        return {"script": rest, "decision": Decision(verdict=verdict), "log": log}
+
+    def act(state: PlainState) -> dict[str, Any]:
+        return {"log": [*state["log"], "act"], "acts": state.get("acts", 0) + 1}
+
+    def learn(state: PlainState) -> dict[str, Any]:
+        return {"log": [*state["log"], "learn"], "done": not state["script"]}
+
+    return build_planning_graph(
+        PlainState,
+        propose=_log("propose"),
+        imagine=_log("imagine"),
+        decide=decide,
+        act=act,
+        learn=learn,
+        **extra,
+    )
+
+
+def test_fused_graph_runs_the_same_nodes_in_one_step_node() -> None:
+    script = {"script": ["replan", "act", "lcb"], "log": []}
+    unfused = plain_graph().compile().invoke(script)
+    graph = plain_graph(fuse=True, start=_log("start")).compile()
+    assert set(graph.get_graph().nodes) == {"__start__", "start", "step", "__end__"}
+    supersteps = list(graph.stream(script, stream_mode="updates"))
+    final = graph.invoke(script)
+    # The same node sequence (re-plan included) and the same final state...
+    assert final["log"] == ["start", *unfused["log"]]
+    assert final["acts"] == unfused["acts"] == 2 and final["done"] is True
+    # ... in one superstep per real step (plus the start node).
+    assert [next(iter(u)) for u in supersteps] == ["start", "step", "step"]
+
+
+def test_fused_graph_rejects_what_it_cannot_route() -> None:
+    with pytest.raises(ValueError, match="cannot route to ask / refuse"):
+        plain_graph(fuse=True, ask=_log("ask"))
+    with pytest.raises(ValueError, match=r"keys \['trace'\] have reducers"):
+        fake_graph(fuse=True)
+    graph = plain_graph(fuse=True).compile()
+    with pytest.raises(ValueError, match="which a fused graph cannot route"):
+        graph.invoke({"script": ["ask"], "log": []})
+
+
 def test_route_verdict() -> None:
     assert route_verdict(Decision(verdict="lcb")) == "act"
     assert route_verdict({"verdict": "replan"}) == "propose"  # a checkpoint may hold a dict
@@ -298,6 +360,19 @@ def test_env_graph_runs_a_long_episode(long_episode_agent) -> None:
     assert [r.step for r in records] == list(range(1, EPISODE + 1))
     assert {r.verdict for r in records} <= {"act", "lcb"}
     assert all(math.isfinite(r.prediction_error) for r in records)
+
+
+def test_fused_env_graph_plays_the_same_episode(long_episode_agent) -> None:
+    actuator, _, controller = long_episode_agent
+    runs = {}
+    for fuse in (False, True):
+        graph = create_env_planning_graph(fuse=fuse).compile()
+        controller.reset()
+        controller.planner.generator.manual_seed(3)  # the same planner randomness for both
+        returns, records = evaluate(graph, actuator, controller, 1, seed=3, max_replans=1)
+        runs[fuse] = (returns, [(r.action, r.verdict, r.predicted_value) for r in records])
+    assert runs[True] == runs[False]
+    assert runs[True][0] == [float(EPISODE)]
 
 
 def test_small_recursion_limit_would_stop_the_episode(long_episode_agent) -> None:

@@ -48,7 +48,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """Every knob of the Dyna/MPC agent (defaults per env in :func:`default_config`)."""
+    """Every knob of the Dyna/MPC agent (defaults per env in :func:`default_config`).
+
+    ``stop_tol``: CEM stops once an iteration improves its best by less than this (relative;
+    ``None`` runs every iteration).  ``fuse_graph``: each real step runs as one graph node (one
+    LangGraph superstep and checkpoint per step; ``False`` runs the five nodes separately).
+    """
 
     max_steps: int = 1000
     warmup_steps: int = 200
@@ -64,6 +69,7 @@ class AgentConfig:
     population: int = 100
     elites: int = 10
     iterations: int = 2
+    stop_tol: float | None = 1e-3
     particles: int | None = 1
     risk_weight: float = 0.0
     agreement_threshold: float = 0.6
@@ -72,6 +78,7 @@ class AgentConfig:
     gamma: float = 0.99
     use_value: bool = True
     value_kappa: float = 1.0
+    fuse_graph: bool = True
     fit: FitConfig = field(default_factory=FitConfig)
 
     def __post_init__(self) -> None:
@@ -194,7 +201,11 @@ def build_controller(model: EnsembleDynamicsModel, config: AgentConfig, seed: in
     )
     if config.planner == "cem":
         planner: CEMPlanner | RandomShootingPlanner = CEMPlanner(
-            model.action_spec, elites=config.elites, iterations=config.iterations, **common
+            model.action_spec,
+            elites=config.elites,
+            iterations=config.iterations,
+            stop_tol=config.stop_tol,
+            **common,
         )
     else:
         planner = RandomShootingPlanner(model.action_spec, **common)
@@ -295,7 +306,7 @@ def run_gym(
     eval_controller = build_controller(model, cfg, seed + 7_777)
     learner = DynaLearner(model, cfg.refit_every, cfg.fit, budget=cfg.max_steps)
     threshold = actuator.reward_threshold
-    graph = create_env_planning_graph().compile(checkpointer=checkpointer)
+    graph = create_env_planning_graph(fuse=cfg.fuse_graph).compile(checkpointer=checkpointer)
     limit = actuator.max_episode_steps or cfg.max_steps
 
     bar = tqdm(

@@ -11,12 +11,18 @@ An agent that can answer instead of acting (the tool agent) also lets ``propose`
 callables plugged in differ.  Each node is an ordinary LangGraph node (``state, runtime ->
 update``).  Routing reads the verdict of the :class:`~wm_agents.core.Decision` the decide node
 wrote to ``state[decision_key]`` and a boolean ``state[done_key]`` written by the learn node.
+
+With ``fuse=True`` one real step (propose -> imagine -> decide, its re-plans, act, learn) runs
+as a single node ``step``: the same callables and routing, one LangGraph superstep and one
+checkpoint per real step instead of five, for long control loops where LangGraph's per-node
+cost would rival a fast planner's.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_type_hints
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -83,6 +89,7 @@ def build_planning_graph(
     ask_destinations: tuple[str, ...] = (),
     default_context: Callable[[], Any] | None = None,
     context_hint: str = "context=... at invoke time",
+    fuse: bool = False,
 ) -> StateGraph:
     """Assemble the planning graph from its parts; returns it uncompiled so it can be extended.
 
@@ -107,12 +114,37 @@ def build_planning_graph(
             such as LangGraph Studio / ``langgraph dev``, whose clients can only send JSON.
             Without it a run with no context fails with a ``ValueError`` naming
             ``context_hint``.
+        fuse: run each real step as one node ``step`` (see the module doc).  Needs a graph
+            without ``ask`` / ``refuse`` nodes or ``finish_from_propose``, nodes that return
+            plain update dicts, and state keys without reducers (each update replaces a value).
     """
     if context_schema is not None:
         wrap = _context_guard(default_context, context_hint)
         propose, imagine, decide, act, learn = map(wrap, (propose, imagine, decide, act, learn))
         start, ask, refuse = (wrap(n) if n is not None else None for n in (start, ask, refuse))
     graph = StateGraph(state_schema, context_schema=context_schema)
+    if fuse:
+        if ask is not None or refuse is not None or finish_from_propose:
+            raise ValueError(
+                "fuse=True runs a whole step in one node: it cannot route to ask / refuse "
+                "nodes or end from propose; build the graph unfused for those"
+            )
+        reduced = _keys_with_reducers(state_schema)
+        if reduced:
+            raise ValueError(
+                f"fuse=True merges node updates by replacing values, but state keys {reduced} "
+                "have reducers; build the graph unfused"
+            )
+        graph.add_node(
+            "step", _fused_step(propose, imagine, decide, act, learn, decision_key=decision_key)
+        )
+        _add_entry(graph, start, "step")
+
+        def after_step(state: dict) -> str:
+            return END if state.get(done_key) else "step"
+
+        graph.add_conditional_edges("step", after_step, ["step", END])
+        return graph
     graph.add_node("propose", propose)
     graph.add_node("imagine", imagine)
     graph.add_node("decide", decide)
@@ -127,12 +159,7 @@ def build_planning_graph(
         graph.add_edge("refuse", after_refuse)
         targets.append("refuse")
 
-    if start is not None:
-        graph.add_node("start", start)
-        graph.add_edge(START, "start")
-        graph.add_edge("start", "propose")
-    else:
-        graph.add_edge(START, "propose")
+    _add_entry(graph, start, "propose")
     if finish_from_propose:
 
         def after_propose(state: dict) -> str:
@@ -160,3 +187,77 @@ def build_planning_graph(
 
     graph.add_conditional_edges("learn", after_learn, ["propose", END])
     return graph
+
+
+def _add_entry(graph: StateGraph, start: Node | None, first: str) -> None:
+    """START -> ``first``, through the optional ``start`` node."""
+    if start is None:
+        graph.add_edge(START, first)
+        return
+    graph.add_node("start", start)
+    graph.add_edge(START, "start")
+    graph.add_edge("start", first)
+
+
+def _takes_runtime(node: Node) -> bool:
+    """Whether a node is called ``node(state, runtime)`` (else ``node(state)``)."""
+    try:
+        params = list(inspect.signature(node).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 2 and positional[1].name not in ("runtime", "_runtime", "rt"):
+        if positional[1].name == "config":
+            raise TypeError(
+                f"fuse=True calls nodes as node(state) or node(state, runtime); "
+                f"{getattr(node, '__name__', node)} takes a config"
+            )
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def _keys_with_reducers(state_schema: type) -> list[str]:
+    """Keys of a TypedDict state annotated with a reducer (``Annotated[T, reducer]``)."""
+    try:
+        hints = get_type_hints(state_schema, include_extras=True)
+    except (NameError, TypeError):
+        return []
+    return [k for k, t in hints.items() if any(callable(m) for m in getattr(t, "__metadata__", ()))]
+
+
+def _fused_step(
+    propose: Node, imagine: Node, decide: Node, act: Node, learn: Node, *, decision_key: str
+) -> Node:
+    """One node running a whole real step: the five callables in order, re-planning in place."""
+    takes_runtime = {id(n): _takes_runtime(n) for n in (propose, imagine, decide, act, learn)}
+
+    def step(state: Any, runtime: Runtime) -> dict[str, Any]:
+        view, update = dict(state), {}
+
+        def run(node: Node) -> None:
+            out = node(view, runtime) if takes_runtime[id(node)] else node(view)
+            if not isinstance(out, dict):
+                raise TypeError(
+                    f"fuse=True needs nodes that return update dicts; {node.__name__} returned "
+                    f"{type(out).__name__}"
+                )
+            view.update(out)
+            update.update(out)
+
+        while True:
+            run(propose)
+            run(imagine)
+            run(decide)
+            nxt = route_verdict(view.get(decision_key))
+            if nxt == "act":
+                break
+            if nxt != "propose":
+                raise ValueError(
+                    f"the decide node returned verdict {nxt!r}, which a fused graph cannot "
+                    "route; build the graph with fuse=False and pass ask=/refuse="
+                )
+        run(act)
+        run(learn)
+        return update
+
+    step.__name__ = "step"
+    return step

@@ -203,14 +203,18 @@ def _learn(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dic
 
 
 def create_env_planning_graph(
-    *, default_context: Callable[[], EnvPlanningContext] | None = None
+    *,
+    default_context: Callable[[], EnvPlanningContext] | None = None,
+    fuse: bool = False,
 ) -> Any:
     """The uncompiled env planning graph (``StateGraph``).
 
     Compile it and invoke with ``context=EnvPlanningContext(...)`` and
     ``config=episode_config(...)``.  ``default_context`` builds a context (once, lazily) for
     runs that pass none, such as LangGraph Studio / ``langgraph dev``, where the client can
-    only send JSON.
+    only send JSON.  ``fuse=True`` runs each real step as one node ``step`` (same callables,
+    same decisions, one superstep and one checkpoint per step: see ``BENCHMARKS.md``, graph
+    overhead); the default shows every node, as Studio draws it.
     """
     return build_planning_graph(
         EnvPlanningState,
@@ -223,6 +227,7 @@ def create_env_planning_graph(
         learn=_learn,
         default_context=default_context,
         context_hint="context=EnvPlanningContext(actuator=..., controller=...) at invoke time",
+        fuse=fuse,
     )
 
 

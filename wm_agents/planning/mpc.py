@@ -73,8 +73,14 @@ class MPCController:
     def horizon(self) -> int:
         return self.planner.horizon
 
+    @torch.inference_mode()
     def propose(self, obs: Any, *, warm_start: Any = None, replans: int = 0) -> Proposal:
-        """Search for good action sequences from ``obs``; wider after each re-plan."""
+        """Search for good action sequences from ``obs``; wider after each re-plan.
+
+        Runs in ``torch.inference_mode`` (as :meth:`imagine` and :meth:`act` do): no autograd
+        bookkeeping on the search's thousands of small ops, so a graph node calling it plans as
+        fast as the bare loop.
+        """
         objective = model_objective(
             self.model,
             obs,
@@ -89,6 +95,7 @@ class MPCController:
             warm = self.planner.shift(torch.as_tensor(warm_start, dtype=torch.float32))
         return self.planner.propose(objective, warm_start=warm, population=population)
 
+    @torch.inference_mode()
     def imagine(self, obs: Any, candidates: Sequence[Any]) -> list[Outcome]:
         """Every member imagines every candidate (the :class:`WorldModel` call)."""
         return self.model.imagine(
