@@ -364,8 +364,8 @@ class EnsembleDynamicsModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean-prediction rollout on folded weights: ``[E, M]`` returns, survival, first obs.
 
-        Discrete actions enter the first layer as one row of ``w1a + b1`` per action (exactly
-        what the one-hot matmul gives, without a ``K = n`` matmul over every step).  With
+        Discrete actions enter the first layer as a one-hot beside the state (one ``K = D + n``
+        matmul with the bias per step).  With
         ``share_prefixes`` rows of one member whose action sequences agree up to step ``t`` are
         one node of a :class:`_PrefixTree`, computed once.  A low-precision ``dtype`` runs the
         wide matmuls (hidden x hidden and the head) in it; the first layer (``K = D``) and the
@@ -389,9 +389,12 @@ class EnsembleDynamicsModel(nn.Module):
         discrete = self.action_spec.kind == "discrete"
         tree = _PrefixTree.for_actions(self.action_spec, actions, cand) if share_prefixes else None
         if discrete:
-            # [E, n, hidden]: one-hot @ w1a + b1 is exactly row a of w1a, plus b1.
-            act_table = w["w1a"] + w["b1"]
-            idx = actions[..., 0].round().long().clamp_(0, self.action_spec.n - 1)[cand]
+            # State and one-hot action enter the first layer as one [D + n] input: one small
+            # matmul with the bias, no gather of per-action rows.
+            n_act = self.action_spec.n
+            w1 = torch.cat([w1s, w["w1a"]], dim=1)  # [E, D + n, hidden]
+            idx = actions[..., 0].round().long().clamp_(0, n_act - 1)[cand]
+            onehot = nn.functional.one_hot(idx, n_act).float()  # [E, M, H, n]
         else:
             act = self.action_spec.encode(actions[cand])  # [E, M, H, A']
             # First-layer action contributions for every step at once: [E, M, H, hidden].
@@ -409,12 +412,14 @@ class EnsembleDynamicsModel(nn.Module):
                 parent, action = tree.step(t)  # [E, U] nodes at depth t
                 if parent is not None:
                     state, ret, alive = (_take(x, parent) for x in (state, ret, alive))
-                step_in = _take(act_table, action)
+                step_a = nn.functional.one_hot(action, n_act).float()
             elif discrete:
-                step_in = _take(act_table, idx[:, :, t])
+                step_a = onehot[:, :, t]
+            if discrete:
+                x = torch.baddbmm(w["b1"], torch.cat([state, step_a], dim=-1), w1)
             else:
-                step_in = act_in[:, :, t]
-            x = silu(torch.baddbmm(step_in, state, w1s), inplace=True)
+                x = torch.baddbmm(act_in[:, :, t], state, w1s)
+            x = silu(x, inplace=True)
             if low:
                 x = x.to(dtype)
             for wm, bm in mid:
@@ -438,7 +443,7 @@ class EnsembleDynamicsModel(nn.Module):
                     compact.select(order)
                     state, ret, alive = (_take(x, order) for x in (state, ret, alive))
                     if discrete:
-                        idx = _take(idx, order)
+                        onehot = _take(onehot, order)
                     else:
                         act_in = _take(act_in, order)
         if tree is not None:
