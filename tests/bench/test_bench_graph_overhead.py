@@ -1,4 +1,4 @@
-"""Graph-overhead benchmark at a tiny size: the three paths make the same decisions."""
+"""Graph-overhead benchmark at a tiny size: every path makes the same decisions."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def test_graph_overhead_tiny() -> None:
     )
     s = out["summary"]
     assert s["same_decisions"]
-    assert set(s["ms_per_step_median"]) == {"bare", "graph", "graph_sqlite"}
+    variants = {"bare", "graph", "graph_sqlite", "fused", "fused_sqlite"}
+    assert set(s["ms_per_step_median"]) == variants
     ep = out["episodes"][0]
-    assert ep["bare"]["return"] == ep["graph"]["return"] == ep["graph_sqlite"]["return"]
+    assert len({ep[k]["return"] for k in variants}) == 1
+    assert set(s["overhead_ms_per_step"]) == variants - {"bare"}

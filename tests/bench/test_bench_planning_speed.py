@@ -24,6 +24,8 @@ def test_seed_loop_matches_batched_rollout(tiny) -> None:
         batched = model.rollout(obs, actions, particles=k, gamma=1.0).returns
         looped = ps.seed_style_objective(model, obs, particles=k)(actions)
         torch.testing.assert_close(looped, batched, rtol=1e-4, atol=1e-4)
+        as_written = ps.seed_module_objective(model, obs, particles=k)(actions)
+        torch.testing.assert_close(as_written, batched, rtol=1e-4, atol=1e-4)
 
 
 def test_measure_tiny(tiny) -> None:
@@ -39,13 +41,15 @@ def test_measure_tiny(tiny) -> None:
         states=2,
         repeats=1,
         seed_loop=True,
+        seed_modules=True,
         model=model,
         visited=states,
     )
-    assert [r["mode"] for r in rows] == ["float32", "seed-loop"]
+    assert [r["mode"] for r in rows] == ["float32", "seed-loop", "seed-modules"]
     assert rows[0]["ms_median"] > 0 and len(rows[0]["actions"]) == 2
-    # Same decision problem, same weights: the seed's loop picks the same actions.
-    assert rows[1]["match_first"] == 1.0
+    # Same decision problem, same weights: the seed's loops pick the same actions, same work.
+    assert rows[1]["match_first"] == rows[2]["match_first"] == 1.0
+    assert rows[0]["evaluated_mean"] == rows[1]["evaluated_mean"] == rows[2]["evaluated_mean"]
 
 
 def test_all_modes_tiny(tiny) -> None:
@@ -66,14 +70,25 @@ def test_all_modes_tiny(tiny) -> None:
     )
     assert [r["mode"] for r in rows] == list(ps.MODES)
     assert all(0.0 <= r["match_first"] <= 1.0 for r in rows[1:])
-    assert model.planning_dtype == torch.float32 and not model.share_prefixes  # restored
+    for r in rows[1:]:  # one value gap per state where the mode chose differently
+        assert len(r["value_gap_where_different"]) == round((1 - r["match_first"]) * 2)
+    # The model's own settings are back afterwards.
+    assert model.planning_dtype == "auto" and not model.share_prefixes
+    assert model.planning_min_survival == 0.0
+    by_mode = {r["mode"]: r for r in rows}
+    # At this tiny width "auto" resolves to float32; -fixed runs every iteration.
+    assert by_mode["auto"]["dtype"] == "float32"
+    assert by_mode["float32-fixed"]["iterations_mean"] == 2
+    assert by_mode["float32-fixed"]["evaluated_mean"] == 20 + 18  # 2 elites carried
 
 
 def test_parse_mode() -> None:
-    assert ps.parse_mode("bfloat16-shared") == ("bfloat16", True)
-    assert ps.parse_mode("float32") == ("float32", False)
-    with pytest.raises(ValueError, match="mode must be one of"):
-        ps.parse_mode("float16")
+    assert ps.parse_mode("bfloat16-fixed-shared") == ps.Mode("bfloat16", fixed=True, shared=True)
+    assert ps.parse_mode("float32") == ps.Mode("float32")
+    assert ps.parse_mode("auto-skip").name == "auto-skip"
+    for bad in ("float16", "float32-fast"):
+        with pytest.raises(ValueError, match="mode must be"):
+            ps.parse_mode(bad)
 
 
 def test_cli_plan_json(capsys) -> None:

@@ -7,12 +7,17 @@ The model is an :class:`EnsembleDynamicsModel` fitted on random CartPole-v1 data
 termination head is realistic); no terminal value is added.  Each test state is planned from a
 cold start (no warm start), with the planner's generator reseeded per state.
 
-Modes (``--modes``; the first is the reference the others' choices are matched against):
+Modes (``--modes``; the first is the reference the others' choices are matched against), a
+precision and optional suffixes:
 
-* ``float32``: the library default (reference numbers);
-* ``float32-shared``: ``share_prefixes``: each distinct action prefix per member computed once;
-* ``bfloat16`` / ``bfloat16-shared``: the search's matmuls in bfloat16.  The final candidates
-  are always imagined in float32 (``model.imagine``) and the gate decides on those.
+* ``auto``: the library default, what a model plans with when nobody sets anything
+  (:func:`~wm_agents.neural.ensemble.search_dtype`: bfloat16 on CPUs that run it natively when
+  the layers are >= 128 wide, else float32), CEM stopping once an iteration no longer improves;
+* ``float32`` / ``bfloat16``: that search precision.  The final candidates are always imagined
+  in float32 (``model.imagine``) and the gate decides on those;
+* ``-fixed``: CEM runs every iteration (``stop_tol=None``), the pre-iCEM planner;
+* ``-shared``: ``share_prefixes``: each distinct action prefix per member computed once;
+* ``-skip``: ``min_survival=1e-6``: rows whose imagined episode ended stop being computed.
 
 Achieved GFLOP/s counts the *nominal* work of the dense search (every candidate, every particle,
 every step), divided by the measured time; the machine's matmul ceiling (1024x1024 through
@@ -32,14 +37,16 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
 
 from wm_agents.bench.common import RESULTS_DIR, machine_info, matmul_ceiling, write_json
-from wm_agents.neural.ensemble import EnsembleDynamicsModel
+from wm_agents.neural.ensemble import EnsembleDynamicsModel, search_dtype
 from wm_agents.neural.trainer import FitConfig, fit_ensemble
 from wm_agents.planning.gate import AgreementGate
 from wm_agents.planning.mpc import model_objective
@@ -47,6 +54,8 @@ from wm_agents.planning.optimizers import CEMPlanner, Objective
 from wm_agents.spaces import ActionSpec
 
 __all__ = [
+    "MODES",
+    "Mode",
     "decide",
     "flops_per_row_step",
     "make_model",
@@ -146,6 +155,72 @@ def seed_style_objective(
     return objective
 
 
+def seed_module_objective(
+    model: EnsembleDynamicsModel, obs: Any, *, particles: int = 1, gamma: float = 1.0
+) -> Objective:
+    """The seed's loop as written: ``nn.Sequential`` members, ``torch.cat``, one step a call.
+
+    The seed's ``WorldModel.rollout`` calls ``self.forward(state, action)`` per step, which
+    concatenates state and action and runs an ``nn.Sequential`` of ``nn.Linear`` layers;
+    ``plan_with_model`` does that for one candidate at a time.  Here each member is such a
+    ``Sequential`` holding this model's (normalizer-folded) weights, plus the termination
+    classifier as another ``Sequential`` (the seed has none; it is needed for equal work), with
+    the same member assignment as :func:`seed_style_objective`, so the returns are the same.
+    """
+    w = model.planning_weights()
+    e_count, d, h = model.ensemble_size, model.obs_dim, model.config.hidden
+
+    def linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+        layer = nn.Linear(weight.shape[0], weight.shape[1])
+        with torch.no_grad():
+            layer.weight.copy_(weight.T)
+            layer.bias.copy_(bias.reshape(-1))
+        return layer
+
+    dynamics, termination = [], []
+    (wt1, bt1), (wt2, bt2) = w["term"]
+    wt3, bt3 = w["term_out"]
+    for m in range(e_count):
+        w1 = torch.cat([w["w1s"][m], w["w1a"][m]], dim=0)
+        layers: list[nn.Module] = [linear(w1, w["b1"][m]), nn.SiLU()]
+        for wm, bm in w["mid"]:
+            layers += [linear(wm[m], bm[m]), nn.SiLU()]
+        layers.append(linear(w["wh"][m], w["bh"][m]))
+        dynamics.append(nn.Sequential(*layers))
+        termination.append(
+            nn.Sequential(
+                linear(wt1[m], bt1[m]),
+                nn.SiLU(),
+                linear(wt2[m], bt2[m]),
+                nn.SiLU(),
+                linear(wt3[m], bt3[m]),
+            )
+        )
+    del h
+    obs_t = model.check_obs(obs)
+
+    def rollout(m: int, state: torch.Tensor, action_sequence: torch.Tensor) -> torch.Tensor:
+        rewards, alive, disc = [], 1.0, 1.0
+        for action in action_sequence:
+            out = dynamics[m](torch.cat([state, action], dim=-1))
+            state = state + out[..., :d]
+            cont = float(torch.sigmoid(termination[m](state)))
+            rewards.append(disc * alive * out[..., d])
+            alive *= cont
+            disc *= gamma
+        return torch.stack(rewards)
+
+    def objective(actions: torch.Tensor) -> torch.Tensor:
+        enc = model.action_spec.encode(actions)
+        out = torch.empty(actions.shape[0], particles)
+        for i in range(actions.shape[0]):  # plan_with_model: one candidate at a time
+            for j in range(particles):
+                out[i, j] = rollout((i * particles + j) % e_count, obs_t, enc[i]).sum()
+        return out
+
+    return objective
+
+
 def _supports_modes() -> bool:
     """Whether this build's rollout has the planning modes (``dtype``, ``share_prefixes``)."""
     params = inspect.signature(EnsembleDynamicsModel.rollout).parameters
@@ -153,19 +228,20 @@ def _supports_modes() -> bool:
 
 
 @contextmanager
-def planning_mode(
-    model: EnsembleDynamicsModel, dtype: str = "float32", share_prefixes: bool = False
-) -> Iterator[None]:
-    """Temporarily set the model's search precision and prefix sharing (its defaults after)."""
-    if (dtype != "float32" or share_prefixes) and not _supports_modes():
+def planning_mode(model: EnsembleDynamicsModel, mode: Mode) -> Iterator[None]:
+    """Temporarily set the model's search options to ``mode`` (its own settings after)."""
+    if mode != Mode() and not _supports_modes():
         raise ValueError("this build's rollout has no dtype / share_prefixes options")
-    old = (getattr(model, "planning_dtype", None), getattr(model, "share_prefixes", None))
-    model.planning_dtype = getattr(torch, dtype)
-    model.share_prefixes = share_prefixes
+    names = ("planning_dtype", "share_prefixes", "planning_min_survival")
+    old = {k: getattr(model, k, None) for k in names}
+    model.planning_dtype = mode.dtype
+    model.share_prefixes = mode.shared
+    model.planning_min_survival = 1e-6 if mode.skip else 0.0
     try:
         yield
     finally:
-        model.planning_dtype, model.share_prefixes = old
+        for k, v in old.items():
+            setattr(model, k, v)
 
 
 def decide(
@@ -177,45 +253,77 @@ def decide(
     iterations: int,
     particles: int,
     seed: int = 0,
-    dtype: str = "float32",
-    share_prefixes: bool = False,
-    seed_loop: bool = False,
+    mode: Mode | None = None,
+    seed_loop: bool | str = False,
 ) -> tuple[int, dict[str, Any]]:
     """One full decision from ``obs``; returns the chosen first action and search facts.
 
-    ``dtype`` / ``share_prefixes`` apply to the search; the final candidates are always
-    imagined in float32 by every member (``model.imagine``), and the gate decides on those.
+    ``mode`` (default: the library default, ``auto``) sets the search; the final candidates are
+    always imagined in float32 by every member (``model.imagine``), and the gate decides on
+    those.  ``seed_loop``: ``True`` / ``"ops"`` scores with :func:`seed_style_objective`,
+    ``"modules"`` with :func:`seed_module_objective` (the seed's loop as written).
     """
+    mode = mode or Mode()
     planner = CEMPlanner(
         model.action_spec,
         horizon=horizon,
         population=population,
         elites=max(1, population // 10),
         iterations=iterations,
+        stop_tol=None if mode.fixed else 1e-3,
         seed=seed,
     )
-    if seed_loop:
+    if seed_loop == "modules":
+        objective = seed_module_objective(model, obs, particles=particles)
+    elif seed_loop:
         objective = seed_style_objective(model, obs, particles=particles)
     else:
         objective = model_objective(model, obs, particles=particles, use_value=False)
-    with torch.inference_mode(), planning_mode(model, dtype, share_prefixes):
+    with torch.inference_mode(), planning_mode(model, mode):
         proposal = planner.propose(objective)
         outcomes = model.imagine(obs, proposal.candidates.tolist(), horizon=horizon)
         decision = AgreementGate(max_replans=0).decide(outcomes, model.action_spec)
     assert decision.action is not None
-    return round(decision.action[0]), {"n_evaluated": proposal.n_evaluated}
+    facts = {
+        "n_evaluated": proposal.n_evaluated,
+        "iterations": proposal.iterations,
+        "value": decision.value,  # float32, every member: comparable across modes
+    }
+    return round(decision.action[0]), facts
 
 
-MODES = ("float32", "float32-shared", "bfloat16", "bfloat16-shared")
-"""Search modes: precision, and ``-shared`` for ``share_prefixes`` (``float32`` = the default)."""
+@dataclass(frozen=True)
+class Mode:
+    """A search configuration: precision, CEM stopping, prefix sharing, skipping ended rows."""
+
+    dtype: str = "auto"
+    fixed: bool = False
+    shared: bool = False
+    skip: bool = False
+
+    @property
+    def name(self) -> str:
+        flags = [f for f in ("fixed", "shared", "skip") if getattr(self, f)]
+        return "-".join([self.dtype, *flags])
 
 
-def parse_mode(mode: str) -> tuple[str, bool]:
-    """``"bfloat16-shared"`` -> (``"bfloat16"``, share_prefixes ``True``)."""
-    dtype, _, rest = mode.partition("-")
-    if dtype not in ("float32", "bfloat16") or rest not in ("", "shared"):
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return dtype, rest == "shared"
+MODES = ("float32", "auto", "float32-fixed", "bfloat16-fixed", "float32-skip", "float32-shared")
+"""The suite's modes; the first (float32, CEM stopping early) is the reference."""
+
+
+def parse_mode(mode: str) -> Mode:
+    """``"bfloat16-fixed-shared"`` -> ``Mode("bfloat16", fixed=True, shared=True)``."""
+    dtype, *flags = mode.split("-")
+    if dtype not in ("auto", "float32", "bfloat16") or not set(flags) <= {
+        "fixed",
+        "shared",
+        "skip",
+    }:
+        raise ValueError(
+            f"mode must be auto|float32|bfloat16 with optional -fixed, -shared, -skip "
+            f"(e.g. {', '.join(MODES)}), got {mode!r}"
+        )
+    return Mode(dtype, **{f: True for f in flags})
 
 
 def measure(
@@ -231,6 +339,7 @@ def measure(
     states: int = 8,
     repeats: int = 3,
     seed_loop: bool = False,
+    seed_modules: bool = False,
     model: EnsembleDynamicsModel | None = None,
     visited: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
@@ -239,42 +348,50 @@ def measure(
     Per state the fastest of ``repeats`` decisions counts; rows report the median over states.
     Every mode other than the first also reports ``match_first``: the share of states where it
     chose the same first action as the first mode (put ``float32``, the reference, first).
-    ``seed_loop`` adds a row for the seed's one-candidate-at-a-time loop (float32, 1 repeat).
+    ``seed_loop`` adds a row for the seed's one-candidate-at-a-time loop on raw tensor ops
+    (``seed-loop``), ``seed_modules`` one for that loop as the seed writes it, with
+    ``nn.Sequential`` members (``seed-modules``); both float32, 1 repeat.
     """
     if model is None or visited is None:
         model, visited = make_model(ensemble, hidden, layers)
     xs = test_states(visited, states)
-    runs = [(m, *parse_mode(m), False) for m in modes]
+    runs = [(m, parse_mode(m), False) for m in modes]
     if seed_loop:
-        runs.append(("seed-loop", "float32", False, True))
+        runs.append(("seed-loop", Mode("float32"), "ops"))
+    if seed_modules:
+        runs.append(("seed-modules", Mode("float32"), "modules"))
     ms: dict[str, list[float]] = {r[0]: [] for r in runs}
     acts: dict[str, list[int]] = {r[0]: [] for r in runs}
+    work: dict[str, list[dict[str, int]]] = {r[0]: [] for r in runs}
     for s in xs:
-        for name, dtype, share, loop in runs:
+        for name, mode, loop in runs:
             times = []
             for _ in range(1 if loop else repeats):
                 t0 = time.perf_counter()
-                act, _ = decide(
+                act, facts = decide(
                     model,
                     s,
                     population=population,
                     horizon=horizon,
                     iterations=iterations,
                     particles=particles,
-                    dtype=dtype,
-                    share_prefixes=share,
+                    mode=mode,
                     seed_loop=loop,
                 )
                 times.append((time.perf_counter() - t0) * 1e3)
             ms[name].append(min(times))
             acts[name].append(act)
-    nominal = iterations * population * particles * horizon * flops_per_row_step(model)
+            work[name].append(facts)
     ref = runs[0][0]
     rows = []
-    for name, *_ in runs:
+    for name, mode, _ in runs:
         med = statistics.median(ms[name])
+        evaluated = statistics.mean(f["n_evaluated"] for f in work[name])
+        # Work actually done: sequences scored x particles x steps (CEM may stop early).
+        nominal = evaluated * particles * horizon * flops_per_row_step(model)
         row: dict[str, Any] = {
             "mode": name,
+            "dtype": str(search_dtype(model, mode.dtype)).removeprefix("torch."),
             "population": population,
             "horizon": horizon,
             "ensemble": ensemble,
@@ -286,6 +403,8 @@ def measure(
             "ms_median": round(med, 2),
             "ms_min": round(min(ms[name]), 2),
             "ms_max": round(max(ms[name]), 2),
+            "iterations_mean": round(statistics.mean(f["iterations"] for f in work[name]), 2),
+            "evaluated_mean": round(evaluated, 1),
             "nominal_gflop": round(nominal / 1e9, 3),
             "effective_gflops": round(nominal / (med * 1e-3) / 1e9, 1),
             "actions": acts[name],
@@ -293,6 +412,14 @@ def measure(
         if name != ref:
             same = [a == b for a, b in zip(acts[name], acts[ref], strict=True)]
             row["match_first"] = round(float(np.mean(same)), 3)
+            # Where the choice differs, how much worse it is by float32's own all-member
+            # estimate of the chosen candidates (negative: the mode found a better one).
+            gaps = [
+                r["value"] - m["value"]
+                for r, m, ok in zip(work[ref], work[name], same, strict=True)
+                if not ok
+            ]
+            row["value_gap_where_different"] = [round(g, 4) for g in gaps]
             row["speedup_vs_first"] = round(statistics.median(ms[ref]) / med, 2)
         rows.append(row)
     return rows
@@ -302,7 +429,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     """The BENCHMARKS.md table: every horizon x particles x mode, plus the seed's loop."""
     model, visited = make_model(args.ensemble, args.hidden, args.layers)
     ceiling = {dt: round(matmul_ceiling(dt), 1) for dt in ("float32", "bfloat16")}
-    modes = [m for m in args.modes if _supports_modes() or parse_mode(m) == ("float32", False)]
+    modes = [m for m in args.modes if _supports_modes() or parse_mode(m) == Mode("float32")]
     rows = []
     for h in args.horizons:
         for k in args.particles_list:
@@ -336,6 +463,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 states=args.seed_loop_states,
                 repeats=args.repeats,
                 seed_loop=True,
+                seed_modules=True,
                 model=model,
                 visited=visited,
             ):
@@ -354,19 +482,22 @@ def table(payload: dict[str, Any]) -> str:
     """Markdown table of a :func:`run_suite` payload."""
     ceiling = payload["matmul_ceiling_gflops"]
     out = [
-        "| H | particles | mode | ms per decision: median (min-max over states) "
-        "| vs float32 | same action as float32 | nominal GFLOP | effective GFLOP/s "
-        "| % of matmul ceiling |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| H | particles | mode (precision) | ms per decision: median (min-max over states) "
+        "| vs float32 | same action as float32 | CEM iterations (mean) | sequences scored "
+        "| GFLOP done | GFLOP/s | % of matmul ceiling |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in payload["rows"]:
         if r.get("vs_seed_loop"):
             continue
-        peak = ceiling["bfloat16" if r["mode"].startswith("bfloat16") else "float32"]
+        dtype = r.get("dtype", "bfloat16" if r["mode"].startswith("bfloat16") else "float32")
+        peak = ceiling[dtype]
         out.append(
-            f"| {r['horizon']} | {r['particles']} | {r['mode']} "
+            f"| {r['horizon']} | {r['particles']} | {r['mode']} ({dtype}) "
             f"| {r['ms_median']:.1f} ({r['ms_min']:.1f}-{r['ms_max']:.1f}) "
             f"| {r.get('speedup_vs_first', 1.0):.2f}x | {_pct(r.get('match_first', 1.0))} "
+            f"| {r.get('iterations_mean', r['iterations'])} "
+            f"| {r.get('evaluated_mean', '')} "
             f"| {r['nominal_gflop']:.2f} | {r['effective_gflops']:.0f} "
             f"| {100 * r['effective_gflops'] / peak:.0f}% |"
         )
@@ -374,16 +505,24 @@ def table(payload: dict[str, Any]) -> str:
     if loops:
         out += [
             "",
-            "| H | planner | ms per decision | the seed's loop takes | same action as float32 |",
-            "|---:|---|---:|---:|---:|",
+            "| H | planner | ms per decision | sequences scored | the seed's loop as written "
+            "takes | the loop on raw ops takes | same action as float32 |",
+            "|---:|---|---:|---:|---:|---:|---:|",
         ]
         for r in loops:
-            seed = next(
-                x for x in loops if x["horizon"] == r["horizon"] and x["mode"] == "seed-loop"
-            )
-            times = "(itself)" if r is seed else f"{seed['ms_median'] / r['ms_median']:.0f}x longer"
+            same_h = {x["mode"]: x for x in loops if x["horizon"] == r["horizon"]}
+            ratios = []
+            for name in ("seed-modules", "seed-loop"):
+                seed = same_h.get(name)
+                if seed is None:
+                    ratios.append("")
+                elif seed is r:
+                    ratios.append("(itself)")
+                else:
+                    ratios.append(f"{seed['ms_median'] / r['ms_median']:.0f}x longer")
             out.append(
-                f"| {r['horizon']} | {r['mode']} | {r['ms_median']:.0f} | {times} "
+                f"| {r['horizon']} | {r['mode']} | {r['ms_median']:.0f} "
+                f"| {r.get('evaluated_mean', '')} | {ratios[0]} | {ratios[1]} "
                 f"| {_pct(r.get('match_first', 1.0))} |"
             )
     return "\n".join(out)
@@ -403,18 +542,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--particles", type=int, default=1)
     p.add_argument(
-        "--dtype", choices=["float32", "bfloat16"], default="float32", help="search precision"
+        "--dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="search precision (auto: the library default, bfloat16 where it pays)",
+    )
+    p.add_argument(
+        "--fixed-iterations",
+        action="store_true",
+        help="run every CEM iteration (default: stop once an iteration no longer improves)",
     )
     p.add_argument(
         "--share-prefixes",
         action="store_true",
         help="compute action prefixes shared by several candidates once (discrete actions)",
     )
+    p.add_argument(
+        "--skip-ended", action="store_true", help="stop computing rows whose episode ended"
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--states", type=int, default=8, help="test states (median over them)")
     p.add_argument("--repeats", type=int, default=3, help="timed decisions per state (min)")
-    p.add_argument("--seed-loop", action="store_true", help="plan the seed's way instead")
-    p.add_argument("--compare", action="store_true", help="also run float32 and match choices")
+    p.add_argument(
+        "--seed-loop",
+        nargs="?",
+        const="ops",
+        choices=["ops", "modules"],
+        help="plan the seed's way instead: one candidate at a time on raw ops (default) or "
+        "with nn.Sequential members as the seed writes it (modules)",
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also plan in float32 (otherwise the same options) and match choices",
+    )
     p.add_argument("--ceiling", action="store_true", help="also measure the matmul ceiling")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -422,8 +583,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     """``wm-agents bench plan``: time one configuration, print ``ms_median`` (or JSON)."""
     torch.set_num_threads(max(1, args.threads))
-    mode = args.dtype + ("-shared" if args.share_prefixes else "")
-    modes = ["float32", mode] if args.compare and mode != "float32" else [mode]
+    mode = Mode(args.dtype, args.fixed_iterations, args.share_prefixes, args.skip_ended)
+    ref = Mode("float32", args.fixed_iterations, args.share_prefixes, args.skip_ended)
+    modes = [ref.name, mode.name] if args.compare and mode != ref else [mode.name]
     rows = measure(
         population=args.population,
         horizon=args.horizon,
@@ -435,7 +597,8 @@ def run_cli(args: argparse.Namespace) -> int:
         modes=modes if not args.seed_loop else [],
         states=args.states,
         repeats=args.repeats,
-        seed_loop=args.seed_loop,
+        seed_loop=args.seed_loop == "ops",
+        seed_modules=args.seed_loop == "modules",
     )
     row = rows[-1]
     if args.compare and len(rows) > 1:
@@ -460,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--hidden", type=int, default=200)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--iterations", type=int, default=5)
-    p.add_argument("--modes", nargs="+", default=list(MODES), help="first = reference")
+    p.add_argument("--modes", nargs="+", default=list(MODES), help="first = the reference")
     p.add_argument("--states", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed-loop-states", type=int, default=1)
