@@ -35,8 +35,7 @@ def test_cem_box_finds_quadratic_optimum() -> None:
     assert p.plan.shape == (3, 2)
     assert torch.allclose(p.plan, TARGET, atol=0.05)
     assert float(p.scores[0]) > -0.01
-    # Later iterations carry the 20 elites with their scores and score only 180 new sequences.
-    assert p.n_evaluated == 200 + (p.iterations - 1) * 180
+    assert p.n_evaluated == 200 * p.iterations
     assert p.n_nonfinite == 0
     # Candidates come best first, at most `keep`, and all inside the bounds.
     assert p.candidates.shape == (8, 3, 2)
@@ -53,12 +52,11 @@ def test_cem_stops_once_an_iteration_no_longer_improves() -> None:
         return torch.ones(len(actions))  # nothing to improve: converged after 2 iterations
 
     p = CEMPlanner(BOX2, horizon=3, population=100, elites=10, iterations=5, seed=0).propose(flat)
-    assert p.iterations == 2 and calls == [100, 90]
+    assert p.iterations == 2 and calls == [100, 100]
     # stop_tol=None always runs every iteration.
     calls.clear()
     planner = CEMPlanner(BOX2, horizon=3, population=100, elites=10, iterations=5, stop_tol=None)
-    p = planner.propose(flat)
-    assert p.iterations == 5 and calls == [100] + [90] * 4
+    assert planner.propose(flat).iterations == 5 and calls == [100] * 5
     # A warm start that nothing beats ends the search after one iteration; it is the plan.
     warm = torch.full((3, 2), 1.5)
     p = CEMPlanner(BOX2, horizon=3, population=100, elites=10, iterations=5, seed=0).propose(
@@ -71,7 +69,39 @@ def test_cem_keeps_improving_while_the_objective_rewards_it() -> None:
     planner = CEMPlanner(BOX2, horizon=3, population=50, elites=5, iterations=3, seed=0)
     p = planner.propose(quadratic)
     assert p.iterations == 3  # far from the optimum every iteration finds a clearly better one
-    assert p.n_evaluated == 50 + 2 * 45
+    assert p.n_evaluated == 3 * 50
+
+
+@pytest.mark.parametrize("spec", [BOX2, DISCRETE3])
+def test_cem_keep_elites_scores_only_new_sequences(spec) -> None:
+    objective = quadratic if spec is BOX2 else matches
+    calls: list[int] = []
+
+    def counted(actions: torch.Tensor) -> torch.Tensor:
+        calls.append(len(actions))
+        return objective(actions)
+
+    horizon = 3 if spec is BOX2 else 4
+    planner = CEMPlanner(
+        spec,
+        horizon=horizon,
+        population=60,
+        elites=6,
+        iterations=4,
+        keep_elites=True,
+        stop_tol=None,
+        seed=0,
+    )
+    p = planner.propose(counted)
+    assert calls == [60, 54, 54, 54] and p.n_evaluated == 60 + 3 * 54
+    # Still solves the problem, and the candidates are distinct, best first.
+    assert float(p.scores[0]) == float(objective(p.plan[None])[0])
+    assert torch.all(p.scores[:-1] >= p.scores[1:])
+    assert len(torch.unique(p.candidates.flatten(1), dim=0)) == len(p.candidates)
+    if spec is DISCRETE3:
+        assert p.plan[:, 0].tolist() == PATTERN.tolist()
+    else:
+        assert torch.allclose(p.plan, TARGET, atol=0.2)
 
 
 def test_cem_box_clips_optimum_outside_bounds() -> None:
@@ -210,7 +240,7 @@ def test_population_override() -> None:
     planner = RandomShootingPlanner(DISCRETE3, horizon=4, population=10, seed=0)
     assert planner.propose(matches, population=37).n_evaluated == 37
     cem = CEMPlanner(DISCRETE3, horizon=4, population=10, elites=5, iterations=2, seed=0)
-    assert cem.propose(matches, population=30).n_evaluated == 30 + 25  # 5 elites carried
+    assert cem.propose(matches, population=30).n_evaluated == 60
     assert cem.propose(matches, population=3, iterations=1).n_evaluated == 3  # elites capped
 
 

@@ -16,6 +16,7 @@ precision and optional suffixes:
 * ``float32`` / ``bfloat16``: that search precision.  The final candidates are always imagined
   in float32 (``model.imagine``) and the gate decides on those;
 * ``-fixed``: CEM runs every iteration (``stop_tol=None``), the pre-iCEM planner;
+* ``-keep``: CEM carries its elites with their scores (``keep_elites=True``);
 * ``-shared``: ``share_prefixes``: each distinct action prefix per member computed once;
 * ``-skip``: ``min_survival=1e-6``: rows whose imagined episode ended stop being computed.
 
@@ -210,6 +211,7 @@ def seed_module_objective(
             disc *= gamma
         return torch.stack(rewards)
 
+    @torch.no_grad()
     def objective(actions: torch.Tensor) -> torch.Tensor:
         enc = model.action_spec.encode(actions)
         out = torch.empty(actions.shape[0], particles)
@@ -271,6 +273,7 @@ def decide(
         elites=max(1, population // 10),
         iterations=iterations,
         stop_tol=None if mode.fixed else 1e-3,
+        keep_elites=mode.keep,
         seed=seed,
     )
     if seed_loop == "modules":
@@ -294,33 +297,39 @@ def decide(
 
 @dataclass(frozen=True)
 class Mode:
-    """A search configuration: precision, CEM stopping, prefix sharing, skipping ended rows."""
+    """A search configuration: precision, CEM stopping and elites, prefix sharing, skipping."""
 
     dtype: str = "auto"
     fixed: bool = False
     shared: bool = False
     skip: bool = False
+    keep: bool = False
 
     @property
     def name(self) -> str:
-        flags = [f for f in ("fixed", "shared", "skip") if getattr(self, f)]
+        flags = [f for f in _FLAGS if getattr(self, f)]
         return "-".join([self.dtype, *flags])
 
 
-MODES = ("float32", "auto", "float32-fixed", "bfloat16-fixed", "float32-skip", "float32-shared")
+_FLAGS = ("fixed", "keep", "shared", "skip")
+MODES = (
+    "float32",
+    "auto",
+    "float32-fixed",
+    "bfloat16-fixed",
+    "auto-keep",
+    "float32-skip",
+    "float32-shared",
+)
 """The suite's modes; the first (float32, CEM stopping early) is the reference."""
 
 
 def parse_mode(mode: str) -> Mode:
     """``"bfloat16-fixed-shared"`` -> ``Mode("bfloat16", fixed=True, shared=True)``."""
     dtype, *flags = mode.split("-")
-    if dtype not in ("auto", "float32", "bfloat16") or not set(flags) <= {
-        "fixed",
-        "shared",
-        "skip",
-    }:
+    if dtype not in ("auto", "float32", "bfloat16") or not set(flags) <= set(_FLAGS):
         raise ValueError(
-            f"mode must be auto|float32|bfloat16 with optional -fixed, -shared, -skip "
+            f"mode must be auto|float32|bfloat16 with optional -fixed, -keep, -shared, -skip "
             f"(e.g. {', '.join(MODES)}), got {mode!r}"
         )
     return Mode(dtype, **{f: True for f in flags})
@@ -553,6 +562,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run every CEM iteration (default: stop once an iteration no longer improves)",
     )
     p.add_argument(
+        "--keep-elites",
+        action="store_true",
+        help="CEM carries its elites with their scores (scores fewer new sequences)",
+    )
+    p.add_argument(
         "--share-prefixes",
         action="store_true",
         help="compute action prefixes shared by several candidates once (discrete actions)",
@@ -583,8 +597,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     """``wm-agents bench plan``: time one configuration, print ``ms_median`` (or JSON)."""
     torch.set_num_threads(max(1, args.threads))
-    mode = Mode(args.dtype, args.fixed_iterations, args.share_prefixes, args.skip_ended)
-    ref = Mode("float32", args.fixed_iterations, args.share_prefixes, args.skip_ended)
+    flags = dict(
+        fixed=args.fixed_iterations,
+        shared=args.share_prefixes,
+        skip=args.skip_ended,
+        keep=args.keep_elites,
+    )
+    mode, ref = Mode(args.dtype, **flags), Mode("float32", **flags)
     modes = [ref.name, mode.name] if args.compare and mode != ref else [mode.name]
     rows = measure(
         population=args.population,

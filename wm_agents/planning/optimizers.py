@@ -199,16 +199,18 @@ class CEMPlanner(_Planner):
 
     Each iteration samples sequences from per-step distributions, scores them in one batch, and
     refits the distributions to the ``elites`` best (smoothed by ``alpha``: the weight kept on
-    the old distribution).  Two habits of iCEM (Pinneri et al., 2020) avoid work that cannot
-    change the answer:
+    the old distribution).  The best sequence so far (first the warm start) is re-scored in
+    every later population, so the result never gets worse across iterations.  Two habits of
+    iCEM (Pinneri et al., 2020) avoid work:
 
-    * the elites, with their scores, are carried into the next iteration's ranking, so each
-      later iteration scores only ``population - elites`` new sequences (the ranking still
-      sees ``population``); the result never gets worse across iterations;
     * ``stop_tol``: once an iteration's best beats the incumbent (the previous iteration's best,
       or the warm start) by no more than ``stop_tol * max(1, |incumbent|)``, the search has
-      converged and stops.  A warm start that is still good ends the search after one
-      iteration; ``None`` always runs ``iterations``.
+      converged and stops; ``None`` always runs ``iterations``;
+    * ``keep_elites`` (off by default): the elites, with their scores, are carried into the next
+      iteration's ranking, so each later iteration scores only ``population - elites`` new
+      sequences.  With one particle per candidate a carried score is one member's opinion and
+      the lucky ones stay elite (winner's curse): on CartPole and Pendulum the MPC agent did
+      worse with it (``BENCHMARKS.md``, planning speed), so it is opt-in.
 
     Args:
         action_spec: action space.
@@ -222,6 +224,8 @@ class CEMPlanner(_Planner):
         min_std: floor on the Box std as a fraction of the action range (keeps exploring).
         explore: for Discrete, probability mass mixed back toward uniform each step.
         stop_tol: relative improvement below which the search stops early (``None``: never).
+        keep_elites: carry the elites with their scores into the next iteration instead of
+            re-scoring only the best one (less work; see the class doc for the cost).
         seed / generator: randomness source; never the global RNG.
     """
 
@@ -239,6 +243,7 @@ class CEMPlanner(_Planner):
         min_std: float = 0.02,
         explore: float = 0.05,
         stop_tol: float | None = 1e-3,
+        keep_elites: bool = False,
         seed: int | None = 0,
         generator: torch.Generator | None = None,
     ) -> None:
@@ -265,6 +270,7 @@ class CEMPlanner(_Planner):
         self.min_std = min_std
         self.explore = explore
         self.stop_tol = stop_tol
+        self.keep_elites = keep_elites
 
     def propose(
         self,
@@ -290,31 +296,40 @@ class CEMPlanner(_Planner):
             if warm_start is not None:
                 mean = torch.as_tensor(warm_start, dtype=torch.float32).clone()
             std = (span / 4).expand(h, -1).clone()
-        # Incumbents: the elites of the last iteration (or the warm start), with their scores.
-        kept_a = kept_s = None
+        # The incumbent: the warm start, then each iteration's best (re-scored in the next
+        # population unless the elites are carried with their scores).
+        best_a = None
         if warm_start is not None:
-            kept_a = torch.as_tensor(warm_start, dtype=torch.float32)[None]
+            best_a = torch.as_tensor(warm_start, dtype=torch.float32)
+        kept_a = kept_s = None
+        all_a: list[torch.Tensor] = []
+        all_s: list[torch.Tensor] = []
         total, bad_total, done = 0, 0, 0
         for it in range(iterations or self.iterations):
-            fresh = n if kept_a is None or kept_s is None else max(1, n - len(kept_a))
+            carry = self.keep_elites and kept_a is not None and kept_s is not None
+            fresh = max(1, n - len(kept_a)) if carry and kept_a is not None else n
             if spec.kind == "discrete":
                 idx = torch.multinomial(probs, fresh, replacement=True, generator=g)  # [H, n]
                 actions = idx.T.unsqueeze(-1).float()
             else:
                 noise = torch.randn(fresh, h, spec.dim, generator=g)
                 actions = torch.maximum(torch.minimum(mean + std * noise, self._high), self._low)
-            if kept_a is not None and kept_s is None:
-                actions[0] = kept_a[0]  # the warm start is scored with the first population
+            if not carry and best_a is not None:
+                actions[0] = best_a
             scores, bad = self._evaluate(objective, actions)
             total += fresh
             bad_total += bad
-            incumbent = None if kept_s is None else float(kept_s[0])
-            if kept_s is not None:
+            incumbent = None
+            if carry and kept_a is not None and kept_s is not None:
+                incumbent = float(kept_s[0])
                 actions, scores = torch.cat([kept_a, actions]), torch.cat([kept_s, scores])
-            elif kept_a is not None:
-                incumbent = float(scores[0])  # the warm start's own score
+            elif best_a is not None:
+                incumbent = float(scores[0])  # the incumbent's score in this population
             elite_idx = torch.topk(scores, min(n_elite, len(scores))).indices
             kept_a, kept_s = actions[elite_idx], scores[elite_idx]
+            best_a = kept_a[0].clone()
+            all_a.append(kept_a)
+            all_s.append(kept_s)
             done = it + 1
             if self._converged(incumbent, float(kept_s[0])):
                 break
@@ -327,9 +342,10 @@ class CEMPlanner(_Planner):
                 new_std = kept_a.std(dim=0, correction=0)
                 std = self.alpha * std + (1 - self.alpha) * new_std
                 std = torch.maximum(std, self.min_std * span)
-        assert kept_a is not None and kept_s is not None
-        # The carried elites are the best ``elites`` sequences of the whole search.
-        cands, top = self._top(kept_a, kept_s)
+        if self.keep_elites:  # the carried elites are the best of the whole search
+            cands, top = self._top(all_a[-1], all_s[-1])
+        else:
+            cands, top = self._top(torch.cat(all_a), torch.cat(all_s))
         return Proposal(cands, top, cands[0], total, bad_total, iterations=done)
 
     def _converged(self, incumbent: float | None, best: float) -> bool:
