@@ -57,12 +57,12 @@ def test_cem_stops_once_an_iteration_no_longer_improves() -> None:
     calls.clear()
     planner = CEMPlanner(BOX2, horizon=3, population=100, elites=10, iterations=5, stop_tol=None)
     assert planner.propose(flat).iterations == 5 and calls == [100] * 5
-    # A warm start that nothing beats ends the search after one iteration; it is the plan.
+    # A warm start that nothing beats is still refined once (two iterations), and stays the plan.
     warm = torch.full((3, 2), 1.5)
     p = CEMPlanner(BOX2, horizon=3, population=100, elites=10, iterations=5, seed=0).propose(
         lambda a: -((a - warm) ** 2).sum((1, 2)), warm_start=warm
     )
-    assert p.iterations == 1 and torch.equal(p.plan, warm)
+    assert p.iterations == 2 and torch.equal(p.plan, warm)
 
 
 def test_cem_keeps_improving_while_the_objective_rewards_it() -> None:
