@@ -1,14 +1,18 @@
 """Learning inside imagination: tabular Dyna-Q against k, and policy / MPC / hybrid on CartPole.
 
     python benchmarks/dyna_q.py tabular [--seeds 30] [--ks 0 5 10 20 50]
-    python benchmarks/dyna_q.py cartpole [--seed 0] [--max-steps N] [--agents dqn policy mpc hybrid]
+    python benchmarks/dyna_q.py cartpole [--seeds 0 1 2 3 4] [--max-steps 2000] [--agents ...]
+    python benchmarks/dyna_q.py cartpole-report
 
 ``tabular`` runs Sutton & Barto's Dyna maze (alpha 0.1, gamma 0.95, epsilon 0.1) for every k and
 seed, prints a markdown table of episodes-to-solve (greedy path within 20% of the 14-step
 shortest path) and writes ``benchmarks/results/dyna_maze_episodes_vs_k.png`` (episodes-to-solve
-against k, and the book's steps-per-episode curves).  ``cartpole`` runs each agent of
-``wm_agents.imagination`` and prints real steps to reach an evaluation mean >= 475 and the median
-milliseconds per action of the trained agent.
+against k, and the book's steps-per-episode curves).  ``cartpole`` runs the mpc, policy and
+hybrid agents of ``wm_agents.imagination`` for a fixed real-step budget (no early stop) on each
+seed, writes every run's summary to ``benchmarks/results/imagination_cartpole.json`` and prints
+real steps to first reach / hold an evaluation mean >= 475, the final evaluation, the median
+milliseconds per action (bare ``controller.act``, same for every agent) and the policy's share of
+the hybrid's actions; ``cartpole-report`` redoes the tables and the plot from the JSON.
 """
 
 from __future__ import annotations
@@ -92,33 +96,162 @@ def tabular(args: argparse.Namespace) -> None:
     print(f"\nplot: {out}", file=sys.stderr)
 
 
+CARTPOLE_JSON = RESULTS / "imagination_cartpole.json"
+CARTPOLE_PNG = RESULTS / "imagination_cartpole.png"
+
+
+def _code_state() -> dict[str, object]:
+    """The commit and the files that differ from it, so a reader knows what code ran."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *a], capture_output=True, text=True, check=True, cwd=RESULTS.parent
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD"), "modified": git("status", "--short").splitlines()}
+
+
 def cartpole(args: argparse.Namespace) -> None:
+    """Every agent x seed, seed by seed; the JSON is rewritten after each run (``--resume``
+    skips runs already in it)."""
+    from wm_agents.bench.common import machine_info, write_json
     from wm_agents.imagination.runner import run_imagination_gym
 
-    rows = []
-    for agent in args.agents:
-        result = run_imagination_gym(
-            "CartPole-v1",
-            agent=agent,
-            seed=args.seed,
-            max_steps=args.max_steps,
-            progress=False,
+    done: list[dict] = []
+    if args.resume and CARTPOLE_JSON.exists():
+        done = json.loads(CARTPOLE_JSON.read_text())["runs"]
+    have = {(r["agent"], r["seed"]) for r in done}
+    settings = {
+        "env": "CartPole-v1",
+        "max_steps": args.max_steps,
+        "eval_every": args.eval_every,
+        "eval_episodes": args.eval_episodes,
+        "stop_when_solved": False,
+        "model_and_mpc": "default_config('CartPole-v1')",
+        "imagination": "ImaginationConfig() defaults, DQNConfig() defaults",
+        "hybrid_threshold": "calibrated: 0.99 quantile of disagreement on real transitions",
+    }
+    for seed in args.seeds:
+        for agent in args.agents:
+            if (agent, seed) in have:
+                continue
+            result = run_imagination_gym(
+                "CartPole-v1",
+                agent=agent,
+                seed=seed,
+                max_steps=args.max_steps,
+                eval_every=args.eval_every,
+                eval_episodes=args.eval_episodes,
+                stop_when_solved=False,
+                progress=not args.quiet,
+            )
+            s = result.summary()
+            done.append(s)
+            print(
+                json.dumps({k: s[k] for k in ("agent", "seed", "held_from_step", "eval_mean")}),
+                file=sys.stderr,
+            )
+            write_json(
+                CARTPOLE_JSON,
+                {
+                    "benchmark": "imagination_cartpole",
+                    "machine": machine_info(),
+                    "code": _code_state(),
+                    "settings": settings,
+                    "runs": done,
+                },
+            )
+    print(cartpole_report(plot=not args.no_plot))
+
+
+def _policy_share(run: dict) -> float | None:
+    """Share of the last evaluation's actions taken by the policy (``None`` for MPC-only)."""
+    src = run.get("action_sources", {})
+    total = sum(src.values())
+    return src.get("policy", 0) / total if total else None
+
+
+def cartpole_report(*, plot: bool = True) -> str:
+    """Markdown tables (per seed, then medians) from ``imagination_cartpole.json``; with
+    ``plot``, ``imagination_cartpole.png`` (eval mean against real steps, per agent)."""
+    from wm_agents.bench.common import median_range
+
+    data = json.loads(CARTPOLE_JSON.read_text())
+    runs = data["runs"]
+    agents = list(dict.fromkeys(r["agent"] for r in runs))
+    lines = [
+        "| agent | seed | first reach 475 | hold 475 from | final eval mean "
+        "| ms per action (median, last eval) | policy share (last eval) | trusted at | run s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(runs, key=lambda r: (agents.index(r["agent"]), r["seed"])):
+        share = _policy_share(r)
+        trusted = r.get("rollouts", {}).get("policy_trusted_at_step")
+        lines.append(
+            f"| {r['agent']} | {r['seed']} | {r['solved_at_step'] or 'never'} "
+            f"| {r['held_from_step'] or 'never'} "
+            f"| {r['eval_mean']} | {r['act_ms_median']} "
+            f"| {'-' if share is None else f'{share:.3f}'} "
+            f"| {'-' if trusted is None else int(trusted)} | {r['seconds']} |"
         )
-        s = result.summary()
-        rows.append(s)
-        print(json.dumps(s), file=sys.stderr)
-    print(
-        "| agent | real steps to eval mean >= 475 | final eval mean | ms per action "
-        "(trained, median) | policy / MPC actions in eval | run seconds |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for s in rows:
-        src = s.get("action_sources", {})
-        print(
-            f"| {s['agent']} | {s['solved_at_step']} | {s['eval_mean']} "
-            f"| {s['act_ms_median']} | {src.get('policy', 0)} / {src.get('mpc', 0)} "
-            f"| {s['seconds']} |"
-        )
+    lines += [
+        "",
+        "| agent | seeds | first reach 475: median (min-max; seeds) | hold 475: median "
+        "(min-max; seeds) | final eval mean per seed | ms per action: median of seeds |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+
+    def fmt(st: dict) -> str:
+        med = "never" if st["median"] is None else f"{st['median']:,.0f}"
+        lo = "-" if st["min"] is None else f"{st['min']:,}"
+        hi = "never" if st["max"] is None else f"{st['max']:,}"
+        return f"{med} ({lo}-{hi}; {st['reached']}/{st['n']})"
+
+    for a in agents:
+        rs = [r for r in runs if r["agent"] == a]
+        reach = median_range([r["solved_at_step"] for r in rs])
+        hold = median_range([r["held_from_step"] for r in rs])
+        ms = statistics.median(r["act_ms_median"] for r in rs)
+        finals = [r["eval_mean"] for r in rs]
+        lines.append(f"| {a} | {len(rs)} | {fmt(reach)} | {fmt(hold)} | {finals} | {ms:.3g} |")
+    if plot:
+        _cartpole_plot(runs, agents)
+        lines.append(f"\nplot: {CARTPOLE_PNG}")
+    return "\n".join(lines)
+
+
+def _cartpole_plot(runs: list[dict], agents: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    colors = dict(zip(agents, ["tab:blue", "tab:orange", "tab:green", "tab:red"], strict=False))
+    for r in runs:
+        xs = [e["real_steps"] for e in r["evals"]]
+        ys = [e["mean"] for e in r["evals"]]
+        ax1.plot(xs, ys, "o-", color=colors[r["agent"]], alpha=0.6, label=r["agent"])
+    handles, labels = ax1.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles, strict=True))
+    ax1.legend(uniq.values(), uniq.keys())
+    ax1.axhline(475, color="grey", ls="--", lw=1)
+    ax1.set_xlabel("real env steps")
+    ax1.set_ylabel("eval mean return (10 greedy episodes)")
+    ax1.set_title("CartPole-v1, one line per seed")
+    ms = [statistics.median(r["act_ms_median"] for r in runs if r["agent"] == a) for a in agents]
+    ax2.bar(agents, ms, color=[colors[a] for a in agents])
+    ax2.set_yscale("log")
+    ax2.set_ylabel("ms per action (median over seeds, log)")
+    ax2.set_title("decision time, bare controller.act")
+    for i, v in enumerate(ms):
+        ax2.text(i, v, f"{v:.3g}", ha="center", va="bottom")
+    fig.tight_layout()
+    fig.savefig(CARTPOLE_PNG, dpi=100)
 
 
 def main() -> None:
@@ -133,10 +266,18 @@ def main() -> None:
     t.add_argument("--ks", type=int, nargs="+", default=[0, 1, 2, 5, 10, 20, 50])
     t.set_defaults(func=tabular)
     c = sub.add_parser("cartpole")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--max-steps", type=int, default=None)
-    c.add_argument("--agents", nargs="+", default=["dqn", "policy", "mpc", "hybrid"])
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    c.add_argument("--max-steps", type=int, default=2_000)
+    c.add_argument("--eval-every", type=int, default=300)
+    c.add_argument("--eval-episodes", type=int, default=10)
+    c.add_argument("--agents", nargs="+", default=["mpc", "policy", "hybrid"])
+    c.add_argument("--resume", action="store_true", help="skip runs already in the JSON")
+    c.add_argument("--no-plot", action="store_true")
+    c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cartpole)
+    r = sub.add_parser("cartpole-report", help="tables + plot from the cartpole JSON")
+    r.add_argument("--no-plot", action="store_true")
+    r.set_defaults(func=lambda a: print(cartpole_report(plot=not a.no_plot)))
     args = parser.parse_args()
     args.func(args)
 

@@ -20,6 +20,7 @@ from wm_agents.imagination import (
     ImaginationLearner,
     PolicyController,
     SACLearner,
+    calibrate_disagreement,
     imagined_policy_return,
     run_imagination_gym,
 )
@@ -177,6 +178,32 @@ def test_hybrid_threshold_splits_by_disagreement(fitted) -> None:
     assert hybrid.act(states[1]).reason.startswith("MPC fallback")
     with pytest.raises(ValueError, match="threshold"):
         HybridController(policy, small_mpc(model), threshold=-1.0)
+
+
+def test_hybrid_fast_path_matches_the_graph_path(fitted) -> None:
+    model, _ = fitted
+    policy = PolicyController(model, DQNLearner(4, 2, seed=0))
+    planner = CEMPlanner(model.action_spec, horizon=5, population=20, elites=4, iterations=1)
+    mpc = MPCController(model, planner, AgreementGate(max_replans=1), use_value=False)
+    states = [np.zeros(4), np.array([0.05, 0.3, -0.02, -0.4]), np.array([0.0, 3.0, 0.0, -3.0])]
+    dis = []
+    for s in states:
+        a, d = policy.quick_step(s)
+        graph_outcome = policy.imagine(s, policy.propose(s).candidates.tolist())[0]
+        assert a.tolist() == graph_outcome.candidate[0]
+        assert d == pytest.approx(graph_outcome.uncertainty, rel=1e-4)
+        dis.append(d)
+    # Calibrate on the real data and use it: a state far outside it goes to MPC.
+    data = model.buffer.all()
+    thr = calibrate_disagreement(model, data.obs, data.action, quantile=0.99)
+    assert dis[0] <= thr < dis[2]
+    hybrid = HybridController(policy, mpc, threshold=thr)
+    fast = hybrid.act(states[0])
+    assert fast.reason.startswith("policy: members agree") and fast.n_candidates == 1
+    slow = hybrid.act(states[2])
+    assert slow.reason.startswith("MPC fallback") and slow.n_candidates > 1
+    assert [s.source for s in hybrid.trace] == ["policy", "mpc"]
+    assert fast.plan_ms < slow.plan_ms
 
 
 @pytest.mark.parametrize("agent", ["hybrid", "dqn"])

@@ -4,7 +4,7 @@ and the learned policy as a controller of the planning graph (alone, or with MPC
 from wm_agents.imagination.buffer import TensorReplay
 from wm_agents.imagination.controllers import HybridController, HybridStep, PolicyController
 from wm_agents.imagination.dqn import DQNConfig, DQNLearner
-from wm_agents.imagination.mbpo import ImaginationConfig, ImaginationLearner
+from wm_agents.imagination.mbpo import ImaginationConfig, ImaginationLearner, episode_starts
 from wm_agents.imagination.rollouts import (
     ImaginedBatch,
     branched_rollouts,
@@ -13,7 +13,7 @@ from wm_agents.imagination.rollouts import (
 )
 from wm_agents.imagination.runner import AgentKind, ImaginationRunResult, run_imagination_gym
 from wm_agents.imagination.sac import SACConfig, SACLearner
-from wm_agents.imagination.trust import imagined_policy_return
+from wm_agents.imagination.trust import calibrate_disagreement, imagined_policy_return
 
 __all__ = [
     "AgentKind",
@@ -30,8 +30,10 @@ __all__ = [
     "SACLearner",
     "TensorReplay",
     "branched_rollouts",
+    "calibrate_disagreement",
     "default_scale",
     "ensemble_disagreement",
+    "episode_starts",
     "imagined_policy_return",
     "run_imagination_gym",
 ]

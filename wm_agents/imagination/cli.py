@@ -29,13 +29,21 @@ def add_agent_options(p: argparse.ArgumentParser) -> None:
         "--hybrid-threshold",
         type=float,
         default=None,
-        help="disagreement (in typical one-step changes) above which hybrid plans with MPC",
+        help="disagreement (in typical one-step changes) above which hybrid plans with MPC "
+        "(default: calibrated from the real transitions, see --hybrid-quantile)",
+    )
+    p.add_argument(
+        "--hybrid-quantile",
+        type=float,
+        default=None,
+        help="quantile of the members' disagreement on real transitions used as the hybrid's "
+        "threshold after each model refit (default 0.99)",
     )
     p.add_argument(
         "--policy-after",
         type=int,
         default=None,
-        help="real steps before the hybrid agent considers trusting its policy (default 500)",
+        help="real steps before the hybrid agent considers trusting its policy (default 400)",
     )
     p.add_argument(
         "--trust-return",
@@ -88,6 +96,8 @@ def run_agent_from_args(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {}
     if args.hybrid_threshold is not None:
         kwargs["hybrid_threshold"] = args.hybrid_threshold
+    if args.hybrid_quantile is not None:
+        kwargs["hybrid_quantile"] = args.hybrid_quantile
     if args.policy_after is not None:
         kwargs["policy_after"] = args.policy_after
     if args.trust_return is not None:

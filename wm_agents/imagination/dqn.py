@@ -27,12 +27,16 @@ class DQNConfig:
         tau: Polyak rate of the target network per update.
         batch_size: rows per update.
         max_grad_norm: gradient clipping.
+
+    The slow step size and target (2e-4, 0.002) are for many updates per real step on imagined
+    data: on a CartPole model fitted on 1,000 real steps, 5e-4 / 0.005 reached 500 and then fell
+    to ~100 within 4,000 updates; the slower pair oscillated less (one seed, offline).
     """
 
     hidden: int = 128
-    lr: float = 5e-4
+    lr: float = 2e-4
     gamma: float = 0.99
-    tau: float = 0.005
+    tau: float = 0.002
     batch_size: int = 256
     max_grad_norm: float = 10.0
 

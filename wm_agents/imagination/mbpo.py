@@ -3,10 +3,18 @@
 Every real step: the transition goes to the model's replay buffer and the model is refit on
 the :class:`~wm_agents.neural.dyna.DynaLearner` schedule.  Every ``rollout_every`` real steps,
 ``rollout_starts`` real states are drawn and the current policy is rolled out from them in the
-model (:func:`branched_rollouts`, stopping where members disagree); the imagined transitions go
-to a small buffer of recent imagination.  Then ``updates_per_step`` policy updates run on
-minibatches that are ``real_ratio`` real and the rest imagined.  Until the model has been fitted
-(and with ``imagine=False``, the model-free baseline) minibatches are all real.
+model (:func:`branched_rollouts`, epsilon-greedy for DQN, stopping where members disagree); the
+imagined transitions go to a buffer of recent imagination.  Then ``updates_per_step`` policy
+updates run on minibatches that are ``real_ratio`` real and the rest imagined.  Until the model
+has been fitted (and with ``imagine=False``, the model-free baseline) minibatches are all real.
+
+Compute is cheap and real steps are not, so the defaults imagine a lot (256 branches of up to 50
+steps every 10 real steps, 20 updates per real step).  DQN on CartPole is famously unstable: a
+policy at 500 can fall to 100 a few thousand updates later.  So the policy that *acts*
+(:attr:`ImaginationLearner.acting`) is a snapshot, replaced only when the learning policy's
+return imagined by the ensemble from real episode start states (:func:`imagined_policy_return`,
+every ``select_every`` real steps) is at least the snapshot's under the same model: policy
+selection in imagination, no real steps spent on it.
 
 The object has the ``observe / exhausted / model / steps / fits`` surface of ``DynaLearner``, so
 the env planning graph's learn node feeds it unchanged.
@@ -14,6 +22,7 @@ the env planning graph's learn node feeds it unchanged.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,11 +33,12 @@ from wm_agents.imagination.buffer import TensorReplay
 from wm_agents.imagination.dqn import DQNLearner
 from wm_agents.imagination.rollouts import ImaginedBatch, branched_rollouts
 from wm_agents.imagination.sac import SACLearner
+from wm_agents.imagination.trust import imagined_policy_return
 from wm_agents.neural.dyna import DynaLearner
 from wm_agents.neural.ensemble import EnsembleDynamicsModel
 from wm_agents.neural.trainer import FitReport
 
-__all__ = ["ImaginationConfig", "ImaginationLearner"]
+__all__ = ["ImaginationConfig", "ImaginationLearner", "episode_starts"]
 
 
 @dataclass(frozen=True)
@@ -36,9 +46,11 @@ class ImaginationConfig:
     """Options of learning in imagination.
 
     Attributes:
-        rollout_length: imagined steps per branch (MBPO: 1-5 on short-horizon control).
+        rollout_length: imagined steps per branch (the disagreement threshold, not the length,
+            is what keeps branches where the model is right; 50 with 0.02 gives ~40 on CartPole).
         rollout_starts: real start states per rollout round.
         rollout_every: real steps between rollout rounds.
+        rollout_epsilon: DQN exploration inside imagination (constant: coverage is free there).
         disagreement_threshold: a branch stops before a step whose member disagreement (in
             units of a typical real one-step change) exceeds this.  On CartPole-v1 the
             disagreement about real states is ~0.0006 (median) to ~0.001 (95th percentile)
@@ -50,22 +62,34 @@ class ImaginationConfig:
         epsilon_start, epsilon_end, epsilon_decay_steps: exploration of the DQN policy when it
             acts in the real env and in imagination (linear decay over real steps).
         imagine: ``False`` turns imagination off (the model-free baseline).
+        select_every: real steps between policy selections in imagination (0: the acting
+            policy is always the learning one).
+        select_starts: real episode start states the candidate policies are scored from.
+        select_horizon: imagined steps of that score (use the env's episode limit).
     """
 
-    rollout_length: int = 10
+    rollout_length: int = 50
     rollout_starts: int = 256
     rollout_every: int = 10
+    rollout_epsilon: float = 0.1
     disagreement_threshold: float = 0.02
     real_ratio: float = 0.1
-    updates_per_step: int = 10
-    imagined_capacity: int = 50_000
+    updates_per_step: int = 20
+    imagined_capacity: int = 100_000
     learning_starts: int = 200
     epsilon_start: float = 0.2
     epsilon_end: float = 0.02
     epsilon_decay_steps: int = 2_000
     imagine: bool = True
+    select_every: int = 50
+    select_starts: int = 64
+    select_horizon: int = 500
 
     def __post_init__(self) -> None:
+        if self.select_every < 0 or self.select_starts < 1 or self.select_horizon < 1:
+            raise ValueError("select_every must be >= 0, select_starts and select_horizon >= 1")
+        if not 0.0 <= self.rollout_epsilon <= 1.0:
+            raise ValueError(f"rollout_epsilon must be in [0, 1], got {self.rollout_epsilon}")
         if not 0.0 <= self.real_ratio <= 1.0:
             raise ValueError(f"real_ratio must be in [0, 1], got {self.real_ratio}")
         if self.rollout_length < 1 or self.rollout_starts < 1 or self.rollout_every < 1:
@@ -85,6 +109,11 @@ class ImaginationLearner:
         seed: seeds this learner's generator (start states, rollout members, minibatches).
         rollout_stats: per rollout round ``(transitions kept, fraction of branches stopped on
             disagreement, mean branch length)``.
+        acting: the policy that acts (a snapshot of ``policy``, see the module docstring);
+            ``policy`` itself when imagination or selection is off.
+        acting_score: ``acting``'s imagined return under the model it was last scored with
+            (``-inf`` until scored).
+        selections: per selection ``(real steps, candidate score, acting score, replaced)``.
     """
 
     dyna: DynaLearner
@@ -98,6 +127,13 @@ class ImaginationLearner:
         self.generator = torch.Generator().manual_seed(self.seed + 15_485_863)
         self.imagined = TensorReplay(m.obs_dim, m.action_spec.dim, self.config.imagined_capacity)
         self.losses: list[float] = []
+        selecting = self.config.imagine and self.config.select_every > 0
+        self.acting: DQNLearner | SACLearner = (
+            copy.deepcopy(self.policy) if selecting else self.policy
+        )
+        self.acting_score = -float("inf")
+        self._scored_with_fit = -1  # len(fits) when acting_score was computed
+        self.selections: list[tuple[int, float, float, bool]] = []
 
     # The DynaLearner surface the env graph's learn node uses.
     @property
@@ -126,7 +162,8 @@ class ImaginationLearner:
     def explore_policy(self, obs: torch.Tensor) -> torch.Tensor:
         """The behaviour policy ``[N, D] -> [N, A]`` (exploring), used in imagination."""
         if isinstance(self.policy, DQNLearner):
-            return self.policy.act(obs, epsilon=self.epsilon, generator=self.generator)
+            eps = self.config.rollout_epsilon
+            return self.policy.act(obs, epsilon=eps, generator=self.generator)
         return self.policy.act(obs, explore=True, generator=self.generator)
 
     def observe(
@@ -148,7 +185,33 @@ class ImaginationLearner:
             self.imagine(data)
         for _ in range(c.updates_per_step):
             self.losses.append(self.policy.update(*self.minibatch(data)))
+        if self.acting is not self.policy and self.imagining and self.steps % c.select_every == 0:
+            self.select(data)
         return report
+
+    def select(self, data: Any) -> bool:
+        """Score the learning policy and the acting snapshot in imagination; keep the better.
+
+        Both are rolled out greedily by every member from the same real episode start states
+        (:func:`episode_starts`) for ``select_horizon`` steps.  The snapshot is re-scored only
+        when the model was refit since its last score.  Returns whether the snapshot changed.
+        """
+        c = self.config
+        starts = episode_starts(data, c.select_starts)
+        cand = imagined_policy_return(self.model, _greedy(self.policy), starts, c.select_horizon)
+        score = float(cand.mean())
+        n_fits = len(self.fits)
+        if n_fits != self._scored_with_fit:
+            act = imagined_policy_return(self.model, _greedy(self.acting), starts, c.select_horizon)
+            self.acting_score = float(act.mean())
+            self._scored_with_fit = n_fits
+        # Ties go to the newer policy: it was trained on more data.
+        replaced = score >= self.acting_score
+        self.selections.append((self.steps, score, self.acting_score, replaced))
+        if replaced:
+            self.acting.load_state_dict(self.policy.state_dict())
+            self.acting_score = score
+        return replaced
 
     @property
     def fitting_only(self) -> bool:
@@ -197,3 +260,22 @@ class ImaginationLearner:
             return real
         fake = self.imagined.sample(b - n_real, self.generator)
         return tuple(torch.cat([r, f]) for r, f in zip(real, fake, strict=True))
+
+
+def episode_starts(data: Any, n: int) -> torch.Tensor:
+    """Up to ``n`` first observations of real episodes in ``data`` ``[n, D]`` (the newest ones;
+    all of them when fewer).  Where the env starts its episodes is data, not knowledge: the
+    first row and every row after an ``episode_end``."""
+    if len(data) == 0:
+        raise ValueError("no real transitions to take episode starts from")
+    ends = np.asarray(data.episode_end, dtype=bool)
+    idx = np.concatenate([[0], np.nonzero(ends[:-1])[0] + 1])
+    if len(idx) > n:
+        idx = idx[-n:]
+    return torch.from_numpy(np.asarray(data.obs[idx], dtype=np.float32))
+
+
+def _greedy(policy: DQNLearner | SACLearner) -> Any:
+    if isinstance(policy, DQNLearner):
+        return lambda o: policy.act(o, epsilon=0.0)
+    return lambda o: policy.act(o)

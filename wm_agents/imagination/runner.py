@@ -9,12 +9,19 @@ Agents:
 
 * ``mpc``: :class:`MPCController` (CEM on the ensemble), the model refit on the Dyna schedule.
 * ``policy``: a DQN (Discrete) / SAC (Box) policy trained on real + imagined transitions
-  (:class:`ImaginationLearner`), acting alone.
+  (:class:`ImaginationLearner`), acting alone (its selected snapshot,
+  :attr:`ImaginationLearner.acting`).
 * ``hybrid``: the same policy, falling back to MPC when the members disagree about its action.
-  The policy is trusted only once its return *imagined* by the ensemble from real start states
-  (:func:`imagined_policy_return`, checked at each episode start after ``policy_after`` real
-  steps) reaches ``trust_return`` (default: the env's reward threshold); until then MPC acts.
+  The policy is trusted only once its return *imagined* by the ensemble from real episode start
+  states (the learner's selection score, checked at each episode start after ``policy_after``
+  real steps) reaches ``trust_return`` (default: the env's reward threshold); until then MPC
+  acts.  The disagreement threshold is, by default, calibrated after every model refit as the
+  ``hybrid_quantile`` of the members' disagreement on the real transitions
+  (:func:`calibrate_disagreement`).
 * ``dqn``: the model-free baseline: the same learner with imagination off.
+
+"ms per action" is the same measurement for every agent: the wall time of one bare
+``controller.act(obs)`` (no graph) in the last evaluation, median over its steps.
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from wm_agents.envs.gym_actuator import GymActuator
 from wm_agents.graph.env_graph import EnvPlanningContext, create_env_planning_graph, episode_config
@@ -36,7 +42,7 @@ from wm_agents.imagination.controllers import HybridController, PolicyController
 from wm_agents.imagination.dqn import DQNConfig, DQNLearner
 from wm_agents.imagination.mbpo import ImaginationConfig, ImaginationLearner
 from wm_agents.imagination.sac import SACConfig, SACLearner
-from wm_agents.imagination.trust import imagined_policy_return
+from wm_agents.imagination.trust import calibrate_disagreement
 from wm_agents.neural.dyna import DynaLearner
 from wm_agents.runner import (
     AgentConfig,
@@ -62,17 +68,39 @@ class ImaginationRunResult(RunResult):
     action_sources: dict[str, int] = field(default_factory=dict)
     rollout_stats: dict[str, float] = field(default_factory=dict)
 
+    eval_sources: list[dict[str, int]] = field(default_factory=list)
+
+    @property
+    def held_from_step(self) -> int | None:
+        """Real steps at the first evaluation from which every evaluation reached the env's
+        threshold (``None``: the last one did not, or no threshold)."""
+        if self.solved_threshold is None:
+            return None
+        held = None
+        for e in self.evals:
+            if e.mean >= self.solved_threshold:
+                held = e.real_steps if held is None else held
+            else:
+                held = None
+        return held
+
     def summary(self) -> dict[str, Any]:
         """The ``gym`` command's JSON fields, plus ``agent``, ``act_ms_median`` (last
         evaluation, bare ``controller.act``), ``action_sources`` (policy / mpc actions in the last
-        evaluation) and ``rollouts`` (mean imagined transitions per round, fraction of branches
-        stopped on disagreement, mean branch length)."""
+        evaluation), ``held_from_step`` (see there), per evaluation the policy's share of actions
+        (``evals[i]["policy_share"]``) and ``rollouts`` (mean imagined transitions per round,
+        fraction of branches stopped on disagreement, mean branch length, trust and threshold
+        calibration)."""
         s = super().summary()
         med = statistics.median(self.act_ms) if self.act_ms else None
+        for row, src in zip(s["evals"], self.eval_sources, strict=False):
+            total = sum(src.values())
+            row["policy_share"] = round(src.get("policy", 0) / total, 4) if total else None
         s.update(
             agent=self.agent,
             act_ms_median=round(med, 4) if med is not None else None,
             action_sources=self.action_sources,
+            held_from_step=self.held_from_step,
             rollouts=self.rollout_stats,
         )
         return s
@@ -86,12 +114,12 @@ def run_imagination_gym(
     max_steps: int | None = None,
     config: AgentConfig | None = None,
     imagination: ImaginationConfig | None = None,
-    hybrid_threshold: float = 0.005,
-    policy_after: int = 500,
+    hybrid_threshold: float | None = None,
+    hybrid_quantile: float = 0.99,
+    policy_after: int = 400,
     trust_return: float | None = None,
-    trust_starts: int = 32,
-    eval_every: int = 500,
-    eval_episodes: int = 5,
+    eval_every: int = 300,
+    eval_episodes: int = 10,
     stop_when_solved: bool = True,
     progress: bool = True,
 ) -> ImaginationRunResult:
@@ -100,6 +128,14 @@ def run_imagination_gym(
     All randomness comes from ``seed`` (model, planner, policy, learner generators; env resets
     seeded ``seed * 10_000 + episode`` for training and ``1_000_000 + seed * 1_000 + i`` for
     evaluation, as in :func:`wm_agents.runner.run_gym`).
+
+    Args:
+        hybrid_threshold: fixed disagreement threshold of the hybrid; ``None`` (default):
+            calibrated after every model refit as the ``hybrid_quantile`` of the members'
+            disagreement on the real transitions (:func:`calibrate_disagreement`).
+        policy_after: real steps before the hybrid considers trusting its policy.
+        trust_return: imagined return the hybrid's policy must reach (default: the env's reward
+            threshold; ``-inf`` trusts it at once).
     """
     from tqdm.auto import tqdm
 
@@ -108,11 +144,15 @@ def run_imagination_gym(
     steps = max_steps or _DEFAULT_STEPS[agent]
     cfg = config or default_config(env_id)
     cfg = replace(cfg, max_steps=steps, fit=replace(cfg.fit, seed=seed))
+    if not 0.0 < hybrid_quantile <= 1.0:
+        raise ValueError(f"hybrid_quantile must be in (0, 1], got {hybrid_quantile}")
     icfg = imagination or ImaginationConfig(learning_starts=cfg.warmup_steps)
     if agent == "dqn":
         icfg = replace(icfg, imagine=False, updates_per_step=1)
     t0 = time.perf_counter()
     actuator = GymActuator(gym.make(env_id))
+    if actuator.max_episode_steps:
+        icfg = replace(icfg, select_horizon=actuator.max_episode_steps)
     eval_actuator = GymActuator(gym.make(env_id))
     model, mpc = build_agent(actuator, cfg, seed)
     # The model-free baseline never refits (its model is only the replay buffer).
@@ -128,35 +168,43 @@ def run_imagination_gym(
         else:
             policy = SACLearner(actuator.obs_dim, spec, SACConfig(), seed=seed)
         learner = ImaginationLearner(dyna, policy, icfg, seed=seed)
-        policy_ctrl = PolicyController(model, policy, gamma=0.99, seed=seed)
+        # The selected snapshot acts; the learning policy keeps learning behind it.
+        policy_ctrl = PolicyController(model, learner.acting, gamma=0.99, seed=seed)
     hybrid = (
-        HybridController(policy_ctrl, mpc, hybrid_threshold) if policy_ctrl is not None else None
+        HybridController(policy_ctrl, mpc, hybrid_threshold or 0.0)
+        if policy_ctrl is not None
+        else None
     )
+    calibrated: list[tuple[int, float]] = []
+
+    def calibrate() -> None:
+        """Hybrid, calibrated threshold: re-derive it when the model was refit."""
+        if hybrid is None or hybrid_threshold is not None or not bool(model.fitted):
+            return
+        if calibrated and calibrated[-1][0] == len(dyna.fits):
+            return
+        data = model.buffer.all()
+        thr = calibrate_disagreement(model, data.obs, data.action, quantile=hybrid_quantile)
+        hybrid.threshold = thr
+        calibrated.append((len(dyna.fits), thr))
+
     graph = create_env_planning_graph().compile()
     limit = actuator.max_episode_steps or steps
     threshold = actuator.reward_threshold
     trust_bar = trust_return if trust_return is not None else threshold
     trusted_at: int | None = None
-    checked = [-(10**9)]
-    imagined_returns: list[tuple[int, float]] = []
 
     def policy_trusted() -> bool:
-        """Hybrid only: has the greedy policy's imagined return reached the bar?"""
+        """Hybrid only: has the acting policy's imagined return (the learner's selection
+        score, from real episode starts) reached the bar?  Once trusted, always trusted: from
+        then on the per-step disagreement check decides."""
         nonlocal trusted_at
         if trusted_at is not None:
             return True
         if hybrid is None or learner.steps < policy_after or not bool(model.fitted):
             return False
-        if learner.steps - checked[0] < 100:  # an imagined episode per 100 real steps at most
-            return False
-        checked[0] = learner.steps
-        data = model.buffer.all()
-        idx = np.random.default_rng(seed + learner.steps).integers(len(data), size=trust_starts)
-        pol = policy_ctrl.policy  # type: ignore[union-attr]
-        greedy = pol.act if isinstance(pol, SACLearner) else lambda o: pol.act(o, epsilon=0.0)
-        ret = imagined_policy_return(model, greedy, torch.from_numpy(data.obs[idx]), limit)
-        imagined_returns.append((learner.steps, float(ret.mean())))
-        if trust_bar is None or float(ret.mean()) >= trust_bar:
+        score = learner.acting_score  # type: ignore[union-attr]
+        if trust_bar is None or score >= trust_bar:
             trusted_at = learner.steps
         return trusted_at is not None
 
@@ -176,8 +224,10 @@ def run_imagination_gym(
     verdicts: Counter = Counter()
     next_eval = cfg.warmup_steps + eval_every
     dis: list[float] = []
+    eval_sources: list[dict[str, int]] = []
     while not learner.exhausted:
         episode += 1
+        calibrate()
         if agent == "mpc" or (agent == "hybrid" and not policy_trusted()):
             controller: Any = mpc
         elif agent == "hybrid":
@@ -207,7 +257,9 @@ def run_imagination_gym(
             ctrl = {"mpc": mpc, "hybrid": hybrid}.get(agent, policy_ctrl)
             if agent == "hybrid" and not policy_trusted():
                 ctrl = mpc
+            calibrate()
             rets, act_ms, sources = _evaluate(ctrl, eval_actuator, eval_episodes, seed=seed)
+            eval_sources.append(dict(sources))
             dis = getattr(ctrl, "eval_disagreement", [])
             evals.append(EvalPoint(learner.steps, rets))
             bar.set_postfix_str(f"eval {evals[-1].mean:.1f} at {learner.steps}")
@@ -225,11 +277,15 @@ def run_imagination_gym(
             "stopped_fraction": float(arr[:, 1].mean()),
             "mean_length": float(arr[:, 2].mean()),
         }
+    if isinstance(learner, ImaginationLearner) and learner.selections:
+        sel = learner.selections
+        stats["selections"] = float(len(sel))
+        stats["snapshot_replaced"] = float(sum(r for *_, r in sel))
+        stats["acting_imagined_return"] = learner.acting_score
     if agent == "hybrid":
         stats["policy_trusted_at_step"] = float(trusted_at) if trusted_at is not None else -1.0
-        if imagined_returns:
-            stats["last_imagined_policy_return"] = imagined_returns[-1][1]
-            stats["best_imagined_policy_return"] = max(r for _, r in imagined_returns)
+        if hybrid is not None:
+            stats["hybrid_threshold"] = hybrid.threshold
     if dis:
         stats["eval_policy_disagreement_median"] = float(np.median(dis))
         stats["eval_policy_disagreement_p95"] = float(np.quantile(dis, 0.95))
@@ -250,6 +306,7 @@ def run_imagination_gym(
         act_ms=act_ms,
         action_sources=dict(sources),
         rollout_stats=stats,
+        eval_sources=eval_sources,
     )
     actuator.close()
     eval_actuator.close()

@@ -1,10 +1,16 @@
-"""When to trust a learned policy: its return in imagination, before it acts for real.
+"""When to trust a learned policy: its return in imagination, before it acts for real; and how
+much member disagreement about one of its actions is still "familiar".
 
 The hybrid agent should not hand real steps to a policy that has not learned the task yet.  It
 asks the world model: every member rolls the greedy policy out from real start states for a
 whole episode (each member follows its own trajectory, PETS's TS-infinity), and the return is
 the reward summed until the member predicts the episode ends, averaged over members and starts.  A
 policy is trusted once that imagined return reaches a bar (e.g. the env's solved threshold).
+
+Once trusted, the hybrid agent lets the policy act on a step only while the members agree about
+its action's next state.  "Agree" is calibrated from data, not set per env:
+:func:`calibrate_disagreement` is a quantile of the members' disagreement on the real transitions
+the model was fitted on, so a step more uncertain than (say) 99% of familiar ones goes to MPC.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["imagined_policy_return"]
+from wm_agents.imagination.rollouts import default_scale, ensemble_disagreement
+
+__all__ = ["calibrate_disagreement", "imagined_policy_return"]
 
 
 @torch.no_grad()
@@ -50,3 +59,28 @@ def imagined_policy_return(
         if float(alive.max()) < 1e-3:
             break
     return ret.mean(0)
+
+
+@torch.no_grad()
+def calibrate_disagreement(
+    model: Any, obs: Any, action: Any, *, quantile: float = 0.99, max_rows: int = 5_000
+) -> float:
+    """The ``quantile`` of member disagreement on real ``(obs [N, D], action [N, A])`` pairs.
+
+    Disagreement is :func:`ensemble_disagreement` of the members' next states in units of
+    :func:`default_scale` (what :class:`HybridController` compares with its threshold).  Only
+    the newest ``max_rows`` pairs are used (the recent data is where the agent acts now).
+    """
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+    o = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+    a = torch.as_tensor(np.asarray(action, dtype=np.float32))
+    if o.ndim != 2 or a.ndim != 2 or o.shape[0] != a.shape[0] or o.shape[0] == 0:
+        raise ValueError(
+            f"need obs [N, D] and action [N, A] with N >= 1, got {list(o.shape)}, {list(a.shape)}"
+        )
+    o, a = o[-max_rows:], a[-max_rows:]
+    e, n = int(model.ensemble_size), o.shape[0]
+    nxt, _, _ = model.predict(o.expand(e, n, -1), a.expand(e, n, -1))
+    dis = ensemble_disagreement(nxt, default_scale(model))
+    return float(torch.quantile(dis.double(), quantile))
