@@ -50,8 +50,9 @@ __all__ = [
 class AgentConfig:
     """Every knob of the Dyna/MPC agent (defaults per env in :func:`default_config`).
 
-    ``stop_tol``: CEM stops once an iteration improves its best by less than this (relative;
-    ``None`` runs every iteration).  ``fuse_graph``: each real step runs as one graph node (one
+    ``stop_tol``: CEM stops once an iteration improves its best by less than this (relative).
+    ``None`` (the agents' default) runs every iteration: with early stopping the Pendulum agent
+    (4 iterations) scored -313 instead of -172 on seed 0; CartPole's 2 iterations never stop.  ``fuse_graph``: each real step runs as one graph node (one
     LangGraph superstep and checkpoint per step; ``False`` runs the five nodes separately).
     """
 
@@ -69,7 +70,7 @@ class AgentConfig:
     population: int = 100
     elites: int = 10
     iterations: int = 2
-    stop_tol: float | None = 1e-3
+    stop_tol: float | None = None
     particles: int | None = 1
     risk_weight: float = 0.0
     agreement_threshold: float = 0.6
