@@ -52,8 +52,9 @@ class AgentConfig:
 
     ``stop_tol``: CEM stops once an iteration improves its best by less than this (relative).
     ``None`` (the agents' default) runs every iteration: with early stopping the Pendulum agent
-    (4 iterations) scored -313 instead of -172 on seed 0; CartPole's 2 iterations never stop.  ``fuse_graph``: each real step runs as one graph node (one
-    LangGraph superstep and checkpoint per step; ``False`` runs the five nodes separately).
+    (4 iterations) scored -313 instead of -172 on seed 0; CartPole's 2 iterations never stop.
+    ``fuse_graph``: each real step runs as one graph node (one LangGraph superstep and
+    checkpoint per step); ``False`` runs the five nodes separately.
     """
 
     max_steps: int = 1000
