@@ -121,3 +121,25 @@ def test_cli_plan_json(capsys) -> None:
     assert code == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["ms_median"] > 0 and row["threads"] == torch.get_num_threads()
+
+
+def test_plot_draws_every_mode(tiny, tmp_path) -> None:
+    model, states = tiny
+    rows = ps.measure(
+        population=12,
+        horizon=2,
+        ensemble=2,
+        hidden=16,
+        layers=2,
+        iterations=1,
+        particles=1,
+        modes=["float32", "auto"],
+        states=1,
+        repeats=1,
+        model=model,
+        visited=states,
+    )
+    payload = {"rows": rows, "matmul_ceiling_gflops": {"float32": 1.0, "bfloat16": 1.0}}
+    out = ps.plot(payload, tmp_path / "p.png")
+    assert out.stat().st_size > 1000
+    assert "| 2 | 1 | auto (float32) |" in ps.table(payload)

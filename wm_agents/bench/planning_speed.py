@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -63,6 +64,7 @@ __all__ = [
     "measure",
     "parse_mode",
     "planning_mode",
+    "plot",
     "seed_style_objective",
     "test_states",
 ]
@@ -537,6 +539,49 @@ def table(payload: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def plot(payload: dict[str, Any], path: str | Path) -> Path:
+    """Bar chart of a :func:`run_suite` payload: ms per decision by particles and mode, one
+    panel per horizon (log scale), with the 40 ms line of the benchmarks issue."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in payload["rows"] if not r.get("vs_seed_loop")]
+    horizons = sorted({r["horizon"] for r in rows})
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    fig, axes = plt.subplots(1, len(horizons), figsize=(6 * len(horizons), 4.2), squeeze=False)
+    for ax, h in zip(axes[0], horizons, strict=True):
+        parts = sorted({r["particles"] for r in rows if r["horizon"] == h})
+        width = 0.8 / len(modes)
+        for i, mode in enumerate(modes):
+            ms = [
+                next(
+                    (
+                        r["ms_median"]
+                        for r in rows
+                        if (r["horizon"], r["particles"], r["mode"]) == (h, k, mode)
+                    ),
+                    float("nan"),
+                )
+                for k in parts
+            ]
+            ax.bar([j + i * width for j in range(len(parts))], ms, width, label=mode)
+        ax.axhline(40, color="black", linestyle="--", linewidth=1, label="40 ms")
+        ax.set_yscale("log")
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(parts))], [str(k) for k in parts])
+        ax.set_xlabel("particles per candidate")
+        ax.set_ylabel("ms per decision (median over states)")
+        ax.set_title(f"CEM P{rows[0]['population']}, horizon {h}, 1 thread")
+    axes[0][-1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
@@ -648,10 +693,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed-loop-states", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(RESULTS_DIR / "planning_speed.json"))
+    p.add_argument(
+        "--plot-only", action="store_true", help="redraw the PNG (and table) from --out's JSON"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
-    payload = run_suite(args)
-    write_json(args.out, payload)
+    if args.plot_only:
+        payload = json.loads(Path(args.out).read_text())
+    else:
+        payload = run_suite(args)
+        write_json(args.out, payload)
+    print(f"plot: {plot(payload, Path(args.out).with_suffix('.png'))}")
     print(f"matmul ceiling (GFLOP/s, 1024^3): {payload['matmul_ceiling_gflops']}")
     print(table(payload))
     return 0
