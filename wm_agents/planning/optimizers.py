@@ -301,13 +301,14 @@ class CEMPlanner(_Planner):
         best_a = None
         if warm_start is not None:
             best_a = torch.as_tensor(warm_start, dtype=torch.float32)
-        kept_a = kept_s = None
+        kept_a = torch.empty(0, h, spec.dim)  # the last iteration's elites, best first
+        kept_s = torch.empty(0)
         all_a: list[torch.Tensor] = []
         all_s: list[torch.Tensor] = []
         total, bad_total, done = 0, 0, 0
         for it in range(iterations or self.iterations):
-            carry = self.keep_elites and kept_a is not None and kept_s is not None
-            fresh = max(1, n - len(kept_a)) if carry and kept_a is not None else n
+            carry = self.keep_elites and it > 0
+            fresh = max(1, n - len(kept_a)) if carry else n
             if spec.kind == "discrete":
                 idx = torch.multinomial(probs, fresh, replacement=True, generator=g)  # [H, n]
                 actions = idx.T.unsqueeze(-1).float()
@@ -324,8 +325,8 @@ class CEMPlanner(_Planner):
             # nothing beat by stop_tol is one member's score against the luckiest of many, and
             # stopping there (acting on an unrefined search) cost the CartPole agent 2 of 5
             # seeds.
-            incumbent = None if kept_s is None else float(kept_s[0])
-            if carry and kept_a is not None and kept_s is not None:
+            incumbent = float(kept_s[0]) if it > 0 else None
+            if carry:
                 actions, scores = torch.cat([kept_a, actions]), torch.cat([kept_s, scores])
             elite_idx = torch.topk(scores, min(n_elite, len(scores))).indices
             kept_a, kept_s = actions[elite_idx], scores[elite_idx]
