@@ -123,7 +123,15 @@ def measure_overhead(
         if name == "bare":
             bare_episode(actuator, controller, 999, min(limit, 50))
         else:
-            graph_episode(graphs[name], actuator, controller, 999, min(limit, 50), 1, "warm-up")
+            graph_episode(
+                graphs[name],
+                actuator,
+                controller,
+                999,
+                min(limit, 50),
+                cfg.max_replans,
+                f"warm-up-{name}",  # its own thread: the two SQLite graphs share one saver
+            )
     for rep in range(repeats):
         for seed in seeds:
             row: dict[str, Any] = {"seed": seed, "repeat": rep}

@@ -171,7 +171,7 @@ def seed_module_objective(
     the same member assignment as :func:`seed_style_objective`, so the returns are the same.
     """
     w = model.planning_weights()
-    e_count, d, h = model.ensemble_size, model.obs_dim, model.config.hidden
+    e_count, d = model.ensemble_size, model.obs_dim
 
     def linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
         layer = nn.Linear(weight.shape[0], weight.shape[1])
@@ -199,7 +199,6 @@ def seed_module_objective(
                 linear(wt3[m], bt3[m]),
             )
         )
-    del h
     obs_t = model.check_obs(obs)
 
     def rollout(m: int, state: torch.Tensor, action_sequence: torch.Tensor) -> torch.Tensor:

@@ -206,12 +206,11 @@ def _takes_runtime(node: Node) -> bool:
     except (TypeError, ValueError):
         return True
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) >= 2 and positional[1].name not in ("runtime", "_runtime", "rt"):
-        if positional[1].name == "config":
-            raise TypeError(
-                f"fuse=True calls nodes as node(state) or node(state, runtime); "
-                f"{getattr(node, '__name__', node)} takes a config"
-            )
+    if len(positional) >= 2 and positional[1].name == "config":
+        raise TypeError(
+            f"fuse=True calls nodes as node(state) or node(state, runtime); "
+            f"{getattr(node, '__name__', node)} takes a config"
+        )
     return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 

@@ -87,10 +87,10 @@ class PolicyController:
         a = self._act_rows(o)  # [1, A]
         e, d = m.ensemble_size, m.obs_dim
         mean, _ = m.forward_normalized(m.normalize_inputs(o.expand(e, 1, d), a.expand(e, 1, -1)))
-        # Members' next states differ only through their normalized mean change, so the
-        # spread in units of the real step scale is computed without building s' itself.
-        spread = mean[:, 0, :d].std(0, correction=0) * m.out_std[:d] / default_scale(m)
-        return a[0], float(spread.max())
+        # Members' next states differ only through their predicted change, so its spread is
+        # the spread of s' (computed without building s' itself).
+        delta = mean[..., :d] * m.out_std[:d]  # [E, 1, D]
+        return a[0], float(ensemble_disagreement(delta, default_scale(m))[0])
 
     def propose(self, obs: Any, *, warm_start: Any = None, replans: int = 0) -> Proposal:
         """One candidate: the policy's action as a one-step sequence ``[1, 1, A]``."""

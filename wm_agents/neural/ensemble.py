@@ -331,6 +331,7 @@ class EnsembleDynamicsModel(nn.Module):
             wt1 = t1.weight / self.in_std[None, :d, None]
             bt1 = t1.bias - ((self.in_mean[:d] / self.in_std[:d]) @ t1.weight).unsqueeze(1)
             weights = {
+                "w1": w1n.contiguous(),  # state and (encoded) action inputs together
                 "w1s": w1n[:, :d].contiguous(),
                 "w1a": w1n[:, d:].contiguous(),
                 "b1": b1n.contiguous(),
@@ -368,9 +369,9 @@ class EnsembleDynamicsModel(nn.Module):
         matmul with the bias per step).  With
         ``share_prefixes`` rows of one member whose action sequences agree up to step ``t`` are
         one node of a :class:`_PrefixTree`, computed once.  A low-precision ``dtype`` runs the
-        wide matmuls (hidden x hidden and the head) in it; the first layer (``K = D``) and the
-        termination classifier stay float32, where small matmuls are faster, and states,
-        returns and survival accumulate in float32.
+        wide matmuls (hidden x hidden and the head) in it; the first layer (``K = D`` plus the
+        action) and the termination classifier stay float32, where small matmuls are faster,
+        and states, returns and survival accumulate in float32.
 
         ``min_survival > 0``: rows whose probability of still running fell below it stop being
         computed (their return and survival are kept as they were; the return they could still
@@ -392,7 +393,7 @@ class EnsembleDynamicsModel(nn.Module):
             # State and one-hot action enter the first layer as one [D + n] input: one small
             # matmul with the bias, no gather of per-action rows.
             n_act = self.action_spec.n
-            w1 = torch.cat([w1s, w["w1a"]], dim=1)  # [E, D + n, hidden]
+            w1 = w["w1"]  # [E, D + n, hidden]
             idx = actions[..., 0].round().long().clamp_(0, n_act - 1)[cand]
             onehot = nn.functional.one_hot(idx, n_act).float()  # [E, M, H, n]
         else:
@@ -406,7 +407,7 @@ class EnsembleDynamicsModel(nn.Module):
         ret = torch.zeros(e, rows)
         first = state
         discount = 1.0
-        compact = _Compactor(e, m) if min_survival > 0 and tree is None else None
+        compact = _Compactor() if min_survival > 0 and tree is None else None
         for t in range(h):
             if tree is not None:
                 parent, action = tree.step(t)  # [E, U] nodes at depth t
@@ -728,14 +729,14 @@ def search_dtype(model: EnsembleDynamicsModel, dtype: torch.dtype | str) -> torc
     model's hidden layers are at least 128 wide, float32 otherwise.  The rule reads only the
     hardware and the model's shape, never a timing, so a run repeats exactly on one machine.
     """
+    if dtype == "auto":
+        wide = model.config.hidden >= _BF16_MIN_HIDDEN
+        return torch.bfloat16 if wide and native_bfloat16() else torch.float32
     if isinstance(dtype, str):
-        if dtype != "auto":
-            dtype = getattr(torch, dtype, None) if dtype in ("float32", "bfloat16") else None
-            if dtype is None:
-                raise ValueError(f"dtype must be 'auto', 'float32' or 'bfloat16', got {dtype!r}")
-        else:
-            wide = model.config.hidden >= _BF16_MIN_HIDDEN
-            return torch.bfloat16 if wide and native_bfloat16() else torch.float32
+        named = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+        if dtype not in named:
+            raise ValueError(f"dtype must be 'auto', 'float32' or 'bfloat16', got {dtype!r}")
+        dtype = named[dtype]
     if dtype not in _PLANNING_DTYPES:
         raise ValueError(
             f"dtype must be one of {_PLANNING_DTYPES} or 'auto' (the search precision), got {dtype}"
@@ -746,8 +747,8 @@ def search_dtype(model: EnsembleDynamicsModel, dtype: torch.dtype | str) -> torc
 def _weights_in(weights: dict[str, Any], dtype: torch.dtype | None) -> dict[str, Any]:
     """The float32 planning weights, or a cached copy with the wide matmuls' in ``dtype``.
 
-    Only the hidden x hidden layers and the head are converted: the first layer (``K = D``) and
-    the termination classifier are small matmuls, faster in float32.
+    Only the hidden x hidden layers and the head are converted: the first layer (``K = D`` plus
+    the action) and the termination classifier are small matmuls, faster in float32.
     """
     if dtype is None or dtype == torch.float32:
         return weights
@@ -785,8 +786,7 @@ class _Compactor:
     ``[E, M]`` buffers, so a dropped row keeps the values it had when it was dropped.
     """
 
-    def __init__(self, e: int, m: int) -> None:
-        self.e, self.m = e, m
+    def __init__(self) -> None:
         self.slots: torch.Tensor | None = None
         self.state = self.ret = self.alive = torch.empty(0)
 
