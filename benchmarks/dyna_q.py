@@ -134,6 +134,7 @@ def cartpole(args: argparse.Namespace) -> None:
         "model_and_mpc": "default_config('CartPole-v1')",
         "imagination": "ImaginationConfig() defaults, DQNConfig() defaults",
         "hybrid_threshold": "calibrated: 0.99 quantile of disagreement on real transitions",
+        "hybrid_trust": "imagined return >= 475 (probation), then a real training episode >= 475",
     }
     for seed in args.seeds:
         for agent in args.agents:
@@ -185,18 +186,22 @@ def cartpole_report(*, plot: bool = True) -> str:
     agents = list(dict.fromkeys(r["agent"] for r in runs))
     lines = [
         "| agent | seed | first reach 475 | hold 475 from | final eval mean "
-        "| ms per action (median, last eval) | policy share (last eval) | trusted at | run s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| ms per action (median, last eval) | policy share (last eval) | acting policy "
+        "| trust events | run s |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
+    short = {"probation": "P", "trusted": "T", "revoked": "R"}
     for r in sorted(runs, key=lambda r: (agents.index(r["agent"]), r["seed"])):
         share = _policy_share(r)
-        trusted = r.get("rollouts", {}).get("policy_trusted_at_step")
+        acting = r.get("rollouts", {}).get("acting_policy", "-")
+        events = " ".join(f"{short.get(e, e)}@{n}" for n, e in r.get("trust_log", [])) or "-"
         lines.append(
             f"| {r['agent']} | {r['seed']} | {r['solved_at_step'] or 'never'} "
             f"| {r['held_from_step'] or 'never'} "
             f"| {r['eval_mean']} | {r['act_ms_median']} "
             f"| {'-' if share is None else f'{share:.3f}'} "
-            f"| {'-' if trusted is None else int(trusted)} | {r['seconds']} |"
+            f"| {acting if r['agent'] != 'mpc' else '-'} "
+            f"| {events if r['agent'] == 'hybrid' else '-'} | {r['seconds']} |"
         )
     lines += [
         "",

@@ -206,9 +206,9 @@ def test_hybrid_fast_path_matches_the_graph_path(fitted) -> None:
     assert fast.plan_ms < slow.plan_ms
 
 
-@pytest.mark.parametrize("agent", ["hybrid", "dqn"])
-def test_run_imagination_gym_smoke(agent: str) -> None:
-    cfg = default_config(
+def tiny_cartpole_config():
+    """A CartPole agent small enough for a test: 40 warm-up steps, refit every 40."""
+    return default_config(
         "CartPole-v1",
         warmup_steps=40,
         refit_every=40,
@@ -220,6 +220,11 @@ def test_run_imagination_gym_smoke(agent: str) -> None:
         ensemble_size=3,
         fit=FAST_FIT,
     )
+
+
+@pytest.mark.parametrize("agent", ["hybrid", "dqn"])
+def test_run_imagination_gym_smoke(agent: str) -> None:
+    cfg = tiny_cartpole_config()
     r = run_imagination_gym(
         "CartPole-v1",
         agent=agent,
@@ -242,6 +247,30 @@ def test_run_imagination_gym_smoke(agent: str) -> None:
         assert "rounds" not in s["rollouts"] and s["action_sources"].keys() == {"policy"}
     with pytest.raises(ValueError, match="agent must be"):
         run_imagination_gym("CartPole-v1", agent="nope")  # type: ignore[arg-type]
+
+
+def test_hybrid_evaluates_with_mpc_while_its_policy_is_on_probation() -> None:
+    cfg = tiny_cartpole_config()
+    r = run_imagination_gym(
+        "CartPole-v1",
+        agent="hybrid",
+        seed=0,
+        max_steps=120,
+        config=cfg,
+        policy_after=40,
+        trust_return=-float("inf"),  # imagination lets anything on probation
+        eval_every=10**6,
+        eval_episodes=1,
+        progress=False,
+        imagination=ImaginationConfig(learning_starts=40, rollout_starts=16, updates_per_step=2),
+    )
+    s = r.summary()
+    events = [e for _, e in s["trust_log"]]
+    assert events[0] == "probation"
+    # An untrained policy's real episodes fall far below 475: never confirmed.
+    assert "trusted" not in events and "revoked" in events
+    assert s["action_sources"].keys() == {"mpc"}  # evaluation: MPC
+    assert s["rollouts"]["policy_trusted_at_step"] == -1
 
 
 class ConstantModel:

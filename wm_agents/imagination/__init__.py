@@ -3,6 +3,7 @@ and the learned policy as a controller of the planning graph (alone, or with MPC
 
 from wm_agents.imagination.buffer import TensorReplay
 from wm_agents.imagination.controllers import HybridController, HybridStep, PolicyController
+from wm_agents.imagination.distill import DistilledPolicy
 from wm_agents.imagination.dqn import DQNConfig, DQNLearner
 from wm_agents.imagination.mbpo import ImaginationConfig, ImaginationLearner, episode_starts
 from wm_agents.imagination.rollouts import (
@@ -19,6 +20,7 @@ __all__ = [
     "AgentKind",
     "DQNConfig",
     "DQNLearner",
+    "DistilledPolicy",
     "HybridController",
     "HybridStep",
     "ImaginationConfig",

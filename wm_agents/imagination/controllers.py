@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from wm_agents.core import Decision, Outcome
+from wm_agents.imagination.distill import DistilledPolicy
 from wm_agents.imagination.dqn import DQNLearner
 from wm_agents.imagination.rollouts import default_scale, ensemble_disagreement
 from wm_agents.imagination.sac import SACLearner
@@ -49,14 +50,15 @@ class PolicyController:
 
     Attributes:
         model: the ensemble (imagines the policy's action).
-        policy: :class:`DQNLearner` or :class:`SACLearner`.
+        policy: :class:`DQNLearner`, :class:`SACLearner` or a
+            :class:`~wm_agents.imagination.distill.DistilledPolicy`.
         gamma: discount of the one-step value ``r + gamma * (1 - term) * V(s')``.
         epsilon: DQN exploration when acting (0 for evaluation); SAC explores with ``epsilon > 0``.
         seed: seeds the exploration generator.
     """
 
     model: EnsembleDynamicsModel
-    policy: DQNLearner | SACLearner
+    policy: DQNLearner | SACLearner | DistilledPolicy
     gamma: float = 0.99
     epsilon: float = 0.0
     seed: int = 0

@@ -23,6 +23,7 @@ the env planning graph's learn node feeds it unchanged.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +31,11 @@ import numpy as np
 import torch
 
 from wm_agents.imagination.buffer import TensorReplay
+from wm_agents.imagination.distill import DistilledPolicy
 from wm_agents.imagination.dqn import DQNLearner
 from wm_agents.imagination.rollouts import ImaginedBatch, branched_rollouts
 from wm_agents.imagination.sac import SACLearner
-from wm_agents.imagination.trust import imagined_policy_return
+from wm_agents.imagination.trust import calibrate_disagreement, imagined_policy_return
 from wm_agents.neural.dyna import DynaLearner
 from wm_agents.neural.ensemble import EnsembleDynamicsModel
 from wm_agents.neural.trainer import FitReport
@@ -55,6 +57,13 @@ class ImaginationConfig:
             units of a typical real one-step change) exceeds this.  On CartPole-v1 the
             disagreement about real states is ~0.0006 (median) to ~0.001 (95th percentile)
             once the model has ~1000 transitions; 0.02 stops only well outside the data.
+        branch_quantile: the threshold actually used is the larger of
+            ``disagreement_threshold`` and this quantile of the members' disagreement on the
+            real transitions (:func:`~wm_agents.imagination.trust.calibrate_disagreement`,
+            re-derived after every refit).  A young model disagrees more than 0.02 even about
+            the states it was fitted on, and with the fixed threshold alone every branch would
+            stop at its first step; "no less sure than about 99% of real data" lets it imagine.
+            ``None``: the fixed threshold only.
         real_ratio: fraction of each minibatch drawn from real transitions.
         updates_per_step: policy gradient steps per real step.
         imagined_capacity: transitions of imagination kept (older ones are stale).
@@ -66,6 +75,10 @@ class ImaginationConfig:
             policy is always the learning one).
         select_starts: real episode start states the candidate policies are scored from.
         select_horizon: imagined steps of that score (use the env's episode limit).
+        distill: hidden widths of the :class:`DistilledPolicy` candidates fitted to the
+            demonstrations after every refit (0: linear; empty: no distillation).  Only
+            learners with a ``demo_source`` (the hybrid agent) have demonstrations.
+        distill_min_demos: demonstrations needed before distilling.
     """
 
     rollout_length: int = 50
@@ -73,6 +86,7 @@ class ImaginationConfig:
     rollout_every: int = 10
     rollout_epsilon: float = 0.1
     disagreement_threshold: float = 0.02
+    branch_quantile: float | None = 0.99
     real_ratio: float = 0.1
     updates_per_step: int = 20
     imagined_capacity: int = 100_000
@@ -84,8 +98,12 @@ class ImaginationConfig:
     select_every: int = 50
     select_starts: int = 64
     select_horizon: int = 500
+    distill: tuple[int, ...] = (0, 32)
+    distill_min_demos: int = 100
 
     def __post_init__(self) -> None:
+        if any(h < 0 for h in self.distill) or self.distill_min_demos < 1:
+            raise ValueError("distill widths must be >= 0 and distill_min_demos >= 1")
         if self.select_every < 0 or self.select_starts < 1 or self.select_horizon < 1:
             raise ValueError("select_every must be >= 0, select_starts and select_horizon >= 1")
         if not 0.0 <= self.rollout_epsilon <= 1.0:
@@ -96,6 +114,8 @@ class ImaginationConfig:
             raise ValueError("rollout_length, rollout_starts and rollout_every must be >= 1")
         if self.disagreement_threshold < 0:
             raise ValueError("disagreement_threshold must be >= 0")
+        if self.branch_quantile is not None and not 0.0 < self.branch_quantile <= 1.0:
+            raise ValueError(f"branch_quantile must be in (0, 1], got {self.branch_quantile}")
 
 
 @dataclass
@@ -114,6 +134,10 @@ class ImaginationLearner:
         acting_score: ``acting``'s imagined return under the model it was last scored with
             (``-inf`` until scored).
         selections: per selection ``(real steps, candidate score, acting score, replaced)``.
+        demo_source: asked once per real transition (after it is recorded): was its action a
+            demonstration?  The hybrid agent answers "MPC chose it", and a DQN policy then
+            imitates those actions with the DQfD margin loss (:class:`DQNConfig`) on top of TD
+            learning.  ``None``: no demonstrations.
     """
 
     dyna: DynaLearner
@@ -121,16 +145,22 @@ class ImaginationLearner:
     config: ImaginationConfig = field(default_factory=ImaginationConfig)
     seed: int = 0
     rollout_stats: list[tuple[int, float, float]] = field(default_factory=list)
+    demo_source: Callable[[], bool] | None = None
 
     def __post_init__(self) -> None:
+        self._demo: list[bool] = []  # per real transition: did a demonstrator choose it?
+        self._branch_calibration: tuple[int, float] | None = None  # (fits, quantile)
         m = self.dyna.model
         self.generator = torch.Generator().manual_seed(self.seed + 15_485_863)
         self.imagined = TensorReplay(m.obs_dim, m.action_spec.dim, self.config.imagined_capacity)
         self.losses: list[float] = []
         selecting = self.config.imagine and self.config.select_every > 0
-        self.acting: DQNLearner | SACLearner = (
+        self.acting: DQNLearner | SACLearner | DistilledPolicy = (
             copy.deepcopy(self.policy) if selecting else self.policy
         )
+        self.acting_version = 0  # +1 whenever the acting policy changes
+        # per distillation: (real steps, name, agreement with the demonstrations, score)
+        self.distilled: list[tuple[int, str, float, float]] = []
         self.acting_score = -float("inf")
         self._scored_with_fit = -1  # len(fits) when acting_score was computed
         self.selections: list[tuple[int, float, float, bool]] = []
@@ -177,6 +207,7 @@ class ImaginationLearner:
     ) -> FitReport | None:
         """Record a real transition, refit on schedule, imagine, and update the policy."""
         report = self.dyna.observe(obs, action, reward, next_obs, terminated, truncated)
+        self._demo.append(bool(self.demo_source()) if self.demo_source is not None else False)
         if self.fitting_only:
             return report
         c = self.config
@@ -194,14 +225,17 @@ class ImaginationLearner:
 
         Both are rolled out greedily by every member from the same real episode start states
         (:func:`episode_starts`) for ``select_horizon`` steps.  The snapshot is re-scored only
-        when the model was refit since its last score.  Returns whether the snapshot changed.
+        when the model was refit since its last score; then, if there are demonstrations
+        (:attr:`demo_source`), policies distilled from them compete too (:meth:`distill`).
+        Returns whether the acting policy changed.
         """
         c = self.config
         starts = episode_starts(data, c.select_starts)
         cand = imagined_policy_return(self.model, _greedy(self.policy), starts, c.select_horizon)
         score = float(cand.mean())
         n_fits = len(self.fits)
-        if n_fits != self._scored_with_fit:
+        refit = n_fits != self._scored_with_fit
+        if refit:
             act = imagined_policy_return(self.model, _greedy(self.acting), starts, c.select_horizon)
             self.acting_score = float(act.mean())
             self._scored_with_fit = n_fits
@@ -209,9 +243,56 @@ class ImaginationLearner:
         replaced = score >= self.acting_score
         self.selections.append((self.steps, score, self.acting_score, replaced))
         if replaced:
-            self.acting.load_state_dict(self.policy.state_dict())
+            if isinstance(self.acting, type(self.policy)):
+                self.acting.load_state_dict(self.policy.state_dict())
+            else:
+                self.acting = copy.deepcopy(self.policy)
             self.acting_score = score
+            self.acting_version += 1
+        if refit and c.distill:
+            replaced = self.distill(data, starts) or replaced
         return replaced
+
+    def distill(self, data: Any, starts: torch.Tensor) -> bool:
+        """Fit a :class:`DistilledPolicy` of every width in ``config.distill`` to the real
+        steps a demonstrator chose, score each in imagination like the snapshots, and let the
+        best act if it scores at least as well as the acting policy.  Needs
+        ``config.distill_min_demos`` demonstrations.  Returns whether the acting policy changed.
+        """
+        c = self.config
+        flags = np.asarray(self._demo[-len(data) :], dtype=bool)
+        if len(flags) != len(data) or int(flags.sum()) < c.distill_min_demos:
+            return False
+        obs = torch.from_numpy(data.obs[flags])
+        action = torch.from_numpy(data.action[flags])
+        best: tuple[float, DistilledPolicy] | None = None
+        for hidden in c.distill:
+            pol = DistilledPolicy(
+                self.model.obs_dim,
+                self.model.action_spec,
+                hidden=hidden,
+                seed=self.seed + 1_000 * len(self.fits) + hidden,
+                critic=self.policy,
+            )
+            pol.fit(obs, action)
+            ret = imagined_policy_return(self.model, _greedy(pol), starts, c.select_horizon)
+            score = float(ret.mean())
+            self.distilled.append((self.steps, pol.name, pol.agreement, score))
+            if best is None or score > best[0]:
+                best = (score, pol)
+        assert best is not None
+        if best[0] < self.acting_score:
+            return False
+        self.acting, self.acting_score = best[1], best[0]
+        self.acting_version += 1
+        return True
+
+    @property
+    def acting_name(self) -> str:
+        """``"dqn"`` / ``"sac"`` (a snapshot of the learner) or the distilled policy's name."""
+        if isinstance(self.acting, DistilledPolicy):
+            return self.acting.name
+        return "dqn" if isinstance(self.acting, DQNLearner) else "sac"
 
     @property
     def fitting_only(self) -> bool:
@@ -231,7 +312,7 @@ class ImaginationLearner:
             starts,
             self.explore_policy,
             c.rollout_length,
-            threshold=c.disagreement_threshold,
+            threshold=self.branch_threshold(data),
             generator=self.generator,
         )
         self.imagined.add(batch)
@@ -239,6 +320,20 @@ class ImaginationLearner:
             (len(batch), float(batch.stopped.float().mean()), float(batch.lengths.float().mean()))
         )
         return batch
+
+    def branch_threshold(self, data: Any) -> float:
+        """The disagreement at which imagined branches stop now (see ``branch_quantile``);
+        the calibration is cached per model fit."""
+        c = self.config
+        if c.branch_quantile is None:
+            return c.disagreement_threshold
+        n_fits = len(self.fits)
+        if self._branch_calibration is None or self._branch_calibration[0] != n_fits:
+            q = calibrate_disagreement(
+                self.model, data.obs, data.action, quantile=c.branch_quantile
+            )
+            self._branch_calibration = (n_fits, q)
+        return max(c.disagreement_threshold, self._branch_calibration[1])
 
     def minibatch(self, data: Any) -> tuple[torch.Tensor, ...]:
         """``real_ratio`` real rows + imagined rows (all real until imagination exists)."""
@@ -275,7 +370,7 @@ def episode_starts(data: Any, n: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(data.obs[idx], dtype=np.float32))
 
 
-def _greedy(policy: DQNLearner | SACLearner) -> Any:
+def _greedy(policy: DQNLearner | SACLearner | DistilledPolicy) -> Any:
     if isinstance(policy, DQNLearner):
         return lambda o: policy.act(o, epsilon=0.0)
     return lambda o: policy.act(o)

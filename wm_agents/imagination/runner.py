@@ -66,9 +66,10 @@ class ImaginationRunResult(RunResult):
     agent: str = "hybrid"
     act_ms: list[float] = field(default_factory=list)
     action_sources: dict[str, int] = field(default_factory=dict)
-    rollout_stats: dict[str, float] = field(default_factory=dict)
+    rollout_stats: dict[str, Any] = field(default_factory=dict)
 
     eval_sources: list[dict[str, int]] = field(default_factory=list)
+    trust_log: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def held_from_step(self) -> int | None:
@@ -90,7 +91,8 @@ class ImaginationRunResult(RunResult):
         evaluation), ``held_from_step`` (see there), per evaluation the policy's share of actions
         (``evals[i]["policy_share"]``) and ``rollouts`` (mean imagined transitions per round,
         fraction of branches stopped on disagreement, mean branch length, trust and threshold
-        calibration)."""
+        calibration) and ``trust_log`` (the hybrid's ``[real steps, "probation" | "trusted" |
+        "revoked"]`` events)."""
         s = super().summary()
         med = statistics.median(self.act_ms) if self.act_ms else None
         for row, src in zip(s["evals"], self.eval_sources, strict=False):
@@ -102,6 +104,7 @@ class ImaginationRunResult(RunResult):
             action_sources=self.action_sources,
             held_from_step=self.held_from_step,
             rollouts=self.rollout_stats,
+            trust_log=[list(e) for e in self.trust_log],
         )
         return s
 
@@ -188,25 +191,19 @@ def run_imagination_gym(
         hybrid.threshold = thr
         calibrated.append((len(dyna.fits), thr))
 
-    graph = create_env_planning_graph().compile()
+    graph = create_env_planning_graph(fuse=True).compile()
     limit = actuator.max_episode_steps or steps
     threshold = actuator.reward_threshold
     trust_bar = trust_return if trust_return is not None else threshold
-    trusted_at: int | None = None
+    trust = _Trust(trust_bar, confirm_bar=threshold)
 
-    def policy_trusted() -> bool:
-        """Hybrid only: has the acting policy's imagined return (the learner's selection
-        score, from real episode starts) reached the bar?  Once trusted, always trusted: from
-        then on the per-step disagreement check decides."""
-        nonlocal trusted_at
-        if trusted_at is not None:
-            return True
+    def offer_trust() -> None:
+        """Hybrid, at an episode start: put the policy on probation once its imagined return
+        (the learner's selection score, from real episode starts) reaches the bar."""
         if hybrid is None or learner.steps < policy_after or not bool(model.fitted):
-            return False
-        score = learner.acting_score  # type: ignore[union-attr]
-        if trust_bar is None or score >= trust_bar:
-            trusted_at = learner.steps
-        return trusted_at is not None
+            return
+        il: ImaginationLearner = learner  # type: ignore[assignment]
+        trust.offer(learner.steps, il.acting_score, (len(dyna.fits), il.acting_version))
 
     bar = tqdm(total=steps, desc=f"{env_id} {agent}", disable=not progress, unit="step")
 
@@ -225,11 +222,20 @@ def run_imagination_gym(
     next_eval = cfg.warmup_steps + eval_every
     dis: list[float] = []
     eval_sources: list[dict[str, int]] = []
+    controller: Any = mpc
+    if hybrid is not None and isinstance(learner, ImaginationLearner):
+        # The planner's real choices are demonstrations the policy imitates (DQfD margin).
+        learner.demo_source = lambda: (
+            controller is mpc or (bool(hybrid.trace) and hybrid.trace[-1].source == "mpc")
+        )
     while not learner.exhausted:
         episode += 1
         calibrate()
-        if agent == "mpc" or (agent == "hybrid" and not policy_trusted()):
-            controller: Any = mpc
+        offer_trust()
+        if policy_ctrl is not None:  # the acting policy may have been replaced
+            policy_ctrl.policy = learner.acting  # type: ignore[union-attr]
+        if agent == "mpc" or (agent == "hybrid" and trust.state == "untrusted"):
+            controller = mpc
         elif agent == "hybrid":
             policy_ctrl.epsilon = 0.0  # type: ignore[union-attr]
             controller = hybrid
@@ -250,12 +256,15 @@ def run_imagination_gym(
         )
         verdicts.update(r.verdict for r in ctx.records)
         train_episodes.append((learner.steps, float(final["episode_return"])))
+        if controller is hybrid:
+            trust.judge(learner.steps, float(final["episode_return"]), bool(final["terminated"]))
         if eval_episodes and (learner.steps >= next_eval or learner.exhausted):
             next_eval = learner.steps + eval_every
             if policy_ctrl is not None:
                 policy_ctrl.epsilon = 0.0
+                policy_ctrl.policy = learner.acting  # type: ignore[union-attr]
             ctrl = {"mpc": mpc, "hybrid": hybrid}.get(agent, policy_ctrl)
-            if agent == "hybrid" and not policy_trusted():
+            if agent == "hybrid" and trust.state != "trusted":
                 ctrl = mpc
             calibrate()
             rets, act_ms, sources = _evaluate(ctrl, eval_actuator, eval_episodes, seed=seed)
@@ -268,7 +277,7 @@ def run_imagination_gym(
                 if stop_when_solved:
                     break
     bar.close()
-    stats: dict[str, float] = {}
+    stats: dict[str, Any] = {}
     if isinstance(learner, ImaginationLearner) and learner.rollout_stats:
         arr = np.asarray(learner.rollout_stats, dtype=float)
         stats = {
@@ -282,8 +291,15 @@ def run_imagination_gym(
         stats["selections"] = float(len(sel))
         stats["snapshot_replaced"] = float(sum(r for *_, r in sel))
         stats["acting_imagined_return"] = learner.acting_score
+    if isinstance(learner, ImaginationLearner) and agent != "dqn":
+        stats["acting_policy"] = learner.acting_name
+        if learner.distilled:
+            stats["distillations"] = float(len(learner.distilled))
+            stats["distilled_agreement_last"] = learner.distilled[-1][2]
     if agent == "hybrid":
+        trusted_at = trust.trusted_at
         stats["policy_trusted_at_step"] = float(trusted_at) if trusted_at is not None else -1.0
+        stats["trust_revoked"] = float(sum(e == "revoked" for _, e in trust.log))
         if hybrid is not None:
             stats["hybrid_threshold"] = hybrid.threshold
     if dis:
@@ -307,10 +323,68 @@ def run_imagination_gym(
         action_sources=dict(sources),
         rollout_stats=stats,
         eval_sources=eval_sources,
+        trust_log=list(trust.log),
     )
     actuator.close()
     eval_actuator.close()
     return result
+
+
+@dataclass
+class _Trust:
+    """The hybrid's trust in its policy: imagined first, then confirmed by a real episode.
+
+    ``untrusted`` (MPC acts) -> ``probation`` once the policy's imagined return reaches
+    ``bar``: training episodes run the hybrid, evaluations still MPC -> ``trusted`` when a real
+    training episode run by the hybrid returns at least ``confirm_bar`` (evaluations run the
+    hybrid).  A hybrid training episode that terminates below ``confirm_bar``, on probation or
+    trusted, revokes trust; the policy is offered again only once its imagined return has been
+    re-scored (a refit or a new snapshot changes ``key``) and still reaches ``bar``.  With no
+    ``bar`` the policy is trusted at once; with no ``confirm_bar`` (an env without a reward
+    threshold) it is trusted on its imagined return alone.
+
+    ``trusted_at`` is the real step at which the current trust began (``None`` when not
+    trusted); ``log`` keeps every ``(real steps, "probation" | "trusted" | "revoked")``.
+    """
+
+    bar: float | None
+    confirm_bar: float | None
+    state: Literal["untrusted", "probation", "trusted"] = "untrusted"
+    trusted_at: int | None = None
+    log: list[tuple[int, str]] = field(default_factory=list)
+    _offered_key: Any = None
+    _revoked_key: Any = None
+
+    def offer(self, steps: int, imagined_return: float, key: Any) -> None:
+        """At an episode start: start probation if the policy qualifies (see the class)."""
+        revoked_for = self._revoked_key is not None and key == self._revoked_key
+        if self.state != "untrusted" or revoked_for:
+            return
+        if self.bar is not None and imagined_return < self.bar:
+            return
+        self._offered_key = key
+        if self.bar is None or self.confirm_bar is None:
+            self._move(steps, "trusted")
+        else:
+            self._move(steps, "probation")
+
+    def judge(self, steps: int, episode_return: float, terminated: bool) -> None:
+        """After a real training episode the hybrid ran: confirm or revoke."""
+        if self.confirm_bar is None or self.state == "untrusted":
+            return
+        if episode_return >= self.confirm_bar:
+            if self.state == "probation":
+                self._move(steps, "trusted")
+        elif terminated:
+            self._revoked_key = self._offered_key
+            self.state, self.trusted_at = "untrusted", None
+            self.log.append((steps, "revoked"))
+
+    def _move(self, steps: int, state: Literal["probation", "trusted"]) -> None:
+        self.state = state
+        if state == "trusted":
+            self.trusted_at = steps
+        self.log.append((steps, state))
 
 
 def _evaluate(
