@@ -1,19 +1,23 @@
-"""Learning inside imagination: tabular Dyna-Q against k, and policy / MPC / hybrid on CartPole.
+"""Learning inside imagination: tabular Dyna-Q against k, and policy / MPC / hybrid agents on
+CartPole-v1 (DQN) and Pendulum-v1 (SAC).
 
     python benchmarks/dyna_q.py tabular [--seeds 30] [--ks 0 5 10 20 50]
     python benchmarks/dyna_q.py cartpole [--seeds 0 1 2 3 4] [--max-steps 2000] [--agents ...]
     python benchmarks/dyna_q.py cartpole-report
+    python benchmarks/dyna_q.py pendulum [--seeds 0 1 2] [--max-steps 1500]
+    python benchmarks/dyna_q.py pendulum-report
 
 ``tabular`` runs Sutton & Barto's Dyna maze (alpha 0.1, gamma 0.95, epsilon 0.1) for every k and
 seed, prints a markdown table of episodes-to-solve (greedy path within 20% of the 14-step
 shortest path) and writes ``benchmarks/results/dyna_maze_episodes_vs_k.png`` (episodes-to-solve
-against k, and the book's steps-per-episode curves).  ``cartpole`` runs the mpc, policy and
-hybrid agents of ``wm_agents.imagination`` for a fixed real-step budget (no early stop) on each
-seed, writes every run's summary to ``benchmarks/results/imagination_cartpole.json`` and prints
-real steps to first reach / hold an evaluation mean >= 475, the final evaluation, the median
-milliseconds per action (bare ``controller.act``, same for every agent) and the policy's share of
-the hybrid's actions; ``cartpole-report`` redoes the tables and the plot from the JSON.
-"""
+against k, and the book's steps-per-episode curves).  ``cartpole`` / ``pendulum`` run the mpc,
+policy and hybrid agents of ``wm_agents.imagination`` for a fixed real-step budget (no early
+stop) on each seed, write every run's summary to ``benchmarks/results/imagination_{env}.json``
+and print real steps to first reach / hold an evaluation mean at the env's bar (:data:`ENVS`:
+475 for CartPole, -200 for Pendulum), the final evaluation, the median milliseconds per action
+(bare ``controller.act``, same for every agent), the policy's share of the hybrid's actions,
+which policy acted and the hybrid's trust events; ``{env}-report`` redoes the tables and the
+plot from the JSON."""
 
 from __future__ import annotations
 
@@ -96,8 +100,34 @@ def tabular(args: argparse.Namespace) -> None:
     print(f"\nplot: {out}", file=sys.stderr)
 
 
-CARTPOLE_JSON = RESULTS / "imagination_cartpole.json"
-CARTPOLE_PNG = RESULTS / "imagination_cartpole.png"
+# Per env: gym id, the eval mean counted as "solved" (CartPole: gymnasium's threshold; Pendulum
+# has none, -200 is our bar: swung up and held within a few steps of every start), defaults.
+ENVS: dict[str, dict] = {
+    "cartpole": dict(
+        id="CartPole-v1",
+        bar=475.0,
+        max_steps=2_000,
+        eval_every=300,
+        eval_episodes=10,
+        seeds=[0, 1, 2, 3, 4],
+    ),
+    "pendulum": dict(
+        id="Pendulum-v1",
+        bar=-200.0,
+        max_steps=1_500,
+        eval_every=300,
+        eval_episodes=5,
+        seeds=[0, 1, 2],
+    ),
+}
+
+
+def _json(env: str) -> Path:
+    return RESULTS / f"imagination_{env}.json"
+
+
+def _png(env: str) -> Path:
+    return RESULTS / f"imagination_{env}.png"
 
 
 def _code_state() -> dict[str, object]:
@@ -115,33 +145,40 @@ def _code_state() -> dict[str, object]:
     return {"commit": git("rev-parse", "HEAD"), "modified": git("status", "--short").splitlines()}
 
 
-def cartpole(args: argparse.Namespace) -> None:
-    """Every agent x seed, seed by seed; the JSON is rewritten after each run (``--resume``
-    skips runs already in it)."""
+def imagination_runs(args: argparse.Namespace) -> None:
+    """Every agent x seed on ``args.env``, seed by seed; the JSON is rewritten after each run
+    (``--resume`` skips runs already in it)."""
     from wm_agents.bench.common import machine_info, write_json
     from wm_agents.imagination.runner import run_imagination_gym
 
+    env = ENVS[args.env]
+    for key in ("max_steps", "eval_every", "eval_episodes", "seeds"):
+        if getattr(args, key) is None:
+            setattr(args, key, env[key])
+    out = _json(args.env)
     done: list[dict] = []
-    if args.resume and CARTPOLE_JSON.exists():
-        done = json.loads(CARTPOLE_JSON.read_text())["runs"]
+    if args.resume and out.exists():
+        done = json.loads(out.read_text())["runs"]
     have = {(r["agent"], r["seed"]) for r in done}
     settings = {
-        "env": "CartPole-v1",
+        "env": env["id"],
+        "solved_bar": env["bar"],
         "max_steps": args.max_steps,
         "eval_every": args.eval_every,
         "eval_episodes": args.eval_episodes,
         "stop_when_solved": False,
-        "model_and_mpc": "default_config('CartPole-v1')",
-        "imagination": "ImaginationConfig() defaults, DQNConfig() defaults",
+        "model_and_mpc": f"default_config('{env['id']}')",
+        "imagination": "ImaginationConfig() defaults, DQNConfig() / SACConfig() defaults",
         "hybrid_threshold": "calibrated: 0.99 quantile of disagreement on real transitions",
-        "hybrid_trust": "imagined return >= 475 (probation), then a real training episode >= 475",
+        "hybrid_trust": "imagined return >= the env's reward threshold (probation), then a real "
+        "training episode >= it; envs without a threshold: trusted at once",
     }
     for seed in args.seeds:
         for agent in args.agents:
             if (agent, seed) in have:
                 continue
             result = run_imagination_gym(
-                "CartPole-v1",
+                env["id"],
                 agent=agent,
                 seed=seed,
                 max_steps=args.max_steps,
@@ -157,16 +194,16 @@ def cartpole(args: argparse.Namespace) -> None:
                 file=sys.stderr,
             )
             write_json(
-                CARTPOLE_JSON,
+                out,
                 {
-                    "benchmark": "imagination_cartpole",
+                    "benchmark": f"imagination_{args.env}",
                     "machine": machine_info(),
                     "code": _code_state(),
                     "settings": settings,
                     "runs": done,
                 },
             )
-    print(cartpole_report(plot=not args.no_plot))
+    print(report(args.env, plot=not args.no_plot))
 
 
 def _policy_share(run: dict) -> float | None:
@@ -176,16 +213,24 @@ def _policy_share(run: dict) -> float | None:
     return src.get("policy", 0) / total if total else None
 
 
-def cartpole_report(*, plot: bool = True) -> str:
-    """Markdown tables (per seed, then medians) from ``imagination_cartpole.json``; with
-    ``plot``, ``imagination_cartpole.png`` (eval mean against real steps, per agent)."""
-    from wm_agents.bench.common import median_range
+def report(env_key: str, *, plot: bool = True) -> str:
+    """Markdown tables (per seed, then medians) from ``imagination_{env}.json``; with
+    ``plot``, ``imagination_{env}.png`` (eval mean against real steps, per agent).  "Reach" /
+    "hold" use the env's bar in :data:`ENVS`."""
+    from wm_agents.bench.common import median_range, steps_to_hold, steps_to_reach
+    from wm_agents.runner import EvalPoint
 
-    data = json.loads(CARTPOLE_JSON.read_text())
+    env = ENVS[env_key]
+    bar = env["bar"]
+    data = json.loads(_json(env_key).read_text())
     runs = data["runs"]
+    for r in runs:  # reach / hold against the bar (Pendulum has no threshold of its own)
+        evals = [EvalPoint(e["real_steps"], [e["mean"]]) for e in r["evals"]]
+        r["solved_at_step"] = steps_to_reach(evals, bar)
+        r["held_from_step"] = steps_to_hold(evals, bar)
     agents = list(dict.fromkeys(r["agent"] for r in runs))
     lines = [
-        "| agent | seed | first reach 475 | hold 475 from | final eval mean "
+        f"| agent | seed | first reach {bar:g} | hold {bar:g} from | final eval mean "
         "| ms per action (median, last eval) | policy share (last eval) | acting policy "
         "| trust events | run s |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
@@ -205,7 +250,7 @@ def cartpole_report(*, plot: bool = True) -> str:
         )
     lines += [
         "",
-        "| agent | seeds | first reach 475: median (min-max; seeds) | hold 475: median "
+        f"| agent | seeds | first reach {bar:g}: median (min-max; seeds) | hold {bar:g}: median "
         "(min-max; seeds) | final eval mean per seed | ms per action: median of seeds |",
         "|---|---:|---:|---:|---|---:|",
     ]
@@ -224,12 +269,12 @@ def cartpole_report(*, plot: bool = True) -> str:
         finals = [r["eval_mean"] for r in rs]
         lines.append(f"| {a} | {len(rs)} | {fmt(reach)} | {fmt(hold)} | {finals} | {ms:.3g} |")
     if plot:
-        _cartpole_plot(runs, agents)
-        lines.append(f"\nplot: {CARTPOLE_PNG}")
+        _plot(runs, agents, env, _png(env_key))
+        lines.append(f"\nplot: {_png(env_key)}")
     return "\n".join(lines)
 
 
-def _cartpole_plot(runs: list[dict], agents: list[str]) -> None:
+def _plot(runs: list[dict], agents: list[str], env: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,10 +289,10 @@ def _cartpole_plot(runs: list[dict], agents: list[str]) -> None:
     handles, labels = ax1.get_legend_handles_labels()
     uniq = dict(zip(labels, handles, strict=True))
     ax1.legend(uniq.values(), uniq.keys())
-    ax1.axhline(475, color="grey", ls="--", lw=1)
+    ax1.axhline(env["bar"], color="grey", ls="--", lw=1)
     ax1.set_xlabel("real env steps")
-    ax1.set_ylabel("eval mean return (10 greedy episodes)")
-    ax1.set_title("CartPole-v1, one line per seed")
+    ax1.set_ylabel("eval mean return (greedy episodes)")
+    ax1.set_title(f"{env['id']}, one line per seed")
     ms = [statistics.median(r["act_ms_median"] for r in runs if r["agent"] == a) for a in agents]
     ax2.bar(agents, ms, color=[colors[a] for a in agents])
     ax2.set_yscale("log")
@@ -256,7 +301,7 @@ def _cartpole_plot(runs: list[dict], agents: list[str]) -> None:
     for i, v in enumerate(ms):
         ax2.text(i, v, f"{v:.3g}", ha="center", va="bottom")
     fig.tight_layout()
-    fig.savefig(CARTPOLE_PNG, dpi=100)
+    fig.savefig(path, dpi=100)
 
 
 def main() -> None:
@@ -270,19 +315,20 @@ def main() -> None:
     t.add_argument("--episodes", type=int, default=50)
     t.add_argument("--ks", type=int, nargs="+", default=[0, 1, 2, 5, 10, 20, 50])
     t.set_defaults(func=tabular)
-    c = sub.add_parser("cartpole")
-    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    c.add_argument("--max-steps", type=int, default=2_000)
-    c.add_argument("--eval-every", type=int, default=300)
-    c.add_argument("--eval-episodes", type=int, default=10)
-    c.add_argument("--agents", nargs="+", default=["mpc", "policy", "hybrid"])
-    c.add_argument("--resume", action="store_true", help="skip runs already in the JSON")
-    c.add_argument("--no-plot", action="store_true")
-    c.add_argument("--quiet", action="store_true")
-    c.set_defaults(func=cartpole)
-    r = sub.add_parser("cartpole-report", help="tables + plot from the cartpole JSON")
-    r.add_argument("--no-plot", action="store_true")
-    r.set_defaults(func=lambda a: print(cartpole_report(plot=not a.no_plot)))
+    for key, env in ENVS.items():
+        c = sub.add_parser(key, help=f"mpc / policy / hybrid on {env['id']}")
+        c.add_argument("--seeds", type=int, nargs="+", default=None, help=f"{env['seeds']}")
+        c.add_argument("--max-steps", type=int, default=None, help=f"{env['max_steps']}")
+        c.add_argument("--eval-every", type=int, default=None, help=f"{env['eval_every']}")
+        c.add_argument("--eval-episodes", type=int, default=None, help=f"{env['eval_episodes']}")
+        c.add_argument("--agents", nargs="+", default=["mpc", "policy", "hybrid"])
+        c.add_argument("--resume", action="store_true", help="skip runs already in the JSON")
+        c.add_argument("--no-plot", action="store_true")
+        c.add_argument("--quiet", action="store_true")
+        c.set_defaults(func=imagination_runs, env=key)
+        r = sub.add_parser(f"{key}-report", help=f"tables + plot from the {key} JSON")
+        r.add_argument("--no-plot", action="store_true")
+        r.set_defaults(func=lambda a, k=key: print(report(k, plot=not a.no_plot)))
     args = parser.parse_args()
     args.func(args)
 

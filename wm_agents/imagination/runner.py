@@ -200,7 +200,7 @@ def run_imagination_gym(
     def offer_trust() -> None:
         """Hybrid, at an episode start: put the policy on probation once its imagined return
         (the learner's selection score, from real episode starts) reaches the bar."""
-        if hybrid is None or learner.steps < policy_after or not bool(model.fitted):
+        if agent != "hybrid" or learner.steps < policy_after or not bool(model.fitted):
             return
         il: ImaginationLearner = learner  # type: ignore[assignment]
         trust.offer(learner.steps, il.acting_score, (len(dyna.fits), il.acting_version))
@@ -223,7 +223,7 @@ def run_imagination_gym(
     dis: list[float] = []
     eval_sources: list[dict[str, int]] = []
     controller: Any = mpc
-    if hybrid is not None and isinstance(learner, ImaginationLearner):
+    if agent == "hybrid" and hybrid is not None and isinstance(learner, ImaginationLearner):
         # The planner's real choices are demonstrations the policy imitates (DQfD margin).
         learner.demo_source = lambda: (
             controller is mpc or (bool(hybrid.trace) and hybrid.trace[-1].source == "mpc")
