@@ -11,13 +11,18 @@ Agents:
 * ``policy``: a DQN (Discrete) / SAC (Box) policy trained on real + imagined transitions
   (:class:`ImaginationLearner`), acting alone (its selected snapshot,
   :attr:`ImaginationLearner.acting`).
-* ``hybrid``: the same policy, falling back to MPC when the members disagree about its action.
-  The policy is trusted only once its return *imagined* by the ensemble from real episode start
-  states (the learner's selection score, checked at each episode start after ``policy_after``
-  real steps) reaches ``trust_return`` (default: the env's reward threshold); until then MPC
-  acts.  The disagreement threshold is, by default, calibrated after every model refit as the
-  ``hybrid_quantile`` of the members' disagreement on the real transitions
-  (:func:`calibrate_disagreement`).
+* ``hybrid``: the same learner, falling back to MPC when the members disagree about its
+  policy's action.  MPC acts until the policy is trusted, and trust comes in two steps
+  (:class:`_Trust`): once the acting policy's return *imagined* by the ensemble from real episode
+  start states (the learner's selection score, checked at each episode start after
+  ``policy_after`` real steps) reaches ``trust_return`` (default: the env's reward threshold),
+  the policy is on probation: training episodes run the hybrid, evaluations still MPC; a real
+  training episode that returns at least the threshold confirms it, one that falls below
+  revokes it.  MPC's real choices are recorded as demonstrations, and the learner distills them
+  into policy candidates (:class:`~wm_agents.imagination.distill.DistilledPolicy`) that compete
+  with the DQN / SAC snapshots in imagination for the acting slot.  The disagreement threshold
+  is, by default, calibrated after every model refit as the ``hybrid_quantile`` of the members'
+  disagreement on the real transitions (:func:`calibrate_disagreement`).
 * ``dqn``: the model-free baseline: the same learner with imagination off.
 
 "ms per action" is the same measurement for every agent: the wall time of one bare
@@ -224,7 +229,8 @@ def run_imagination_gym(
     eval_sources: list[dict[str, int]] = []
     controller: Any = mpc
     if agent == "hybrid" and hybrid is not None and isinstance(learner, ImaginationLearner):
-        # The planner's real choices are demonstrations the policy imitates (DQfD margin).
+        # The planner's real choices are demonstrations; the learner distills them into
+        # policy candidates that compete in imagination with the DQN / SAC snapshots.
         learner.demo_source = lambda: (
             controller is mpc or (bool(hybrid.trace) and hybrid.trace[-1].source == "mpc")
         )
