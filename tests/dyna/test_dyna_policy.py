@@ -102,6 +102,21 @@ def test_minibatches_mix_real_and_imagined_rows(fitted) -> None:
     assert not baseline.imagining
 
 
+def test_branch_threshold_is_fixed_or_raised_to_a_real_data_quantile(fitted) -> None:
+    model, dyna = fitted
+    data = model.buffer.all()
+    dqn = DQNLearner(4, 2, seed=0)
+    fixed = ImaginationLearner(dyna, dqn, ImaginationConfig(disagreement_threshold=0.02), seed=0)
+    assert fixed.branch_threshold(data) == 0.02
+    q = calibrate_disagreement(model, data.obs, data.action, quantile=0.99)
+    for floor in (0.0, q / 2, 2 * q):
+        cfg = ImaginationConfig(disagreement_threshold=floor, branch_quantile=0.99)
+        learner = ImaginationLearner(dyna, dqn, cfg, seed=0)
+        assert learner.branch_threshold(data) == pytest.approx(max(floor, q))
+    with pytest.raises(ValueError, match="branch_quantile"):
+        ImaginationConfig(branch_quantile=1.5)
+
+
 def test_imagination_learner_updates_policy_each_real_step(fitted) -> None:
     model, _ = fitted
     dyna = DynaLearner(model, refit_every=10**6, fit_config=FAST_FIT)

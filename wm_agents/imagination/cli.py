@@ -62,6 +62,13 @@ def add_agent_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="imagined branches stop before a step whose member disagreement exceeds this",
     )
+    p.add_argument(
+        "--branch-quantile",
+        type=float,
+        default=None,
+        help="raise the branch threshold to this quantile of the members' disagreement on real "
+        "transitions when that is larger (off by default: it hurt the CartPole DQN)",
+    )
 
 
 def run_agent_from_args(args: argparse.Namespace) -> int:
@@ -91,6 +98,7 @@ def run_agent_from_args(args: argparse.Namespace) -> int:
         "rollout_length": args.rollout_length,
         "real_ratio": args.real_ratio,
         "disagreement_threshold": args.disagreement_threshold,
+        "branch_quantile": args.branch_quantile,
     }
     icfg = replace(icfg, **{k: v for k, v in overrides.items() if v is not None})
     kwargs: dict[str, Any] = {}
