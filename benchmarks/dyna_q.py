@@ -243,7 +243,7 @@ def report(env_key: str, *, plot: bool = True) -> str:
         lines.append(
             f"| {r['agent']} | {r['seed']} | {r['solved_at_step'] or 'never'} "
             f"| {r['held_from_step'] or 'never'} "
-            f"| {r['eval_mean']} | {r['act_ms_median']} "
+            f"| {r['eval_mean']:.1f} | {r['act_ms_median']:.3g} "
             f"| {'-' if share is None else f'{share:.3f}'} "
             f"| {acting if r['agent'] != 'mpc' else '-'} "
             f"| {events if r['agent'] == 'hybrid' else '-'} | {r['seconds']} |"
@@ -266,7 +266,7 @@ def report(env_key: str, *, plot: bool = True) -> str:
         reach = median_range([r["solved_at_step"] for r in rs])
         hold = median_range([r["held_from_step"] for r in rs])
         ms = statistics.median(r["act_ms_median"] for r in rs)
-        finals = [r["eval_mean"] for r in rs]
+        finals = [round(r["eval_mean"], 1) for r in rs]
         lines.append(f"| {a} | {len(rs)} | {fmt(reach)} | {fmt(hold)} | {finals} | {ms:.3g} |")
     if plot:
         _plot(runs, agents, env, _png(env_key))
