@@ -74,7 +74,7 @@ def test_demonstrations_are_recorded_per_real_step_and_distilled() -> None:
         x = np.array([rng.uniform(-0.9, 0.9)], np.float32)
         a = rng.integers(2) if i < 10 else int(x[0] < 0)
         learner.observe(x, np.array([a]), 1.0, x + 0.2 * (2 * a - 1), False, True)
-    assert learner._demo == [False] * 10 + [True] * 50
+    assert list(learner._demo) == [False] * 10 + [True] * 50
     learner.dyna.model = PushModel()  # type: ignore[assignment]
     data = model.buffer.all()
     learner.acting_score = 3.0  # what a poor snapshot would score
@@ -109,6 +109,16 @@ def test_trust_needs_imagination_then_a_real_episode() -> None:
         (1300, "trusted"),
         (1500, "revoked"),
     ]
+
+
+def test_revoked_trust_waits_for_a_change_after_the_failure() -> None:
+    t = _Trust(bar=475.0, confirm_bar=475.0)
+    t.offer(600, 490.0, key=(2, 0))
+    t.judge(900, 100.0, terminated=True, key=(3, 1))  # refit and a new snapshot meanwhile
+    t.offer(901, 490.0, key=(3, 1))  # nothing changed since the failure: not offered
+    assert t.state == "untrusted"
+    t.offer(1000, 490.0, key=(4, 1))
+    assert t.state == "probation"
 
 
 def test_trust_without_a_reward_threshold() -> None:

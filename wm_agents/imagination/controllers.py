@@ -73,7 +73,7 @@ class PolicyController:
         return self._act_rows(self.model.check_obs(obs)[None])[0]
 
     def _act_rows(self, o: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.policy, DQNLearner):
+        if isinstance(self.policy, DQNLearner) or getattr(self.policy, "discrete", False):
             return self.policy.act(o, epsilon=self.epsilon, generator=self.generator)
         return self.policy.act(o, explore=self.epsilon > 0, generator=self.generator)
 

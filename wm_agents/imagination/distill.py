@@ -63,19 +63,22 @@ class DistilledPolicy(nn.Module):
             else [nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, out)]
         )
         self.net = nn.Sequential(*layers)
-        with torch.no_grad():  # explicit generator: no global RNG in the library
+        with torch.no_grad():  # re-drawn from the explicit generator (reproducible)
             for layer in self.net:
                 if isinstance(layer, nn.Linear):
                     bound = 1.0 / layer.in_features**0.5
                     layer.weight.uniform_(-bound, bound, generator=self.generator)
                     layer.bias.uniform_(-bound, bound, generator=self.generator)
         self.hidden, self.weight_decay = hidden, weight_decay
-        self.critic = critic
-        self.obs_mean = nn.Parameter(torch.zeros(obs_dim), requires_grad=False)
-        self.obs_std = nn.Parameter(torch.ones(obs_dim), requires_grad=False)
+        # Not a submodule: the critic is the live learner, not part of this policy's weights.
+        object.__setattr__(self, "critic", critic)
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
         if not self.discrete:
             low = torch.as_tensor(action_spec.low, dtype=torch.float32)
             high = torch.as_tensor(action_spec.high, dtype=torch.float32)
+            if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+                raise ValueError("a distilled Box policy needs finite action bounds")
             self.register_buffer("a_mid", (high + low) / 2)
             self.register_buffer("a_half", (high - low) / 2)
         self.agreement = float("nan")  # on the demonstrations, after fit()
@@ -104,6 +107,8 @@ class DistilledPolicy(nn.Module):
                 f"{list(action.shape)}"
             )
         obs = obs.float()
+        if not (torch.isfinite(obs).all() and torch.isfinite(action.float()).all()):
+            raise ValueError("demonstrations must be finite (NaN or inf in obs or action)")
         with torch.no_grad():
             self.obs_mean.copy_(obs.mean(0))
             self.obs_std.copy_(obs.std(0, correction=0).clamp(min=1e-6))

@@ -33,6 +33,7 @@ the env planning graph's learn node feeds it unchanged.
 from __future__ import annotations
 
 import copy
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,9 +148,8 @@ class ImaginationLearner:
             (``-inf`` until scored).
         selections: per selection ``(real steps, candidate score, acting score, replaced)``.
         demo_source: asked once per real transition (after it is recorded): was its action a
-            demonstration?  The hybrid agent answers "MPC chose it", and a DQN policy then
-            imitates those actions with the DQfD margin loss (:class:`DQNConfig`) on top of TD
-            learning.  ``None``: no demonstrations.
+            demonstration?  The hybrid agent answers "MPC chose it"; :meth:`distill` fits
+            policies to those actions.  ``None``: no demonstrations.
     """
 
     dyna: DynaLearner
@@ -160,7 +160,9 @@ class ImaginationLearner:
     demo_source: Callable[[], bool] | None = None
 
     def __post_init__(self) -> None:
-        self._demo: list[bool] = []  # per real transition: did a demonstrator choose it?
+        # Per real transition in the buffer (same order, same ring size): did a demonstrator
+        # choose it?
+        self._demo: deque[bool] = deque(maxlen=self.dyna.model.buffer.capacity)
         self._branch_calibration: tuple[int, float] | None = None  # (fits, quantile)
         m = self.dyna.model
         self.generator = torch.Generator().manual_seed(self.seed + 15_485_863)
@@ -218,8 +220,13 @@ class ImaginationLearner:
         truncated: bool,
     ) -> FitReport | None:
         """Record a real transition, refit on schedule, imagine, and update the policy."""
-        report = self.dyna.observe(obs, action, reward, next_obs, terminated, truncated)
-        self._demo.append(bool(self.demo_source()) if self.demo_source is not None else False)
+        demo = bool(self.demo_source()) if self.demo_source is not None else False
+        steps = self.dyna.steps
+        try:
+            report = self.dyna.observe(obs, action, reward, next_obs, terminated, truncated)
+        finally:
+            if self.dyna.steps != steps:  # the row is in the buffer (even if the refit raised)
+                self._demo.append(demo)
         if self.fitting_only:
             return report
         c = self.config
@@ -272,7 +279,7 @@ class ImaginationLearner:
         ``config.distill_min_demos`` demonstrations.  Returns whether the acting policy changed.
         """
         c = self.config
-        flags = np.asarray(self._demo[-len(data) :], dtype=bool)
+        flags = np.fromiter(self._demo, dtype=bool, count=len(self._demo))[-len(data) :]
         if len(flags) != len(data) or int(flags.sum()) < c.distill_min_demos:
             return False
         obs = torch.from_numpy(data.obs[flags])

@@ -142,8 +142,8 @@ def run_imagination_gym(
             calibrated after every model refit as the ``hybrid_quantile`` of the members'
             disagreement on the real transitions (:func:`calibrate_disagreement`).
         policy_after: real steps before the hybrid considers trusting its policy.
-        trust_return: imagined return the hybrid's policy must reach (default: the env's reward
-            threshold; ``-inf`` trusts it at once).
+        trust_return: imagined return that puts the hybrid's policy on probation (default: the
+            env's reward threshold; ``-inf``: probation at the first chance).
     """
     from tqdm.auto import tqdm
 
@@ -263,7 +263,13 @@ def run_imagination_gym(
         verdicts.update(r.verdict for r in ctx.records)
         train_episodes.append((learner.steps, float(final["episode_return"])))
         if controller is hybrid:
-            trust.judge(learner.steps, float(final["episode_return"]), bool(final["terminated"]))
+            il = learner  # type: ignore[assignment]
+            trust.judge(
+                learner.steps,
+                float(final["episode_return"]),
+                bool(final["terminated"]),
+                key=(len(dyna.fits), il.acting_version),  # type: ignore[union-attr]
+            )
         if eval_episodes and (learner.steps >= next_eval or learner.exhausted):
             next_eval = learner.steps + eval_every
             if policy_ctrl is not None:
@@ -349,6 +355,10 @@ class _Trust:
     ``bar`` the policy is trusted at once; with no ``confirm_bar`` (an env without a reward
     threshold) it is trusted on its imagined return alone.
 
+    Trust belongs to the acting slot: a candidate that takes the slot in imagination (scoring at
+    least as well under the same model) inherits it without a real episode of its own, and the
+    next hybrid episode that falls revokes it.
+
     ``trusted_at`` is the real step at which the current trust began (``None`` when not
     trusted); ``log`` keeps every ``(real steps, "probation" | "trusted" | "revoked")``.
     """
@@ -374,15 +384,16 @@ class _Trust:
         else:
             self._move(steps, "probation")
 
-    def judge(self, steps: int, episode_return: float, terminated: bool) -> None:
-        """After a real training episode the hybrid ran: confirm or revoke."""
+    def judge(self, steps: int, episode_return: float, terminated: bool, key: Any = None) -> None:
+        """After a real training episode the hybrid ran: confirm or revoke.  ``key`` is the
+        policy's key now (:meth:`offer`): after a revocation only a later change re-offers."""
         if self.confirm_bar is None or self.state == "untrusted":
             return
         if episode_return >= self.confirm_bar:
             if self.state == "probation":
                 self._move(steps, "trusted")
         elif terminated:
-            self._revoked_key = self._offered_key
+            self._revoked_key = key if key is not None else self._offered_key
             self.state, self.trusted_at = "untrusted", None
             self.log.append((steps, "revoked"))
 
