@@ -11,10 +11,10 @@ import math
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -36,6 +36,7 @@ from wm_agents.planning.optimizers import CEMPlanner, RandomShootingPlanner
 __all__ = [
     "AgentConfig",
     "EvalPoint",
+    "Evaluation",
     "RunResult",
     "build_agent",
     "build_controller",
@@ -43,6 +44,8 @@ __all__ = [
     "evaluate",
     "random_warmup",
     "run_gym",
+    "steps_to_hold",
+    "steps_to_reach",
 ]
 
 
@@ -126,6 +129,36 @@ class EvalPoint:
     @property
     def mean(self) -> float:
         return float(np.mean(self.returns)) if self.returns else math.nan
+
+
+class Evaluation(Protocol):
+    """What :func:`steps_to_reach` / :func:`steps_to_hold` read of an evaluation (this module's
+    :class:`EvalPoint` and the benchmarks' frozen twin both qualify)."""
+
+    @property
+    def real_steps(self) -> int: ...
+
+    @property
+    def mean(self) -> float: ...
+
+
+def steps_to_reach(evals: Sequence[Evaluation], threshold: float) -> int | None:
+    """Real steps at the first evaluation with mean ``>= threshold`` (``None``: never)."""
+    for e in evals:
+        if e.mean >= threshold:
+            return e.real_steps
+    return None
+
+
+def steps_to_hold(evals: Sequence[Evaluation], threshold: float) -> int | None:
+    """Real steps from which every later evaluation has mean ``>= threshold`` (``None``: never)."""
+    held: int | None = None
+    for e in evals:
+        if e.mean >= threshold:
+            held = e.real_steps if held is None else held
+        else:
+            held = None
+    return held
 
 
 @dataclass

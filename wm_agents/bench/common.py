@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from wm_agents.runner import steps_to_hold, steps_to_reach
+
 __all__ = [
     "RESULTS_DIR",
     "CurveRun",
@@ -77,25 +79,6 @@ class CurveRun:
             ],
             **self.extra,
         }
-
-
-def steps_to_reach(evals: Sequence[EvalPoint], threshold: float) -> int | None:
-    """Real steps at the first evaluation with mean ``>= threshold`` (``None``: never)."""
-    for e in evals:
-        if e.mean >= threshold:
-            return e.real_steps
-    return None
-
-
-def steps_to_hold(evals: Sequence[EvalPoint], threshold: float) -> int | None:
-    """Real steps from which every later evaluation has mean ``>= threshold`` (``None``: never)."""
-    held: int | None = None
-    for e in evals:
-        if e.mean >= threshold:
-            held = e.real_steps if held is None else held
-        else:
-            held = None
-    return held
 
 
 def median_range(values: Sequence[int | None]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wm_agents.imagination.dqn import _init_uniform_
 from wm_agents.spaces import ActionSpec
 
 __all__ = ["DistilledPolicy"]
@@ -62,13 +63,7 @@ class DistilledPolicy(nn.Module):
             if hidden == 0
             else [nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, out)]
         )
-        self.net = nn.Sequential(*layers)
-        with torch.no_grad():  # re-drawn from the explicit generator (reproducible)
-            for layer in self.net:
-                if isinstance(layer, nn.Linear):
-                    bound = 1.0 / layer.in_features**0.5
-                    layer.weight.uniform_(-bound, bound, generator=self.generator)
-                    layer.bias.uniform_(-bound, bound, generator=self.generator)
+        self.net = _init_uniform_(nn.Sequential(*layers), self.generator)
         self.hidden, self.weight_decay = hidden, weight_decay
         # Not a submodule: the critic is the live learner, not part of this policy's weights.
         object.__setattr__(self, "critic", critic)

@@ -49,7 +49,13 @@ def _mlp(inp: int, hidden: int, out: int, generator: torch.Generator) -> nn.Sequ
         nn.ReLU(),
         nn.Linear(hidden, out),
     )
-    with torch.no_grad():  # explicit generator: no global RNG in the library
+    return _init_uniform_(net, generator)
+
+
+def _init_uniform_(net: nn.Sequential, generator: torch.Generator) -> nn.Sequential:
+    """Re-draw every ``nn.Linear`` of ``net`` as PyTorch's default ``U(+-1/sqrt(fan_in))``, from
+    ``generator`` (so the weights depend on the seed, not on the global RNG's state)."""
+    with torch.no_grad():
         for layer in net:
             if isinstance(layer, nn.Linear):
                 bound = 1.0 / layer.in_features**0.5

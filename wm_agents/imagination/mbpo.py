@@ -147,7 +147,7 @@ class ImaginationLearner:
         acting_score: ``acting``'s imagined return under the model it was last scored with
             (``-inf`` until scored).
         selections: per selection ``(real steps, candidate score, acting score, replaced)``.
-        demo_source: asked once per real transition (after it is recorded): was its action a
+        demo_source: asked once per real transition (as it is recorded): was its action a
             demonstration?  The hybrid agent answers "MPC chose it"; :meth:`distill` fits
             policies to those actions.  ``None``: no demonstrations.
     """

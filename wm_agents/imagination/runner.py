@@ -56,6 +56,7 @@ from wm_agents.runner import (
     build_agent,
     default_config,
     random_warmup,
+    steps_to_hold,
 )
 
 __all__ = ["AgentKind", "ImaginationRunResult", "run_imagination_gym"]
@@ -82,13 +83,7 @@ class ImaginationRunResult(RunResult):
         threshold (``None``: the last one did not, or no threshold)."""
         if self.solved_threshold is None:
             return None
-        held = None
-        for e in self.evals:
-            if e.mean >= self.solved_threshold:
-                held = e.real_steps if held is None else held
-            else:
-                held = None
-        return held
+        return steps_to_hold(self.evals, self.solved_threshold)
 
     def summary(self) -> dict[str, Any]:
         """The ``gym`` command's JSON fields, plus ``agent``, ``act_ms_median`` (last
@@ -202,13 +197,17 @@ def run_imagination_gym(
     trust_bar = trust_return if trust_return is not None else threshold
     trust = _Trust(trust_bar, confirm_bar=threshold)
 
+    def trust_key() -> tuple[int, int]:
+        """What must change before a revoked policy is offered again: a refit or a new
+        acting policy (both re-score its imagined return)."""
+        return len(dyna.fits), learner.acting_version  # type: ignore[union-attr]
+
     def offer_trust() -> None:
         """Hybrid, at an episode start: put the policy on probation once its imagined return
         (the learner's selection score, from real episode starts) reaches the bar."""
         if agent != "hybrid" or learner.steps < policy_after or not bool(model.fitted):
             return
-        il: ImaginationLearner = learner  # type: ignore[assignment]
-        trust.offer(learner.steps, il.acting_score, (len(dyna.fits), il.acting_version))
+        trust.offer(learner.steps, learner.acting_score, trust_key())  # type: ignore[union-attr]
 
     bar = tqdm(total=steps, desc=f"{env_id} {agent}", disable=not progress, unit="step")
 
@@ -263,13 +262,8 @@ def run_imagination_gym(
         verdicts.update(r.verdict for r in ctx.records)
         train_episodes.append((learner.steps, float(final["episode_return"])))
         if controller is hybrid:
-            il = learner  # type: ignore[assignment]
-            trust.judge(
-                learner.steps,
-                float(final["episode_return"]),
-                bool(final["terminated"]),
-                key=(len(dyna.fits), il.acting_version),  # type: ignore[union-attr]
-            )
+            ret, fell = float(final["episode_return"]), bool(final["terminated"])
+            trust.judge(learner.steps, ret, fell, key=trust_key())
         if eval_episodes and (learner.steps >= next_eval or learner.exhausted):
             next_eval = learner.steps + eval_every
             if policy_ctrl is not None:
