@@ -23,6 +23,7 @@ from pathlib import Path
 
 from langgraph.checkpoint.memory import InMemorySaver
 from rich.console import Console
+from rich.text import Text
 
 from wm_agents.llm import open_chat_model
 from wm_agents.serialization import checkpoint_serializer
@@ -36,11 +37,16 @@ def main() -> None:
     parser.add_argument("--on-ask", choices=["approve", "reject"], default=None)
     parser.add_argument("--proposer", choices=["plan", "llm"], default="plan")
     args = parser.parse_args()
-    console = Console(highlight=False)
+    # Calls, reasons and results come from models and tools: print them as text, not markup.
+    console = Console(highlight=False, markup=False)
 
     def answer(payload: dict) -> dict:
         call = payload["tool_call"]
-        console.print(f"[yellow]the gate asks[/yellow] about {call['name']}: {payload['reason']}")
+        console.print(
+            Text.assemble(
+                ("the gate asks", "yellow"), f" about {call['name']}: {payload['reason']}"
+            )
+        )
         if args.on_ask:
             return {"type": args.on_ask}
         reply = input("approve or reject? [a/r] ").strip().lower()

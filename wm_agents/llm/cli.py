@@ -104,8 +104,11 @@ def outcome_summary(outcome: Any, *, model: str = "") -> dict[str, Any]:
 
 
 def _print_table(summary: dict[str, Any]) -> None:
+    """Print the summary as a table; every value is ``Text`` (model output is data, not
+    markup: a predicted result of ``[/red]`` prints as written)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     ok = summary["status"] == "ok"
     table = Table(title="imagined outcome", show_header=False, title_justify="left")
@@ -122,7 +125,7 @@ def _print_table(summary: dict[str, Any]) -> None:
         return str(value)
 
     rows = [
-        ("status", "[green]ok[/green]" if ok else "[red]unknown[/red]"),
+        ("status", Text("ok", style="green") if ok else Text("unknown", style="red")),
         ("tool call", f"{summary['tool']}({json.dumps(summary['args'])})"),
         ("predicted result", fmt(summary["predicted_result"])),
         ("success probability", fmt(summary["success_probability"])),
@@ -137,8 +140,8 @@ def _print_table(summary: dict[str, Any]) -> None:
         ("model", fmt(summary["model"])),
     ]
     for name, value in rows:
-        table.add_row(name, value)
-    Console(highlight=False).print(table)
+        table.add_row(name, value if isinstance(value, Text) else Text(value))
+    Console(highlight=False, markup=False).print(table)
 
 
 def _predict(args: argparse.Namespace) -> int:

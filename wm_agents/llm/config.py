@@ -13,10 +13,12 @@ When neither ``OPENAI_BASE_URL`` nor ``OPENAI_API_KEY`` is set, the embedded mod
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from wm_agents.llm.server import EMBEDDED_MODEL_ALIAS, EmbeddedLLMServer
 
@@ -27,6 +29,8 @@ __all__ = [
     "loop_safe_async_client",
     "make_chat_openai",
     "open_chat_model",
+    "redact_url",
+    "redact_urls",
     "resolve_llm_settings",
 ]
 
@@ -54,10 +58,42 @@ class LLMSettings:
     model: str
 
     def describe(self) -> str:
-        """One line for logs and the CLI, never showing the key."""
+        """One line for logs and the CLI, never showing the key or credentials in the URL."""
         if self.embedded:
             return f"embedded {self.model} (offline)"
-        return f"{self.model} at {self.base_url or 'https://api.openai.com/v1'}"
+        return f"{self.model} at {redact_url(self.base_url or 'https://api.openai.com/v1')}"
+
+
+_REDACTED = "***"
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without secrets: the user info (``user:password@``) and every query value
+    are replaced by ``***`` (query names stay, so a reader still sees which were set).
+
+    Query values are all redacted, not only ones named like keys: servers take tokens under
+    any name (``?key=``, ``?sig=``, ``?code=``), and a URL shown to a person never needs them.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _REDACTED
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{_REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = "&".join(f"{name}={_REDACTED}" for name, _ in pairs) or _REDACTED
+    # The fragment goes too: OAuth-style flows put tokens there.
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`redact_url` (error messages of
+    HTTP clients may quote the URL they failed on)."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 
 
 def resolve_llm_settings(env: Mapping[str, str] | None = None) -> LLMSettings:

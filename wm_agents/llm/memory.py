@@ -117,6 +117,7 @@ class Evidence:
             "exact_repeat": self.exact_repeat,
             "weight": round(self.weight, 4),
             "observed_success_rate": None if rate is None else round(rate, 4),
+            "exact_result": None if self.exact_result is None else self.exact_result[:300],
             "neighbours": self.neighbours,
         }
 

@@ -13,6 +13,10 @@ and weighs in the real outcomes of similar past calls (:class:`ExperienceMemory`
   their probabilities; half on the predicted result: ``1 -`` mean pairwise word overlap), failed
   samples counting as 1, then shrunk toward the experience's own spread (``4 r (1 - r)`` of the
   observed success rate ``r``) by the share of evidence in the posterior.  ``1.0`` = unknown.
+  **Fewer than two valid samples measure no disagreement**: one sample agreeing with itself
+  says nothing, so its disagreement is unknown and counts as the maximum (``1.0``), not 0;
+  ``prediction["uncertainty_parts"]["samples_unknown"]`` says so and the gate's reason names
+  it.  Only experience (evidence) can then lower the uncertainty.
 
 Faults never raise out of :meth:`LLMOutcomePredictor.imagine`: a timeout, connection error
 (retried with bounded exponential backoff), refusal, output cut off by ``max_tokens`` or
@@ -20,7 +24,10 @@ unparseable output makes that *sample* fail; a candidate whose samples all faile
 ``Outcome.unknown`` with the reasons and uncertainty 1.0, and every fault is logged.
 Programming errors raise ``ValueError`` (a candidate that is not a tool call).  A tool name not
 among the known tools (when tools are given) is a model mistake, not a bug: that candidate is
-unknown and the reason lists the valid names, like LangGraph's ``ToolNode``.
+unknown and the reason lists the valid names, like LangGraph's ``ToolNode``.  An unknown
+outcome still carries the experience about its call (``prediction["evidence"]``): the gate's
+experience rules (refuse an exact repeat of a real failure) hold whatever the model says or
+fails to say.
 
 The call cap: at most ``max_calls_per_decision`` sample slots per :meth:`aimagine`.  When
 ``candidates x samples`` exceeds it, every candidate gets fewer samples (``cap // n``, the
@@ -134,7 +141,9 @@ def _describe(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     if cause is not None and str(cause).strip() and str(cause).strip() not in detail:
         detail = f"{detail} ({str(cause).strip().splitlines()[0]})"
-    return _truncate(f"{kind}: {detail}" if detail else kind, 300)
+    from wm_agents.llm.config import redact_urls
+
+    return _truncate(redact_urls(f"{kind}: {detail}" if detail else kind), 300)
 
 
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
@@ -187,6 +196,33 @@ def allocate_samples(n_candidates: int, samples: int, cap: int) -> list[int]:
         base, extra = divmod(cap, n_candidates)
         return [min(samples, base + (1 if i < extra else 0)) for i in range(n_candidates)]
     return [1] * cap + [0] * (n_candidates - cap)
+
+
+def _unknown_outcome(
+    call: ToolCallCandidate,
+    reason: str,
+    evidence: Evidence,
+    *,
+    n_samples: int = 0,
+    samples: list[dict[str, Any]] | None = None,
+) -> Outcome:
+    """``Outcome.unknown``'s fields, plus what was tried and what experience says (the gate's
+    experience rules apply to unknown outcomes too)."""
+    return Outcome(
+        candidate=call.as_dict(),
+        prediction={
+            "tool": call.name,
+            "n_samples": n_samples,
+            "n_failed": len(samples or []),
+            "samples": samples or [],
+            "evidence": evidence.as_dict(),
+        },
+        value=-math.inf,
+        uncertainty=UNKNOWN_UNCERTAINTY,
+        risk=1.0,
+        status="unknown",
+        reason=reason,
+    )
 
 
 class LLMOutcomePredictor:
@@ -521,15 +557,12 @@ class LLMOutcomePredictor:
             await asyncio.gather(*in_flight.values())
         outcomes = []
         for call, reason, tasks in plans:
+            evidence = await self._evidence(llm_state, call)
             if reason is not None:
                 logger.warning("candidate %s: %s", call.name, reason)
-                outcomes.append(
-                    Outcome.unknown(call.as_dict(), reason, uncertainty=UNKNOWN_UNCERTAINTY)
-                )
+                outcomes.append(_unknown_outcome(call, reason, evidence))
                 continue
-            results = [t.result() for t in tasks]
-            evidence = await self._evidence(llm_state, call)
-            outcomes.append(self._aggregate(call, results, evidence))
+            outcomes.append(self._aggregate(call, [t.result() for t in tasks], evidence))
         return outcomes
 
     async def _evidence(self, state: LLMState, call: ToolCallCandidate) -> Evidence:
@@ -552,23 +585,9 @@ class LLMOutcomePredictor:
         failed = [r for r in results if r.prediction is None]
         if not valid:
             reasons = sorted({r.error or "unknown error" for r in failed})
-            # Outcome.unknown's fields, plus what was tried, for logs and the gate.
-            return Outcome(
-                candidate=call.as_dict(),
-                prediction={
-                    "tool": call.name,
-                    "n_samples": len(results),
-                    "n_failed": len(failed),
-                    "samples": [
-                        {"index": r.index, "seed": r.seed, "error": r.error} for r in failed
-                    ],
-                    "evidence": evidence.as_dict(),
-                },
-                value=-math.inf,
-                uncertainty=UNKNOWN_UNCERTAINTY,
-                risk=1.0,
-                status="unknown",
-                reason="; ".join(reasons),
+            samples = [{"index": r.index, "seed": r.seed, "error": r.error} for r in failed]
+            return _unknown_outcome(
+                call, "; ".join(reasons), evidence, n_samples=len(results), samples=samples
             )
         preds = [r.prediction for r in valid if r.prediction is not None]
         probs = [p["p_success"] for p in preds]
@@ -577,8 +596,12 @@ class LLMOutcomePredictor:
         p_llm = sum(probs) / len(probs)
         u_success = min(1.0, 2.0 * math.sqrt(sum((p - p_llm) ** 2 for p in probs) / len(probs)))
         u_result = _result_disagreement([p["predicted_result"] for p in preds])
-        u_llm = 0.5 * u_success + 0.5 * u_result
-        u_llm = (len(valid) * u_llm + len(failed) * 1.0) / len(results)
+        samples_unknown = len(valid) < 2  # one sample cannot disagree with itself
+        if samples_unknown:
+            u_llm = UNKNOWN_UNCERTAINTY
+        else:
+            u_llm = 0.5 * u_success + 0.5 * u_result
+            u_llm = (len(valid) * u_llm + len(failed) * 1.0) / len(results)
 
         p_final, share = evidence.combine(p_llm, self.prior_strength)
         rate = evidence.observed_success_rate
@@ -629,6 +652,8 @@ class LLMOutcomePredictor:
             "n_samples": len(results),
             "n_failed": len(failed),
             "uncertainty_parts": {
+                "samples_unknown": samples_unknown,
+                "n_valid": len(valid),
                 "success": u_success,
                 "result": u_result,
                 "evidence_share": share,

@@ -17,8 +17,16 @@ from wm_agents.tools.graph import (
     parse_review,
     tool_result,
 )
-from wm_agents.tools.hints import ToolHints, ToolPolicy, hints_from_tool
+from wm_agents.tools.hints import ToolHints, ToolPolicy, call_hints_from_tool, hints_from_tool
+from wm_agents.tools.intents import Intent, IntentLog, recovery
 from wm_agents.tools.middleware import ImagineToolCalls, ImagineToolCallsMiddleware
+from wm_agents.tools.persistence import (
+    RunDatabaseError,
+    RunInUseError,
+    RunLease,
+    check_run_database,
+    open_sqlite,
+)
 from wm_agents.tools.propose import (
     LLMProposer,
     Proposal,
@@ -27,6 +35,7 @@ from wm_agents.tools.propose import (
     supports_native_tools,
 )
 from wm_agents.tools.sandbox import FixedPlanProposer, make_sandbox_tools
+from wm_agents.tools.summary import run_outcomes, summarize_tool_calls
 from wm_agents.tools.trace import TraceCandidate, TraceEntry, merge_trace, trace_rows, trace_table
 
 __all__ = [
@@ -34,9 +43,14 @@ __all__ = [
     "FixedPlanProposer",
     "ImagineToolCalls",
     "ImagineToolCallsMiddleware",
+    "Intent",
+    "IntentLog",
     "LLMProposer",
     "Proposal",
     "Proposer",
+    "RunDatabaseError",
+    "RunInUseError",
+    "RunLease",
     "ToolAgentContext",
     "ToolAgentState",
     "ToolGate",
@@ -44,14 +58,20 @@ __all__ = [
     "ToolPolicy",
     "TraceCandidate",
     "TraceEntry",
+    "call_hints_from_tool",
     "call_text",
+    "check_run_database",
     "create_tool_agent_graph",
     "hints_from_tool",
     "make_sandbox_tools",
     "merge_trace",
     "not_simulated_outcome",
+    "open_sqlite",
     "parse_review",
     "proposal_json_schema",
+    "recovery",
+    "run_outcomes",
+    "summarize_tool_calls",
     "supports_native_tools",
     "tool_result",
     "trace_rows",

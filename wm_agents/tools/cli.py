@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import tempfile
 import uuid
@@ -61,14 +62,22 @@ def add_tools_subparser(subparsers: Any) -> None:
 
 def _ask_person(payload: dict[str, Any]) -> Any:
     from rich.console import Console
+    from rich.text import Text
 
-    console = Console(stderr=True, highlight=False)
+    # Everything shown here came from a model, a tool or a user: plain text, never markup.
+    console = Console(stderr=True, highlight=False, markup=False)
     call = payload.get("tool_call") or {}
+    risk = payload.get("risk")
+    risk_text = f"{risk:.2f}" if isinstance(risk, int | float) else str(risk)
     console.print(
-        f"\n[bold yellow]The gate asks:[/bold yellow] run {call.get('name')}"
-        f"({json.dumps(call.get('args'))})?\n  why: {payload.get('reason')}\n"
-        f"  imagined: {payload.get('predicted_result')} "
-        f"(p(ok)={payload.get('success_probability')}, risk={payload.get('risk'):.2f})"
+        Text.assemble(
+            "\n",
+            ("The gate asks:", "bold yellow"),
+            f" run {call.get('name')}({json.dumps(call.get('args'), default=str)})?\n",
+            f"  why: {payload.get('reason')}\n",
+            f"  imagined: {payload.get('predicted_result')} "
+            f"(p(ok)={payload.get('success_probability')}, risk={risk_text})",
+        )
     )
     while True:
         reply = input("approve / edit / reject [a/e/r]: ").strip().lower()
@@ -89,36 +98,69 @@ def _ask_person(payload: dict[str, Any]) -> Any:
             console.print("arguments must be a JSON object")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from langgraph.types import Command
-    from rich.console import Console
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+"""What a run id may look like: it names a folder (the run's sandbox), so nothing that could
+step outside one (``/``, ``..``)."""
 
-    from wm_agents.llm.config import open_chat_model, resolve_llm_settings
-    from wm_agents.tools.demo import RunReport, build_fs_context, drive
-    from wm_agents.tools.graph import create_tool_agent_graph
-    from wm_agents.tools.persistence import open_sqlite
-    from wm_agents.tools.sandbox import DEMO_TASK
+EXIT_IN_USE = 4
+"""Exit code when another process is driving the run (``--resume`` of a run in use)."""
+
+
+def _error(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.text import Text
+
+    from wm_agents.llm.config import resolve_llm_settings
+    from wm_agents.tools.persistence import RunInUseError, RunLease, open_sqlite
     from wm_agents.tools.trace import trace_rows, trace_table
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.samples < 1 or args.max_steps < 1:
-        print("error: --samples and --max-steps must be >= 1", file=sys.stderr)
-        return 2
-    console = Console(stderr=args.json, highlight=False)
+        return _error("--samples and --max-steps must be >= 1")
+    if args.resume is not None and not RUN_ID.fullmatch(args.resume):
+        return _error(
+            f"--resume {args.resume!r} is not a run id (letters, digits, '-' and '_', at most "
+            "64; the id printed when the run started)"
+        )
+    console = Console(stderr=args.json, highlight=False, markup=False)
     db = (
         Path(args.db)
         if args.db
         else Path(tempfile.mkdtemp(prefix="wm-agents-tools-")) / "runs.sqlite"
     )
     if args.resume and not db.exists():
-        print(f"error: no run database at {db} (pass the --db of the run)", file=sys.stderr)
-        return 2
+        return _error(f"no run database at {db} (pass the --db of the run)")
     thread_id = args.resume or uuid.uuid4().hex[:8]
-    sandbox = db.parent / f"{db.stem}-sandbox" / thread_id
+    sandboxes = (db.parent / f"{db.stem}-sandbox").resolve()
+    sandbox = (sandboxes / thread_id).resolve()
+    if sandbox.parent != sandboxes:  # belt and braces: the id was checked above
+        return _error(f"run id {thread_id!r} would leave {sandboxes}")
+    if args.resume and not sandbox.is_dir():
+        return _error(
+            f"the sandbox of run {thread_id} is gone ({sandbox}); a resumed run works on the "
+            "files its own calls left, so it cannot go on without them"
+        )
     settings = resolve_llm_settings()
     proposer = (
         args.proposer if args.proposer != "auto" else ("plan" if settings.embedded else "llm")
     )
+    if args.task and proposer == "plan":
+        print(
+            "note: --task is not followed: the demo's fixed plan proposes the calls ("
+            + (
+                "the embedded model is too small to plan; set OPENAI_BASE_URL / OPENAI_API_KEY "
+                "for a capable model"
+                if settings.embedded
+                else "--proposer plan"
+            )
+            + ", and --proposer llm lets the model follow your task)",
+            file=sys.stderr,
+        )
     interactive = sys.stdin.isatty() and args.on_ask is None
 
     def answer(payload: dict[str, Any]) -> Any:
@@ -126,52 +168,38 @@ def _run(args: argparse.Namespace) -> int:
             return {"type": args.on_ask}
         return _ask_person(payload) if interactive else None
 
-    saver, store = open_sqlite(db)
+    saver, store = open_sqlite(db)  # RunDatabaseError (a ValueError): the CLI's error line
     try:
-        console.print(f"LLM: {settings.describe()}; run {thread_id} in {db}; sandbox {sandbox}")
-        with open_chat_model(settings, server_options={"parallel": 4, "threads": 1}) as chat:
-            context = build_fs_context(
+        with RunLease(db, thread_id):
+            report = _drive_run(
+                args,
+                console,
+                settings,
+                proposer,
+                db,
+                thread_id,
                 sandbox,
-                chat,
-                proposer=proposer,
-                native_tools=False,
-                samples=args.samples,
-                seed=args.seed,
-                store=store,
-                max_steps=args.max_steps,
-                on_decision=lambda e: console.print(
-                    f"decision {e.step}: {e.verdict} - {e.reason[:150]}"
-                ),
+                saver,
+                store,
+                answer,
             )
-            graph = create_tool_agent_graph().compile(checkpointer=saver, store=store)
-            config = {"configurable": {"thread_id": thread_id}, "recursion_limit": 200}
-            first: Any = {"task": args.task or DEMO_TASK}
-            report = None
-            if args.resume:
-                snapshot = graph.get_state(config)
-                if not snapshot.values:
-                    print(f"error: no stored run {args.resume!r} in {db}", file=sys.stderr)
-                    return 2
-                first = None  # no interrupt pending: a killed run continues from its checkpoint
-                if snapshot.interrupts:
-                    reply = answer(snapshot.interrupts[0].value)
-                    if reply is None:
-                        pending = snapshot.interrupts[0].value
-                        report = RunReport(state=dict(snapshot.values), pending=pending)
-                    else:
-                        first = Command(resume=reply)
-            if report is None:
-                report = drive(graph, config, context, first, answer)
+    except RunInUseError as exc:
+        return _error(str(exc), EXIT_IN_USE)
     finally:
         saver.conn.close()
         store.conn.close()
+    if report is None:
+        return _error(f"no stored run {args.resume!r} in {db}")
 
     trace = report.state.get("trace") or []
     console.print(trace_table(trace))
     if report.pending is not None:
         console.print(
-            f"[yellow]waiting for approval[/yellow]: continue with "
-            f"`wm-agents tools --db {db} --resume {thread_id} --on-ask approve|reject`"
+            Text.assemble(
+                ("waiting for approval", "yellow"),
+                f": continue with `wm-agents tools --db {db} --resume {thread_id} "
+                "--on-ask approve|reject`",
+            )
         )
     else:
         console.print(f"answer: {report.state.get('answer')}")
@@ -192,6 +220,60 @@ def _run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(summary, default=str, allow_nan=False), flush=True)
     return EXIT_PENDING if report.pending is not None else 0
+
+
+def _drive_run(
+    args: argparse.Namespace,
+    console: Any,
+    settings: Any,
+    proposer: str,
+    db: Path,
+    thread_id: str,
+    sandbox: Path,
+    saver: Any,
+    store: Any,
+    answer: Any,
+) -> Any:
+    """Build the agent and drive the run (new or resumed) under its lease; ``None`` when the
+    run to resume is not in the database."""
+    from langgraph.types import Command
+
+    from wm_agents.llm.config import open_chat_model
+    from wm_agents.tools.demo import RunReport, build_fs_context, drive
+    from wm_agents.tools.graph import create_tool_agent_graph
+    from wm_agents.tools.sandbox import DEMO_TASK
+
+    console.print(f"LLM: {settings.describe()}; run {thread_id} in {db}; sandbox {sandbox}")
+    with open_chat_model(settings, server_options={"parallel": 4, "threads": 1}) as chat:
+        context = build_fs_context(
+            sandbox,
+            chat,
+            proposer=proposer,
+            native_tools=False,
+            samples=args.samples,
+            seed=args.seed,
+            store=store,
+            max_steps=args.max_steps,
+            on_decision=lambda e: console.print(
+                f"decision {e.step}: {e.verdict} - {e.reason[:150]}"
+            ),
+            seed_files=not args.resume,
+        )
+        graph = create_tool_agent_graph().compile(checkpointer=saver, store=store)
+        config = {"configurable": {"thread_id": thread_id}, "recursion_limit": 200}
+        first: Any = {"task": args.task or DEMO_TASK}
+        if args.resume:
+            snapshot = graph.get_state(config)
+            if not snapshot.values:
+                return None
+            first = None  # no interrupt pending: a killed run continues from its checkpoint
+            if snapshot.interrupts:
+                reply = answer(snapshot.interrupts[0].value)
+                if reply is None:
+                    pending = snapshot.interrupts[0].value
+                    return RunReport(state=dict(snapshot.values), pending=pending)
+                first = Command(resume=reply)
+        return drive(graph, config, context, first, answer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,11 +45,15 @@ def build_fs_context(
     store: Any = None,
     max_steps: int = 10,
     on_decision: Callable[[TraceEntry], None] | None = None,
+    seed_files: bool = True,
 ) -> ToolAgentContext:
     """The file-system agent's context over a sandbox folder (seeded with demo files).
 
     Args:
-        root: the sandbox folder (created and seeded when empty).
+        root: the sandbox folder.
+        seed_files: write the demo's files into ``root`` when it is empty (a new run).  A
+            resumed run passes ``False``: its sandbox is what its own calls left (after a
+            wipe, empty), and re-seeding it would contradict the run's trace.
         chat_model: the LLM for predictions (and for proposing with ``proposer="llm"``).
         proposer: ``"plan"`` follows :data:`~wm_agents.tools.sandbox.DEMO_PLAN` (the tiny
             embedded model cannot plan); ``"llm"`` lets the model propose.
@@ -58,7 +62,8 @@ def build_fs_context(
         store: a LangGraph Store for the predictor's experience (``SqliteStore`` to keep it).
     """
     root = Path(root)
-    seed_sandbox(root)
+    if seed_files:
+        seed_sandbox(root)
     tools = make_sandbox_tools(root)
     predictor = LLMOutcomePredictor(
         chat_model,

@@ -23,13 +23,16 @@ Tools marked ``never_simulate`` are not imagined; their outcome carries
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from wm_agents.core import Decision, Outcome
-from wm_agents.tools.hints import ToolHints, ToolPolicy, hints_from_tool
+from wm_agents.tools.hints import ToolHints, ToolPolicy, call_hints_from_tool, hints_from_tool
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Assessment", "ToolGate", "call_text", "not_simulated_outcome"]
 
@@ -97,6 +100,7 @@ class ToolGate:
         if risk_weight < 0:
             raise ValueError(f"risk_weight must be >= 0, got {risk_weight}")
         self._hints: dict[str, ToolHints] = {}
+        self._call_hints: dict[str, Callable[[dict[str, Any]], Mapping[str, Any]]] = {}
         self._explicit: set[str] = set()
         for name, value in (hints or {}).items():
             self._hints[name] = ToolHints.from_any(value)
@@ -112,25 +116,45 @@ class ToolGate:
     # -- configuration ----------------------------------------------------------------------
 
     def register(self, tool: Any) -> None:
-        """Take the hints a LangChain tool declares in ``metadata["wm_hints"]``, unless hints
-        for that tool were given to the gate explicitly."""
+        """Take the hints a LangChain tool declares in ``metadata["wm_hints"]`` (unless hints
+        for that tool were given to the gate explicitly) and its per-call hints in
+        ``metadata["wm_call_hints"]`` (see :meth:`hints_for`)."""
         declared = hints_from_tool(tool)
         name = getattr(tool, "name", None)
         if name is None and isinstance(tool, Mapping):
             name = tool.get("name")
         if declared is not None and name and str(name) not in self._explicit:
             self._hints[str(name)] = declared
+        per_call = call_hints_from_tool(tool)
+        if per_call is not None and name:
+            self._call_hints[str(name)] = per_call
 
-    def hints_for(self, tool: str) -> ToolHints:
-        """The hints of a tool (no hints declared: all false)."""
-        return self._hints.get(tool, ToolHints())
+    def hints_for(self, tool: str, args: Mapping[str, Any] | None = None) -> ToolHints:
+        """The hints of a tool (no hints declared: all false), refined for one call's
+        ``args`` by the tool's per-call hints when it declares them.
 
-    def policy_for(self, tool: str) -> ToolPolicy:
-        """The thresholds of a tool: its own policy, else the default for its hints."""
+        Per-call hints say what only the arguments tell: ``write_file`` is destructive when
+        its target exists and harmless when it does not.  A per-call hints function that
+        fails counts as the most cautious answer (destructive).
+        """
+        hints = self._hints.get(tool, ToolHints())
+        refine = self._call_hints.get(tool)
+        if refine is None or args is None:
+            return hints
+        try:
+            refined = ToolHints.from_any(dict(refine(dict(args)) or {}))
+            return hints.model_copy(update=refined.model_dump(exclude_unset=True))
+        except Exception as exc:
+            logger.warning("per-call hints of %s failed (%s); counted as destructive", tool, exc)
+            return hints.model_copy(update={"destructive": True})
+
+    def policy_for(self, tool: str, args: Mapping[str, Any] | None = None) -> ToolPolicy:
+        """The thresholds of a tool: its own policy, else the default for its hints (for
+        this call's ``args`` when given)."""
         own = self._policies.get(tool)
         if isinstance(own, ToolPolicy):
             return own
-        hints = self.hints_for(tool)
+        hints = self.hints_for(tool, args)
         if tool in self._hints or self.default_policy is None:
             base = ToolPolicy.default_for(hints)
         else:
@@ -144,17 +168,18 @@ class ToolGate:
     # -- the gate ---------------------------------------------------------------------------
 
     def assess(self, outcome: Outcome) -> Assessment:
-        """Viability of one candidate (see the module docstring)."""
+        """Viability of one candidate (see the module docstring).
+
+        Experience comes first: an exact repeat of a call that failed for real is refused
+        whatever the model predicted, or failed to predict (an unknown outcome still carries
+        its evidence).
+        """
         call = outcome.candidate if isinstance(outcome.candidate, Mapping) else {}
         name = str(call.get("name", ""))
-        policy = self.policy_for(name)
+        policy = self.policy_for(name, call.get("args"))
         pred = outcome.prediction
         if pred.get("simulated") is False:
             return Assessment(True, False, (), 0.0)
-        if not outcome.is_known:
-            reason = outcome.reason or "the outcome could not be predicted"
-            askable = policy.on_unknown == "ask"
-            return Assessment(False, askable, (f"outcome unknown: {reason}",), -math.inf)
         problems: list[str] = []
         evidence = pred.get("evidence") or {}
         rate = evidence.get("observed_success_rate")
@@ -164,11 +189,21 @@ class ToolGate:
             and rate is not None
             and rate < 0.5
         ):
-            result = str(pred.get("predicted_result") or "").strip()
+            result = str(
+                (pred.get("predicted_result") if outcome.is_known else None)
+                or evidence.get("exact_result")
+                or ""
+            ).strip()
             problems.append(
                 "the same call already failed in this situation"
                 + (f" with: {result[:160]}" if result else "")
             )
+        if not outcome.is_known:
+            if problems:
+                return Assessment(False, False, tuple(problems), -math.inf)
+            reason = outcome.reason or "the outcome could not be predicted"
+            askable = policy.on_unknown == "ask"
+            return Assessment(False, askable, (f"outcome unknown: {reason}",), -math.inf)
         p = float(pred.get("success_probability", 1.0 - outcome.risk))
         if p < policy.min_success:
             problems.append(
@@ -227,8 +262,9 @@ class ToolGate:
         chosen = max(viable, key=lambda i: (assessments[i].score, -i))
         o = outcomes[chosen]
         name = str(o.candidate.get("name", ""))
-        hints = self.hints_for(name)
-        policy = self.policy_for(name)
+        args = o.candidate.get("args")
+        hints = self.hints_for(name, args)
+        policy = self.policy_for(name, args)
         why: list[str] = []
         if hints.always_ask:
             why.append(f"{name} is marked always-ask")
@@ -238,10 +274,19 @@ class ToolGate:
             if o.risk > policy.max_risk:
                 why.append(f"risk {o.risk:.2f} > {policy.max_risk:.2f}")
             if o.uncertainty > policy.max_uncertainty:
-                why.append(
-                    f"predictions disagree (uncertainty {o.uncertainty:.2f} > "
-                    f"{policy.max_uncertainty:.2f})"
-                )
+                parts = o.prediction.get("uncertainty_parts") or {}
+                if parts.get("samples_unknown"):
+                    n = parts.get("n_valid", 1)
+                    why.append(
+                        f"uncertainty unknown: only {n} valid prediction sample(s), and "
+                        f"disagreement needs at least 2 (counted as {o.uncertainty:.2f} > "
+                        f"{policy.max_uncertainty:.2f})"
+                    )
+                else:
+                    why.append(
+                        f"predictions disagree (uncertainty {o.uncertainty:.2f} > "
+                        f"{policy.max_uncertainty:.2f})"
+                    )
         if why:
             return self._decision(outcomes, chosen, "ask", n_bad, "; ".join(why))
         if o.prediction.get("simulated") is False:

@@ -39,13 +39,22 @@ from wm_agents.graph.builder import build_planning_graph
 from wm_agents.graph.nodes import make_decide_node
 from wm_agents.llm.schemas import ToolSpec, message_text
 from wm_agents.tools.gate import ToolGate, call_text, not_simulated_outcome
+from wm_agents.tools.intents import (
+    IntentLog,
+    not_rerun_text,
+    recovery,
+    rerun_reason,
+    store_scope,
+)
 from wm_agents.tools.propose import Proposer
+from wm_agents.tools.summary import mark_human
 from wm_agents.tools.trace import TraceEntry, merge_trace, trace_entry
 
 __all__ = [
     "ToolAgentContext",
     "ToolAgentState",
     "ask_for_review",
+    "blocked_message",
     "create_tool_agent_graph",
     "parse_review",
     "tool_result",
@@ -194,14 +203,27 @@ def _llm_state(state: ToolAgentState, ctx: ToolAgentContext) -> dict[str, Any]:
     }
 
 
-def _answer_call(call: dict[str, Any], text: str) -> list[AnyMessage]:
-    """The tool call as the agent's message, answered by ``text`` (an error ToolMessage)."""
+def _answer_call(call: dict[str, Any], text: str, *, verdict: str) -> list[AnyMessage]:
+    """The tool call as the agent's message, answered by ``text`` (an error ToolMessage that
+    says, in ``additional_kwargs["wm_agents"]["verdict"]``, why it did not run)."""
     return [
         AIMessage(
             content="", tool_calls=[{"name": call["name"], "args": call["args"], "id": call["id"]}]
         ),
-        ToolMessage(content=text, name=call["name"], tool_call_id=call["id"], status="error"),
+        blocked_message(call, text, verdict=verdict),
     ]
+
+
+def blocked_message(call: dict[str, Any], text: str, *, verdict: str) -> ToolMessage:
+    """The error ``ToolMessage`` for a call that did not run: ``refuse`` (the gate) or
+    ``reject`` (a person), marked so summaries can tell it from a tool's own error."""
+    return ToolMessage(
+        content=text,
+        name=call["name"],
+        tool_call_id=call["id"],
+        status="error",
+        additional_kwargs={"wm_agents": {"verdict": verdict}},
+    )
 
 
 # -- the nodes ---------------------------------------------------------------------------------
@@ -270,16 +292,72 @@ def _decide(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[s
     return {**update, "trace": [entry]}
 
 
+def _thread_id() -> str:
+    from langgraph.config import get_config
+
+    try:
+        return str(get_config().get("configurable", {}).get("thread_id", "default"))
+    except RuntimeError:  # called outside a graph run
+        return "default"
+
+
 def _act(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[str, Any]:
+    """Run the chosen (or approved / edited) call for real, at most once (see
+    :mod:`wm_agents.tools.intents`): an intent is written to the Store before the tool runs
+    and its result after; a re-run of this node after a crash replays a finished call, re-runs
+    an idempotent one, and asks a person before running any other call a second time."""
+    ctx = runtime.context
     decision = state["decision"]
     assert decision is not None and decision.action is not None  # routed here on act / approve
     call = state.get("executed") or decision.action
+    step = int(state.get("step") or 0)
+    store = getattr(runtime, "store", None)
+    log = IntentLog(store, _thread_id()) if store is not None else None
+    key = IntentLog.key(call, step)
+    intent = log.get(key) if log is not None else None
     ai = AIMessage(
         content="", tool_calls=[{"name": call["name"], "args": call["args"], "id": call["id"]}]
     )
-    out = runtime.context.tool_node.invoke({"messages": [ai]})
-    results = out["messages"] if isinstance(out, dict) else out
-    return {"messages": [ai, *results], "executed": call}
+    action = recovery(intent, ctx.gate.hints_for(call["name"]))
+    if action == "replay":
+        assert intent is not None and intent.result is not None
+        logger.warning("replaying the recorded result of %s (it ran before a crash)", key)
+        replayed = ToolMessage(
+            content=intent.result,
+            name=call["name"],
+            tool_call_id=call["id"],
+            status="success" if intent.success else "error",
+        )
+        return {"messages": [ai, replayed], "executed": call}
+    if action == "ask":
+        assert intent is not None
+        kind, to_run, message = ask_for_review(
+            call, decision.model_copy(update={"reason": rerun_reason(call, intent)}), {}
+        )
+        if kind == "reject":
+            return {
+                "messages": _answer_call(call, not_rerun_text(call, message), verdict="reject"),
+                "executed": None,
+                "human": f"reject (may already have run){': ' + message if message else ''}",
+            }
+        call = to_run
+        ai = AIMessage(
+            content="",
+            tool_calls=[{"name": call["name"], "args": call["args"], "id": call["id"]}],
+        )
+    if log is not None:
+        log.start(key, call)  # a store that cannot record the intent stops the call here
+    out = ctx.tool_node.invoke({"messages": [ai]})
+    human = state.get("human") if action == "run" else "approve (may already have run)"
+    results = [mark_human(m, human) for m in (out["messages"] if isinstance(out, dict) else out)]
+    if log is not None:
+        last = next((m for m in results if isinstance(m, ToolMessage)), None)
+        result, success = tool_result(last)
+        log.finish(key, call, result, success)
+    update: dict[str, Any] = {"messages": [ai, *results], "executed": call}
+    if action == "ask":
+        update["human"] = human
+    return update
 
 
 def _learn(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[str, Any]:
@@ -287,8 +365,17 @@ def _learn(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[st
     ctx = runtime.context
     step = int(state.get("step") or 0)
     decision = state["decision"]
-    call = state.get("executed") or (decision.action if decision else None)
-    assert decision is not None and call is not None
+    call = state.get("executed")
+    assert decision is not None
+    if call is None:
+        # act did not run the call (a person declined to run it a second time after a
+        # crash): nothing real happened, so there is nothing to learn.
+        text = message_text(state["messages"][-1]) if state.get("messages") else ""
+        entry = _current_entry(state, step).model_copy(
+            update={"human": state.get("human"), "real_result": text[:500]}
+        )
+        _store_record(runtime, entry)
+        return {"step": step + 1, "done": False, "trace": [entry]}
     last = next(
         (
             m
@@ -353,11 +440,8 @@ def _store_record(runtime: Runtime[Any], entry: TraceEntry) -> None:
     if store is None:
         return
     try:
-        from langgraph.config import get_config
-
-        thread = str(get_config().get("configurable", {}).get("thread_id", "default"))
         store.put(
-            ("wm_agents", "tool_decisions", thread),
+            ("wm_agents", "tool_decisions", store_scope(_thread_id())),
             f"{entry.step:05d}",
             entry.model_dump(mode="json"),
             index=False,
@@ -389,7 +473,7 @@ def _ask(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> Command:
         return Command(
             goto="propose",
             update={
-                "messages": _answer_call(call, text),
+                "messages": _answer_call(call, text, verdict="reject"),
                 "step": step + 1,
                 "human": human,
                 "trace": [entry],
@@ -409,7 +493,9 @@ def _refuse(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[s
     update: dict[str, Any] = {"step": step + 1}
     if call is not None:
         update["messages"] = _answer_call(
-            call, decision.reason + " The call was not run; try something else or answer."
+            call,
+            decision.reason + " The call was not run; try something else or answer.",
+            verdict="refuse",
         )
     return update
 

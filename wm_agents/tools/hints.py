@@ -13,16 +13,21 @@ Hints are found, in order, in the ``hints=`` mapping given to the gate, in a Lan
 ``metadata["wm_hints"]`` (a dict or :class:`ToolHints`), or else default to "nothing declared"
 (MCP's own defaults: not read-only, possibly destructive, not idempotent, open world; the gate
 then uses its ordinary thresholds).
+
+Some hints depend on the call: writing a file is harmless when the file does not exist and
+destroys data when it does.  A tool declares that with ``metadata["wm_call_hints"]``, a
+function ``args -> {hint: value}`` whose answer refines its hints for one call (the tool
+author's code, not the model's: a model cannot talk it out of "destructive").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ToolHints", "ToolPolicy", "hints_from_tool"]
+__all__ = ["ToolHints", "ToolPolicy", "call_hints_from_tool", "hints_from_tool"]
 
 
 class ToolHints(BaseModel):
@@ -105,6 +110,23 @@ class ToolPolicy(BaseModel):
         if hints.read_only and not hints.destructive:
             return cls(max_risk=0.9, max_uncertainty=0.9, min_success=0.0, max_harm=1.0)
         return cls()
+
+
+def call_hints_from_tool(tool: Any) -> Callable[[dict[str, Any]], Mapping[str, Any]] | None:
+    """The per-call hints function a LangChain tool declares (``metadata["wm_call_hints"]``).
+
+    Raises:
+        ValueError: the declared value is not callable.
+    """
+    metadata = getattr(tool, "metadata", None) or {}
+    if isinstance(tool, Mapping):
+        metadata = tool.get("metadata") or {}
+    fn = metadata.get("wm_call_hints") if isinstance(metadata, Mapping) else None
+    if fn is not None and not callable(fn):
+        raise ValueError(
+            f"metadata['wm_call_hints'] must be a function args -> hints, got {fn!r:.80}"
+        )
+    return fn
 
 
 def hints_from_tool(tool: Any) -> ToolHints | None:

@@ -15,6 +15,11 @@ recorded as experience (learning and calibration), and every decision is appende
 On resume after ``ask`` LangGraph re-runs the tool node, so the call is imagined again (the
 predictor's cache makes the repeat free in the same process); nothing is executed or recorded
 before the person's answer.
+
+At most once: with a Store (``request.runtime.store``) every real call is bracketed by an
+intent and a result record (:mod:`wm_agents.tools.intents`), keyed by the run's thread id and
+the tool call id; a tool node re-run after a crash replays a finished call, re-runs an
+idempotent one, and asks a person before running any other call a second time.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from langgraph.types import Command
 
 from wm_agents.core import Decision, Outcome, Transition
 from wm_agents.tools.gate import ToolGate, call_text, not_simulated_outcome
-from wm_agents.tools.graph import ask_for_review, tool_result
+from wm_agents.tools.graph import ask_for_review, blocked_message, tool_result
+from wm_agents.tools.intents import Intent, IntentLog, not_rerun_text, recovery, rerun_reason
+from wm_agents.tools.summary import mark_human
 from wm_agents.tools.trace import TraceEntry, trace_entry
 
 __all__ = ["ImagineToolCalls", "ImagineToolCallsMiddleware"]
@@ -91,8 +98,62 @@ class ImagineToolCalls:
     ) -> tuple[str, dict[str, Any], str]:
         return ask_for_review(call, decision, outcome.prediction)
 
-    def _blocked(self, call: dict[str, Any], text: str) -> ToolMessage:
-        return ToolMessage(content=text, name=call["name"], tool_call_id=call["id"], status="error")
+    def _blocked(self, call: dict[str, Any], text: str, verdict: str = "refuse") -> ToolMessage:
+        return blocked_message(call, text, verdict=verdict)
+
+    @staticmethod
+    def _intent_log(request: Any) -> IntentLog | None:
+        store = getattr(getattr(request, "runtime", None), "store", None)
+        if store is None:
+            return None
+        from langgraph.config import get_config
+
+        try:
+            thread = get_config().get("configurable", {}).get("thread_id")
+        except RuntimeError:
+            thread = None
+        return IntentLog(store, f"middleware-{thread or 'default'}")
+
+    @staticmethod
+    def _intent_key(request: Any, call: dict[str, Any]) -> str:
+        """The call's id, prefixed by the position of the message that asked for it: some
+        models reuse ids (``call_0`` every turn), and a re-run after a crash sees the same
+        conversation, so the position tells a new call from a re-run of the same one."""
+        state = request.state
+        messages = (
+            state.get("messages", []) if isinstance(state, dict) else getattr(state, "messages", [])
+        ) or []
+        position = len(messages)
+        for i in range(len(messages) - 1, -1, -1):
+            calls = getattr(messages[i], "tool_calls", None) or []
+            if any(c.get("id") == call["id"] for c in calls):
+                position = i
+                break
+        return IntentLog.key(call, position)
+
+    def _recover(
+        self, call: dict[str, Any], intent: Intent | None, decision: Decision
+    ) -> tuple[dict[str, Any] | None, ToolMessage | None]:
+        """After a crash: ``(call_to_run, None)``, or ``(None, message)`` to return instead of
+        running (a replayed result, or a person's refusal to run it again)."""
+        action = recovery(intent, self.gate.hints_for(call["name"]))
+        if action == "run":
+            return call, None
+        assert intent is not None
+        if action == "replay":
+            logger.warning("replaying the recorded result of %s (it ran before a crash)", call)
+            return None, ToolMessage(
+                content=intent.result or "",
+                name=call["name"],
+                tool_call_id=call["id"],
+                status="success" if intent.success else "error",
+            )
+        kind, to_run, message = ask_for_review(
+            call, decision.model_copy(update={"reason": rerun_reason(call, intent)}), {}
+        )
+        if kind == "reject":
+            return None, self._blocked(call, not_rerun_text(call, message), "reject")
+        return to_run, None
 
     def _record(self, entry: TraceEntry, request: Any) -> None:
         with self._lock:
@@ -152,7 +213,7 @@ class ImagineToolCalls:
                 return (
                     None,
                     entry.model_copy(update={"real_result": text}),
-                    self._blocked(call, text),
+                    self._blocked(call, text, "reject"),
                 )
             return to_run, entry, None
         return call, entry, None
@@ -208,7 +269,16 @@ class ImagineToolCalls:
         if blocked is not None or to_run is None:
             self._record(entry, request)
             return blocked  # type: ignore[return-value]
-        raw = execute(self._override(request, to_run))
+        log = self._intent_log(request)
+        key = self._intent_key(request, call)
+        if log is not None:
+            to_run, instead = self._recover(to_run, log.get(key), decision)
+            if instead is not None or to_run is None:
+                return instead  # type: ignore[return-value]
+            log.start(key, to_run)
+        raw = mark_human(execute(self._override(request, to_run)), entry.human)
+        if log is not None:
+            log.finish(key, to_run, *tool_result(raw))
         transition = self._finish(request, to_run, outcome, entry, raw)
         try:
             self.predictor.learn([transition])
@@ -238,7 +308,16 @@ class ImagineToolCalls:
         if blocked is not None or to_run is None:
             self._record(entry, request)
             return blocked  # type: ignore[return-value]
-        raw = await execute(self._override(request, to_run))
+        log = self._intent_log(request)
+        key = self._intent_key(request, call)
+        if log is not None:
+            to_run, instead = self._recover(to_run, await log.aget(key), decision)
+            if instead is not None or to_run is None:
+                return instead  # type: ignore[return-value]
+            await log.astart(key, to_run)
+        raw = mark_human(await execute(self._override(request, to_run)), entry.human)
+        if log is not None:
+            await log.afinish(key, to_run, *tool_result(raw))
         transition = self._finish(request, to_run, outcome, entry, raw)
         try:
             await self.predictor.alearn([transition])

@@ -15,7 +15,7 @@ approval), then the answer.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 
 from wm_agents.llm.schemas import ToolSpec
 from wm_agents.tools.propose import Proposal
+from wm_agents.tools.summary import summarize_tool_calls
 
 __all__ = [
     "DEMO_PLAN",
@@ -41,7 +42,9 @@ SANDBOX_HINTS: dict[str, dict[str, bool]] = {
     "delete_file": {"destructive": True, "idempotent": True},
     "wipe_directory": {"destructive": True, "idempotent": True},
 }
-"""The hints each sandbox tool declares."""
+"""The hints each sandbox tool declares for every call.  ``write_file`` also declares per-call
+hints: destructive when its target already exists (it overwrites data), not when it creates
+a new file."""
 
 DEMO_TASK = (
     "Tidy the sandbox: look at what is there, read missing.txt, write a short summary of "
@@ -117,17 +120,27 @@ def make_sandbox_tools(root: str | Path) -> list[BaseTool]:
             n += 1
         return f"wiped {path}: removed {n} entries"
 
+    def overwrites(args: dict[str, Any]) -> dict[str, bool]:
+        # Replacing an existing file destroys its content; creating a new one destroys
+        # nothing.  A path that escapes the sandbox raises, and the gate then counts the
+        # call as destructive.
+        return {"destructive": inside(str(args.get("path", ""))).exists()}
+
+    call_hints = {"write_file": overwrites}
     tools = []
     for fn in (list_files, read_file, write_file, delete_file, wipe_directory):
-        tools.append(
-            StructuredTool.from_function(
-                fn, metadata={"wm_hints": dict(SANDBOX_HINTS[fn.__name__])}
-            )
-        )
+        metadata: dict[str, Any] = {"wm_hints": dict(SANDBOX_HINTS[fn.__name__])}
+        if fn.__name__ in call_hints:
+            metadata["wm_call_hints"] = call_hints[fn.__name__]
+        tools.append(StructuredTool.from_function(fn, metadata=metadata))
     return tools
 
 
-DEMO_PLAN: list[list[dict[str, Any]] | str] = [
+PlanEntry = Sequence[dict[str, Any]] | str | Callable[[Sequence[BaseMessage]], str]
+"""One decision of a fixed plan: candidate calls, a final answer, or a function of the
+conversation that writes the final answer."""
+
+DEMO_PLAN: list[PlanEntry] = [
     [{"name": "list_files", "args": {"path": "."}}],
     [{"name": "read_file", "args": {"path": "missing.txt"}}],
     [{"name": "read_file", "args": {"path": "missing.txt"}}],
@@ -136,28 +149,31 @@ DEMO_PLAN: list[list[dict[str, Any]] | str] = [
         {"name": "list_files", "args": {"path": "archive"}},
     ],
     [{"name": "wipe_directory", "args": {"path": "."}}],
-    "Done: listed the sandbox, missing.txt does not exist, read notes.txt; the wipe was "
-    "left to a person.",
+    summarize_tool_calls,
 ]
-"""The demo scenario, one entry per decision: candidate calls, or the final answer."""
+"""The demo scenario, one entry per decision: candidate calls, then an answer that reports
+what really happened (which calls ran, failed, were refused, approved or rejected)."""
 
 
 class FixedPlanProposer:
     """A :class:`~wm_agents.tools.Proposer` that follows a fixed plan, one entry per decision
-    (``plan[step]``): a list of candidate calls, or a string (the final answer).  Past the end
-    it answers ``"Done."``."""
+    (``plan[step]``): a list of candidate calls, a string (the final answer), or a function of
+    the conversation returning the final answer.  Past the end it answers
+    :func:`~wm_agents.tools.summary.summarize_tool_calls` of the conversation."""
 
-    def __init__(self, plan: Sequence[Sequence[dict[str, Any]] | str] = tuple(DEMO_PLAN)) -> None:
+    def __init__(self, plan: Sequence[PlanEntry] = tuple(DEMO_PLAN)) -> None:
         self.plan = list(plan)
 
     def propose(
         self, messages: Sequence[BaseMessage], tools: Sequence[ToolSpec], *, n: int, step: int
     ) -> Proposal:
         """The plan's entry for decision ``step`` (at most ``n`` candidates)."""
-        del messages, tools
-        entry = self.plan[step] if step < len(self.plan) else "Done."
+        del tools
+        entry = self.plan[step] if step < len(self.plan) else summarize_tool_calls
         if isinstance(entry, str):
             return Proposal(answer=entry)
+        if callable(entry):
+            return Proposal(answer=entry(messages))
         calls = [
             {"name": c["name"], "args": dict(c.get("args") or {}), "id": f"call_{step}_{i}"}
             for i, c in enumerate(list(entry)[:n])

@@ -153,10 +153,15 @@ _VERDICT_STYLE = {"act": "green", "lcb": "green", "ask": "yellow", "refuse": "re
 
 
 def trace_table(entries: Sequence[TraceEntry], *, title: str = "decision trace") -> Any:
-    """A ``rich.table.Table``: one row per candidate, the chosen one marked, verdicts coloured."""
-    from rich.table import Table
+    """A ``rich.table.Table``: one row per candidate, the chosen one marked, verdicts coloured.
 
-    table = Table(title=title, title_justify="left", show_lines=True)
+    Every cell is a ``rich.text.Text``: calls, predictions, reasons and results come from
+    models, tools and users, and a ``[/red]`` in them is data, never markup.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title), title_justify="left", show_lines=True)
     for name, kw in [
         ("#", {"justify": "right"}),
         ("candidate", {"overflow": "fold", "max_width": 40}),
@@ -170,8 +175,8 @@ def trace_table(entries: Sequence[TraceEntry], *, title: str = "decision trace")
     ]:
         table.add_column(name, **kw)
 
-    def num(x: float | None) -> str:
-        return "-" if x is None or not math.isfinite(x) else f"{x:.2f}"
+    def num(x: float | None) -> Text:
+        return Text("-" if x is None or not math.isfinite(x) else f"{x:.2f}")
 
     for e in entries:
         style = _VERDICT_STYLE.get(e.verdict, "")
@@ -180,12 +185,12 @@ def trace_table(entries: Sequence[TraceEntry], *, title: str = "decision trace")
             imagined = c.predicted_result or (c.reason if c.status != "ok" else "") or "-"
             if c.status != "ok":
                 imagined = f"[{c.status}] {imagined}"
-            verdict = ""
+            verdict = Text()
             detail = ""
             if chosen or (e.chosen is None and i == 0):
-                verdict = f"[{style}]{e.verdict}[/{style}]" if style else e.verdict
+                verdict = Text(e.verdict, style=style)
                 if e.human:
-                    verdict += f" -> {e.human}"
+                    verdict.append(f" -> {e.human}")
                 detail = e.reason
                 if e.real_result is not None and e.real_success is not None:
                     mark = "ok" if e.real_success else "failed"
@@ -193,14 +198,14 @@ def trace_table(entries: Sequence[TraceEntry], *, title: str = "decision trace")
                 elif e.real_result is not None:
                     detail += f"\nnot run: {e.real_result[:160]}"
             table.add_row(
-                f"{e.step}{'*' if chosen else ''}",
-                call_text(c.call),
-                imagined,
+                Text(f"{e.step}{'*' if chosen else ''}"),
+                Text(call_text(c.call)),
+                Text(imagined),
                 num(c.success_probability),
                 num(c.value),
                 num(c.uncertainty),
                 num(c.risk),
                 verdict,
-                detail,
+                Text(detail),
             )
     return table
