@@ -10,7 +10,7 @@ import pytest
 
 from wm_agents.llm.predictor import LLMOutcomePredictor
 from wm_agents.llm.server import EmbeddedLLMServer
-from wm_agents.llm.testing import ScriptedChatModel
+from wm_agents.testing import ScriptedChatModel
 
 TOOLS = [
     {

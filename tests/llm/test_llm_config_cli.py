@@ -15,7 +15,7 @@ from wm_agents.llm import cli as llm_cli
 from wm_agents.llm import config
 from wm_agents.llm.config import resolve_llm_settings
 from wm_agents.llm.server import EMBEDDED_MODEL_ALIAS, embedded_model_path, find_free_port
-from wm_agents.llm.testing import Reply, ScriptedChatModel, prediction_reply
+from wm_agents.testing import Reply, ScriptedChatModel, prediction_reply
 
 UNREACHABLE = "http://127.0.0.1:9/v1"
 REQUIRED = {"status", "predicted_result", "success_probability", "risk", "uncertainty", "reason"}

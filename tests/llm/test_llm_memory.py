@@ -10,7 +10,7 @@ from langgraph.store.sqlite import SqliteStore
 
 from wm_agents.core import Transition
 from wm_agents.llm.memory import Evidence, ExperienceMemory, lexical_similarity
-from wm_agents.llm.testing import prediction_reply
+from wm_agents.testing import prediction_reply
 
 MISSING = {"name": "read_file", "args": {"path": "missing.txt"}}
 

@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage
 from wm_agents.core import Outcome, WorldModel
 from wm_agents.llm.predictor import LLMOutcomePredictor, allocate_samples, load_prompt
 from wm_agents.llm.schemas import RISK_LEVEL_HARM
-from wm_agents.llm.testing import Reply, prediction_reply
+from wm_agents.testing import Reply, prediction_reply
 
 READ = {"name": "read_file", "args": {"path": "notes.txt"}}
 DIVIDE = {"name": "divide", "args": {"a": 1, "b": 0}}
@@ -274,7 +274,7 @@ def test_unknown_tool_is_an_unknown_outcome_listing_valid_names(make_predictor, 
 
 
 def test_tools_can_come_with_the_state(state):
-    from wm_agents.llm.testing import ScriptedChatModel
+    from wm_agents.testing import ScriptedChatModel
 
     model = ScriptedChatModel(script=prediction_reply())
     predictor = LLMOutcomePredictor(model, samples=1)
@@ -354,7 +354,7 @@ def test_aimagine_on_several_loops(make_predictor, state):
 
 
 def test_reproducible_with_seeds(state):
-    from wm_agents.llm.testing import ScriptedChatModel
+    from wm_agents.testing import ScriptedChatModel
 
     def script(call):
         return prediction_reply(call.seed % 2 == 0, 0.9 if call.seed % 2 == 0 else 0.2)

@@ -1,43 +1,13 @@
-"""Fixtures for the tool-agent tests: scripted predictors (no network), counting tools."""
+"""Fixtures for the tool-agent tests: tools that count their real executions.  Scripted
+predictors and chat models (no network) are in :mod:`wm_agents.testing`."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from langchain_core.tools import BaseTool, StructuredTool
-
-from wm_agents.llm.predictor import LLMOutcomePredictor
-from wm_agents.llm.testing import FakeCall, Reply, ScriptedChatModel, prediction_reply
-
-SAFE = prediction_reply(True, 0.95, predicted_result="ok", goal_progress=0.8)
-FAILS = prediction_reply(False, 0.05, predicted_result="FileNotFoundError")
-HARMS = prediction_reply(
-    True, 0.9, risk_level="high", reversible=False, predicted_result="everything deleted"
-)
-
-_CALL = re.compile(r"^Call: (.*)$", re.MULTILINE)
-
-
-def scripted_predictor(
-    rules: Mapping[str, Reply], default: Reply = SAFE, **options: Any
-) -> LLMOutcomePredictor:
-    """A predictor whose fake LLM answers with the first rule whose key is in the call line."""
-
-    def script(call: FakeCall) -> Reply:
-        match = _CALL.search(call.user)
-        line = match.group(1) if match else call.user
-        for key, reply in rules.items():
-            if key in line:
-                return reply
-        return default
-
-    options.setdefault("samples", 2)
-    options.setdefault("backoff_s", 0.0)
-    return LLMOutcomePredictor(ScriptedChatModel(script=script), **options)
 
 
 @pytest.fixture

@@ -22,16 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from conftest import scripted_predictor
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import StructuredTool
 from langgraph.types import Command
 
+from wm_agents.testing import ScriptedToolCallingModel, scripted_predictor
 from wm_agents.tools import FixedPlanProposer, ToolAgentContext, create_tool_agent_graph
 from wm_agents.tools.persistence import open_sqlite
-from wm_agents.tools.testing import ScriptedToolCallingModel
 
 
 def make_tools(marker: Path) -> list:

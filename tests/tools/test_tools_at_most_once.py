@@ -87,11 +87,11 @@ def test_idempotent_tool_reruns_after_a_kill(tmp_path, mode):
 def test_finished_call_with_lost_checkpoint_is_replayed_not_rerun(tmp_path):
     """The call finished and its result was recorded, but the process died before the graph
     saved its step: on resume the recorded result is used and the tool does not run."""
-    from conftest import scripted_predictor
     from crash_agent import make_tools
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.store.memory import InMemoryStore
 
+    from wm_agents.testing import scripted_predictor
     from wm_agents.tools import FixedPlanProposer, ToolAgentContext, create_tool_agent_graph
     from wm_agents.tools.intents import IntentLog
 

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import scripted_predictor
 
 from wm_agents.cli import build_parser, main
+from wm_agents.testing import scripted_predictor
 
 
 def test_tools_command_is_registered():

@@ -8,15 +8,22 @@ import json
 import sqlite3
 
 import pytest
-from conftest import FAILS, HARMS, SAFE, scripted_predictor
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 import wm_agents.graph.builder as builder_module
-from wm_agents.llm.testing import Reply, ScriptedChatModel
 from wm_agents.serialization import checkpoint_serializer
+from wm_agents.testing import (
+    FAILS,
+    HARMS,
+    SAFE,
+    Reply,
+    ScriptedChatModel,
+    ScriptedToolCallingModel,
+    scripted_predictor,
+)
 from wm_agents.tools import (
     FixedPlanProposer,
     LLMProposer,
@@ -26,7 +33,6 @@ from wm_agents.tools import (
     trace_table,
 )
 from wm_agents.tools.persistence import open_sqlite
-from wm_agents.tools.testing import ScriptedToolCallingModel
 
 
 def make(tools, plan, rules=None, **ctx):

@@ -12,13 +12,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SAFE, scripted_predictor
 from rich.console import Console
 
 from wm_agents.cli import main
 from wm_agents.core import Outcome
 from wm_agents.llm.config import redact_url, redact_urls, resolve_llm_settings
-from wm_agents.llm.testing import prediction_reply
+from wm_agents.testing import SAFE, prediction_reply, scripted_predictor
 from wm_agents.tools import (
     FixedPlanProposer,
     ToolAgentContext,

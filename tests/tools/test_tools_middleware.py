@@ -4,7 +4,6 @@ person (interrupt / resume), and record real outcomes for learning."""
 
 from __future__ import annotations
 
-from conftest import FAILS, HARMS, scripted_predictor
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
@@ -12,8 +11,8 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Command
 
+from wm_agents.testing import FAILS, HARMS, ScriptedToolCallingModel, scripted_predictor
 from wm_agents.tools import ImagineToolCalls, ImagineToolCallsMiddleware, ToolGate
-from wm_agents.tools.testing import ScriptedToolCallingModel
 
 
 def calls(*pairs):

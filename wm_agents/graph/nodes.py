@@ -15,7 +15,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from wm_agents.core import Outcome, WorldModel
+from wm_agents.core import Decision, Outcome, WorldModel
 
 __all__ = ["make_decide_node", "make_imagine_node"]
 
@@ -34,7 +34,7 @@ def _from_context(runtime: Runtime | None, name: str, owner: str) -> Any:
 def make_imagine_node(
     world_model: WorldModel | None = None,
     *,
-    state_key: str = "observation",
+    state_key: str | Callable[[dict, Runtime], Any] = "observation",
     candidates_key: str = "candidates",
     outcomes_key: str = "outcomes",
     horizon: int | str = 1,
@@ -43,18 +43,32 @@ def make_imagine_node(
 
     Args:
         world_model: the model; ``None`` reads ``runtime.context.world_model``.
-        state_key: state key holding the current state (observation, or task context).
+        state_key: state key holding the current state (observation, or task context), or a
+            function ``(state, runtime) -> model state`` when the model's state is built from
+            several keys (the tool agent's task, messages and context).
         candidates_key: state key holding the candidate list.
         outcomes_key: state key the outcomes are written to.
         horizon: steps to imagine, or the name of a state key holding it.
+
+    Raises (at run time):
+        ValueError: the state has no candidates, or the model returned a different number of
+            outcomes than candidates (a broken model, not a bad prediction).
     """
 
     def imagine(state: dict, runtime: Runtime) -> dict[str, list[Outcome]]:
         model = world_model or _from_context(runtime, "world_model", "imagine node")
-        if candidates_key not in state or state[candidates_key] is None:
+        candidates = state.get(candidates_key)
+        if candidates is None:
             raise ValueError(f"imagine node: state has no {candidates_key!r} to imagine")
         h = state[horizon] if isinstance(horizon, str) else horizon
-        return {outcomes_key: model.imagine(state[state_key], state[candidates_key], horizon=h)}
+        model_state = state_key(state, runtime) if callable(state_key) else state[state_key]
+        outcomes = list(model.imagine(model_state, candidates, horizon=h))
+        if len(outcomes) != len(candidates):
+            raise ValueError(
+                f"imagine node: the world model returned {len(outcomes)} outcomes for "
+                f"{len(candidates)} candidates"
+            )
+        return {outcomes_key: outcomes}
 
     return imagine
 
@@ -66,6 +80,7 @@ def make_decide_node(
     decision_key: str = "decision",
     replans_key: str | None = "replans",
     gate_args: tuple[Any, ...] | Callable[[Runtime], tuple[Any, ...]] = (),
+    extra: Callable[[dict, Runtime, Decision], dict[str, Any]] | None = None,
 ) -> Callable[[dict, Runtime], dict[str, Any]]:
     """A node that turns outcomes into a :class:`Decision` with a gate.
 
@@ -77,6 +92,8 @@ def make_decide_node(
             verdict); ``None`` to not track re-plans.
         gate_args: extra positional arguments for ``gate.decide`` (e.g. the action spec), or a
             function of the runtime returning them.
+        extra: ``(state, runtime, decision) -> dict`` of more state updates written with the
+            decision (e.g. a trace entry).
     """
 
     def decide(state: dict, runtime: Runtime) -> dict[str, Any]:
@@ -88,6 +105,8 @@ def make_decide_node(
         update: dict[str, Any] = {decision_key: decision}
         if replans_key:
             update[replans_key] = replans + 1 if decision.verdict == "replan" else 0
+        if extra is not None:
+            update |= extra(state, runtime, decision)
         return update
 
     return decide

@@ -10,10 +10,12 @@
 """
 
 from wm_agents.tools.gate import Assessment, ToolGate, call_text, not_simulated_outcome
-from wm_agents.tools.graph import (
-    ToolAgentContext,
-    ToolAgentState,
-    create_tool_agent_graph,
+from wm_agents.tools.graph import ToolAgentContext, ToolAgentState, create_tool_agent_graph
+from wm_agents.tools.guard import (
+    GatedModel,
+    Review,
+    ask_for_review,
+    blocked_message,
     parse_review,
     tool_result,
 )
@@ -41,6 +43,7 @@ from wm_agents.tools.trace import TraceCandidate, TraceEntry, merge_trace, trace
 __all__ = [
     "Assessment",
     "FixedPlanProposer",
+    "GatedModel",
     "ImagineToolCalls",
     "ImagineToolCallsMiddleware",
     "Intent",
@@ -48,6 +51,7 @@ __all__ = [
     "LLMProposer",
     "Proposal",
     "Proposer",
+    "Review",
     "RunDatabaseError",
     "RunInUseError",
     "RunLease",
@@ -58,6 +62,8 @@ __all__ = [
     "ToolPolicy",
     "TraceCandidate",
     "TraceEntry",
+    "ask_for_review",
+    "blocked_message",
     "call_hints_from_tool",
     "call_text",
     "check_run_database",

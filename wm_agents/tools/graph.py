@@ -3,22 +3,26 @@
 ::
 
     propose ──> imagine ──> decide ──┬──> act ──> learn ──> propose ... (END when it answers)
-    (agent LLM:  (LLM predictor,     ├──> ask     (interrupt: approve / edit / reject)
+    (agent LLM:  (world model,       ├──> ask     (interrupt: approve / edit / reject)
      N calls)     capped fan-out)    └──> refuse  (the reason, as a ToolMessage) ──> propose
 
 Built by :func:`wm_agents.graph.builder.build_planning_graph`, the same builder as the CartPole
-graph.  Heavy objects (proposer, predictor, tools, gate) travel in the runtime context
-(:class:`ToolAgentContext`); the checkpointed state holds messages, candidates, outcomes, the
-decision and the trace.  Every path that does not run a tool still answers the pending tool
-call with a ``ToolMessage`` (refused, rejected), so the LLM sees why and the conversation stays
-valid for native tool-calling models.
+graph, with the public node factories (:func:`~wm_agents.graph.make_imagine_node`,
+:func:`~wm_agents.graph.make_decide_node`); what happens to one call (the texts of a refusal
+or rejection, the interrupt payload, at-most-once execution, what is learned) is the one tool
+guard, :mod:`wm_agents.tools.guard`, shared with the middleware.  Heavy objects (proposer,
+world model, tools, gate) travel in the runtime context (:class:`ToolAgentContext`); the
+checkpointed state holds messages, candidates, outcomes, the decision and the trace.  Every
+path that does not run a tool still answers the pending tool call with a ``ToolMessage``
+(refused, rejected), so the LLM sees why and the conversation stays valid for native
+tool-calling models.
 
 Resume: compile with a checkpointer (``SqliteSaver``); an ``ask`` pauses on ``interrupt()`` and
 continues with ``graph.invoke(Command(resume={"type": "approve"}), config, context=ctx)``
 (``{"type": "edit", "args": {...}}``, ``{"type": "reject", "message": "..."}``, or the plain
 strings ``"approve"``/``"reject"``).  A run killed between steps continues with
-``graph.invoke(None, config, context=ctx)`` from its last checkpoint; a finished ``act`` is
-never run again.
+``graph.invoke(None, config, context=ctx)`` from its last checkpoint; a run killed during a
+tool call does not run that call again unasked (:mod:`wm_agents.tools.intents`).
 """
 
 from __future__ import annotations
@@ -32,32 +36,36 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langgraph.graph.message import add_messages
 from langgraph.prebuilt import ToolNode
 from langgraph.runtime import Runtime
-from langgraph.types import Command, interrupt
+from langgraph.types import Command
 
-from wm_agents.core import Decision, Outcome, Transition
+from wm_agents.core import Decision, Outcome
 from wm_agents.graph.builder import build_planning_graph
-from wm_agents.graph.nodes import make_decide_node
+from wm_agents.graph.nodes import make_decide_node, make_imagine_node
 from wm_agents.llm.schemas import ToolSpec, message_text
-from wm_agents.tools.gate import ToolGate, call_text, not_simulated_outcome
-from wm_agents.tools.intents import (
-    IntentLog,
-    not_rerun_text,
-    recovery,
-    rerun_reason,
-    store_scope,
+from wm_agents.tools.gate import ToolGate
+from wm_agents.tools.guard import (
+    GatedModel,
+    InlineIO,
+    arun_once,
+    ask_for_review,
+    blocked_message,
+    matching_prediction,
+    put_decision,
+    real_transition,
+    refuse_text,
+    reject_text,
+    run_inline,
+    tool_result,
+    with_real_outcome,
 )
+from wm_agents.tools.intents import IntentLog
 from wm_agents.tools.propose import Proposer
-from wm_agents.tools.summary import mark_human
 from wm_agents.tools.trace import TraceEntry, merge_trace, trace_entry
 
 __all__ = [
     "ToolAgentContext",
     "ToolAgentState",
-    "ask_for_review",
-    "blocked_message",
     "create_tool_agent_graph",
-    "parse_review",
-    "tool_result",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,8 +125,10 @@ class ToolAgentContext:
             self.gate.register(tool)
 
     @property
-    def world_model(self) -> Any:
-        return self.predictor
+    def world_model(self) -> GatedModel:
+        """The predictor as the gate sees it (``never_simulate`` tools not imagined, a failing
+        predictor's outcomes unknown): what the imagine node calls."""
+        return GatedModel(self.predictor, self.gate)
 
     @property
     def tool_node(self) -> ToolNode:
@@ -131,69 +141,9 @@ class ToolAgentContext:
         return [ToolSpec.from_any(t) for t in self.tools]
 
 
-def tool_result(message: Any) -> tuple[str, bool]:
-    """The text of a tool's result and whether it worked (``ToolMessage.status``)."""
-    if isinstance(message, ToolMessage):
-        return message_text(message), message.status != "error"
-    if isinstance(message, Command):
-        return f"command: {message.update!r:.300}", True
-    return str(message), True
-
-
-def ask_for_review(
-    call: dict[str, Any], decision: Decision, prediction: dict[str, Any]
-) -> tuple[str, dict[str, Any], str]:
-    """``interrupt()`` with what a person needs to judge ``call``; returns the parsed answer.
-
-    The graph's ask node and the middleware both ask through here, so a person (or a UI) sees
-    one payload shape: ``{"type": "tool_approval", "tool_call", "reason", "predicted_result",
-    "success_probability", "side_effects", "risk", "uncertainty", "allowed"}``.
-    """
-    answer = interrupt(
-        {
-            "type": "tool_approval",
-            "tool_call": call,
-            "reason": decision.reason,
-            "predicted_result": prediction.get("predicted_result"),
-            "success_probability": prediction.get("success_probability"),
-            "side_effects": prediction.get("side_effects"),
-            "risk": decision.risk,
-            "uncertainty": decision.uncertainty,
-            "allowed": ["approve", "edit", "reject"],
-        }
-    )
-    return parse_review(answer, call)
-
-
-def parse_review(answer: Any, call: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
-    """Read a person's answer to an ``ask``: ``(kind, call_to_run, message)``.
-
-    Accepts ``"approve"``/``"reject"``, ``{"type": "approve"}``, ``{"type": "edit", "args":
-    {...}}`` (or ``"edited_action": {"name", "args"}``), ``{"type": "reject", "message": ...}``.
-
-    Raises:
-        ValueError: for any other answer (a client bug, not a model mistake).
-    """
-    if isinstance(answer, str):
-        answer = {"type": answer.strip().lower()}
-    if not isinstance(answer, dict) or answer.get("type") not in ("approve", "edit", "reject"):
-        raise ValueError(
-            "resume with Command(resume={'type': 'approve'|'edit'|'reject', ...}), got "
-            f"{answer!r:.200}"
-        )
-    kind = answer["type"]
-    message = str(answer.get("message") or "")
-    if kind == "edit":
-        edited = answer.get("edited_action") or {}
-        args = answer.get("args", edited.get("args"))
-        if not isinstance(args, dict):
-            raise ValueError("an edit needs 'args': {...} (or 'edited_action': {'name', 'args'})")
-        name = edited.get("name") or call["name"]
-        return kind, {**call, "name": name, "args": args}, message
-    return kind, dict(call), message
-
-
-def _llm_state(state: ToolAgentState, ctx: ToolAgentContext) -> dict[str, Any]:
+def _llm_state(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[str, Any]:
+    """What the world model knows of the run: task, messages, context and tools."""
+    ctx = runtime.context
     context = " ".join(x for x in (ctx.situation, state.get("context") or "") if x)
     return {
         "task": state.get("task") or "",
@@ -204,26 +154,13 @@ def _llm_state(state: ToolAgentState, ctx: ToolAgentContext) -> dict[str, Any]:
 
 
 def _answer_call(call: dict[str, Any], text: str, *, verdict: str) -> list[AnyMessage]:
-    """The tool call as the agent's message, answered by ``text`` (an error ToolMessage that
-    says, in ``additional_kwargs["wm_agents"]["verdict"]``, why it did not run)."""
+    """The tool call as the agent's message, answered by ``text`` (a blocked ToolMessage)."""
     return [
         AIMessage(
             content="", tool_calls=[{"name": call["name"], "args": call["args"], "id": call["id"]}]
         ),
         blocked_message(call, text, verdict=verdict),
     ]
-
-
-def blocked_message(call: dict[str, Any], text: str, *, verdict: str) -> ToolMessage:
-    """The error ``ToolMessage`` for a call that did not run: ``refuse`` (the gate) or
-    ``reject`` (a person), marked so summaries can tell it from a tool's own error."""
-    return ToolMessage(
-        content=text,
-        name=call["name"],
-        tool_call_id=call["id"],
-        status="error",
-        additional_kwargs={"wm_agents": {"verdict": verdict}},
-    )
 
 
 # -- the nodes ---------------------------------------------------------------------------------
@@ -257,39 +194,19 @@ def _propose(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[
     return {**update, "messages": new, "candidates": [], "done": True, "answer": text}
 
 
-def _imagine(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[str, Any]:
-    ctx = runtime.context
-    candidates = list(state.get("candidates") or [])
-    simulated = [c for c in candidates if ctx.gate.simulate(c["name"])]
-    imagined: list[Outcome] = []
-    if simulated:
-        try:
-            imagined = list(ctx.predictor.imagine(_llm_state(state, ctx), simulated))
-        except Exception as exc:  # a broken predictor must not take the agent down
-            logger.exception("imagining tool calls failed")
-            imagined = [
-                Outcome.unknown(c, f"predictor failed: {exc}", uncertainty=1.0) for c in simulated
-            ]
-        if len(imagined) != len(simulated):
-            raise ValueError(
-                f"the predictor returned {len(imagined)} outcomes for {len(simulated)} candidates"
-            )
-    it = iter(imagined)
-    outcomes = [
-        next(it) if ctx.gate.simulate(c["name"]) else not_simulated_outcome(c) for c in candidates
-    ]
-    return {"outcomes": outcomes}
+_imagine = make_imagine_node(state_key=_llm_state)
 
 
-_gate_decide = make_decide_node(replans_key=None)
-
-
-def _decide(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[str, Any]:
-    update = _gate_decide(state, runtime)
-    entry = trace_entry(int(state.get("step") or 0), state["outcomes"], update["decision"])
+def _trace_decision(
+    state: ToolAgentState, runtime: Runtime[ToolAgentContext], decision: Decision
+) -> dict[str, Any]:
+    entry = trace_entry(int(state.get("step") or 0), state["outcomes"], decision)
     if runtime.context.on_decision is not None:
         runtime.context.on_decision(entry)
-    return {**update, "trace": [entry]}
+    return {"trace": [entry]}
+
+
+_decide = make_decide_node(replans_key=None, extra=_trace_decision)
 
 
 def _thread_id() -> str:
@@ -301,11 +218,17 @@ def _thread_id() -> str:
         return "default"
 
 
+def _chosen(state: ToolAgentState) -> Outcome | None:
+    decision = state.get("decision")
+    outcomes = state.get("outcomes") or []
+    if decision is None or decision.chosen is None or decision.chosen >= len(outcomes):
+        return None
+    return outcomes[decision.chosen]
+
+
 def _act(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[str, Any]:
-    """Run the chosen (or approved / edited) call for real, at most once (see
-    :mod:`wm_agents.tools.intents`): an intent is written to the Store before the tool runs
-    and its result after; a re-run of this node after a crash replays a finished call, re-runs
-    an idempotent one, and asks a person before running any other call a second time."""
+    """Run the chosen (or approved / edited) call for real, at most once
+    (:func:`~wm_agents.tools.guard.arun_once`)."""
     ctx = runtime.context
     decision = state["decision"]
     assert decision is not None and decision.action is not None  # routed here on act / approve
@@ -313,117 +236,73 @@ def _act(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[str,
     step = int(state.get("step") or 0)
     store = getattr(runtime, "store", None)
     log = IntentLog(store, _thread_id()) if store is not None else None
-    key = IntentLog.key(call, step)
-    intent = log.get(key) if log is not None else None
-    ai = AIMessage(
+
+    def execute(to_run: dict[str, Any]) -> Any:
+        ai = _ai_call(to_run)
+        out = ctx.tool_node.invoke({"messages": [ai]})
+        results = out["messages"] if isinstance(out, dict) else out
+        return next((m for m in results if isinstance(m, ToolMessage)), results[-1])
+
+    ran = run_inline(
+        arun_once(
+            InlineIO(execute),
+            log,
+            IntentLog.key(call, step),
+            call,
+            ctx.gate,
+            decision,
+            human=state.get("human"),
+        )
+    )
+    shown = ran.call or call
+    update: dict[str, Any] = {
+        "messages": [_ai_call(shown), ran.message],
+        "executed": ran.call,
+    }
+    if ran.human is not None:
+        update["human"] = ran.human
+    return update
+
+
+def _ai_call(call: dict[str, Any]) -> AIMessage:
+    return AIMessage(
         content="", tool_calls=[{"name": call["name"], "args": call["args"], "id": call["id"]}]
     )
-    action = recovery(intent, ctx.gate.hints_for(call["name"]))
-    if action == "replay":
-        assert intent is not None and intent.result is not None
-        logger.warning("replaying the recorded result of %s (it ran before a crash)", key)
-        replayed = ToolMessage(
-            content=intent.result,
-            name=call["name"],
-            tool_call_id=call["id"],
-            status="success" if intent.success else "error",
-        )
-        return {"messages": [ai, replayed], "executed": call}
-    if action == "ask":
-        assert intent is not None
-        kind, to_run, message = ask_for_review(
-            call, decision.model_copy(update={"reason": rerun_reason(call, intent)}), {}
-        )
-        if kind == "reject":
-            return {
-                "messages": _answer_call(call, not_rerun_text(call, message), verdict="reject"),
-                "executed": None,
-                "human": f"reject (may already have run){': ' + message if message else ''}",
-            }
-        call = to_run
-        ai = AIMessage(
-            content="",
-            tool_calls=[{"name": call["name"], "args": call["args"], "id": call["id"]}],
-        )
-    if log is not None:
-        log.start(key, call)  # a store that cannot record the intent stops the call here
-    out = ctx.tool_node.invoke({"messages": [ai]})
-    human = state.get("human") if action == "run" else "approve (may already have run)"
-    results = [mark_human(m, human) for m in (out["messages"] if isinstance(out, dict) else out)]
-    if log is not None:
-        last = next((m for m in results if isinstance(m, ToolMessage)), None)
-        result, success = tool_result(last)
-        log.finish(key, call, result, success)
-    update: dict[str, Any] = {"messages": [ai, *results], "executed": call}
-    if action == "ask":
-        update["human"] = human
-    return update
 
 
 def _learn(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[str, Any]:
     """Record the real outcome as experience, compare it with the prediction, update the trace."""
     ctx = runtime.context
     step = int(state.get("step") or 0)
-    decision = state["decision"]
     call = state.get("executed")
-    assert decision is not None
+    last = state["messages"][-1] if state.get("messages") else None
+    entry = _current_entry(state, step)
     if call is None:
         # act did not run the call (a person declined to run it a second time after a
         # crash): nothing real happened, so there is nothing to learn.
-        text = message_text(state["messages"][-1]) if state.get("messages") else ""
-        entry = _current_entry(state, step).model_copy(
-            update={"human": state.get("human"), "real_result": text[:500]}
+        text = message_text(last) if last is not None else ""
+        entry = entry.model_copy(update={"human": state.get("human"), "real_result": text[:500]})
+    else:
+        answer = next(
+            (
+                m
+                for m in reversed(state["messages"])
+                if isinstance(m, ToolMessage) and m.tool_call_id == call["id"]
+            ),
+            None,
         )
-        _store_record(runtime, entry)
-        return {"step": step + 1, "done": False, "trace": [entry]}
-    last = next(
-        (
-            m
-            for m in reversed(state["messages"])
-            if isinstance(m, ToolMessage) and m.tool_call_id == call["id"]
-        ),
-        None,
-    )
-    result, success = tool_result(last)
-    outcomes = state.get("outcomes") or []
-    prediction = None
-    if decision.chosen is not None and decision.chosen < len(outcomes):
-        chosen = outcomes[decision.chosen]
-        # An edited call is a different call: its prediction says nothing about this result.
-        if (
-            chosen.candidate.get("args") == call["args"]
-            and chosen.candidate.get("name") == call["name"]
-        ):
-            prediction = chosen
-    try:
-        ctx.predictor.learn(
-            [
-                Transition(
-                    state=_llm_state(state, ctx),
-                    action={"name": call["name"], "args": call["args"]},
-                    result=result,
-                    success=success,
-                    prediction=prediction
-                    if prediction is not None
-                    and prediction.prediction.get("simulated") is not False
-                    else None,
-                )
-            ]
+        result, success = tool_result(answer)
+        prediction = matching_prediction(_chosen(state), call)
+        try:
+            ctx.predictor.learn(
+                [real_transition(_llm_state(state, runtime), call, result, success, prediction)]
+            )
+        except Exception:  # experience is a bonus; a store hiccup must not lose the run
+            logger.exception("recording the outcome of %s failed", call["name"])
+        entry = with_real_outcome(
+            entry, call, result, success, prediction, human=state.get("human")
         )
-    except Exception:  # experience is a bonus; a store hiccup must not lose the run
-        logger.exception("recording the outcome of %s failed", call["name"])
-    p = prediction.prediction.get("success_probability") if prediction is not None else None
-    error = abs(float(p) - (1.0 if success else 0.0)) if isinstance(p, int | float) else None
-    entry = _current_entry(state, step).model_copy(
-        update={
-            "executed": call,
-            "human": state.get("human"),
-            "real_result": result[:500],
-            "real_success": success,
-            "prediction_error": error,
-        }
-    )
-    _store_record(runtime, entry)
+    put_decision(getattr(runtime, "store", None), _thread_id(), f"{step:05d}", entry)
     return {"step": step + 1, "done": False, "trace": [entry]}
 
 
@@ -434,52 +313,30 @@ def _current_entry(state: ToolAgentState, step: int) -> TraceEntry:
     return TraceEntry(id=str(step), step=step, verdict="act")
 
 
-def _store_record(runtime: Runtime[Any], entry: TraceEntry) -> None:
-    """Keep the decision and its real outcome in the graph's Store (inspect / replay)."""
-    store = getattr(runtime, "store", None)
-    if store is None:
-        return
-    try:
-        store.put(
-            ("wm_agents", "tool_decisions", store_scope(_thread_id())),
-            f"{entry.step:05d}",
-            entry.model_dump(mode="json"),
-            index=False,
-        )
-    except Exception:
-        logger.exception("storing the decision record failed")
-
-
 def _ask(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> Command:
     decision = state["decision"]
     assert decision is not None and decision.action is not None
     call = decision.action
-    outcomes = state.get("outcomes") or []
-    pred = (
-        outcomes[decision.chosen].prediction
-        if decision.chosen is not None and decision.chosen < len(outcomes)
-        else {}
-    )
-    kind, to_run, message = ask_for_review(call, decision, pred)
+    chosen = _chosen(state)
+    review = ask_for_review(call, decision, chosen.prediction if chosen is not None else {})
     step = int(state.get("step") or 0)
-    human = kind if not message else f"{kind}: {message}"
-    entry = _current_entry(state, step).model_copy(update={"human": human})
-    if kind == "reject":
-        text = f"A person rejected {call_text(call)}; it was not run." + (
-            f" Reason: {message}" if message else ""
-        )
+    entry = _current_entry(state, step).model_copy(update={"human": review.human})
+    if review.kind == "reject":
+        text = reject_text(call, review.message)
         entry = entry.model_copy(update={"real_result": text})
-        _store_record(runtime, entry)
+        put_decision(getattr(runtime, "store", None), _thread_id(), f"{step:05d}", entry)
         return Command(
             goto="propose",
             update={
                 "messages": _answer_call(call, text, verdict="reject"),
                 "step": step + 1,
-                "human": human,
+                "human": review.human,
                 "trace": [entry],
             },
         )
-    return Command(goto="act", update={"executed": to_run, "human": human, "trace": [entry]})
+    return Command(
+        goto="act", update={"executed": review.call, "human": review.human, "trace": [entry]}
+    )
 
 
 def _refuse(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[str, Any]:
@@ -488,15 +345,12 @@ def _refuse(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[s
     candidates = state.get("candidates") or []
     call = decision.action or (candidates[0] if candidates else None)
     step = int(state.get("step") or 0)
-    entry = _current_entry(state, step)
-    _store_record(runtime, entry)
+    put_decision(
+        getattr(runtime, "store", None), _thread_id(), f"{step:05d}", _current_entry(state, step)
+    )
     update: dict[str, Any] = {"step": step + 1}
     if call is not None:
-        update["messages"] = _answer_call(
-            call,
-            decision.reason + " The call was not run; try something else or answer.",
-            verdict="refuse",
-        )
+        update["messages"] = _answer_call(call, refuse_text(decision), verdict="refuse")
     return update
 
 

@@ -24,7 +24,6 @@ checkpointer gives (a finished step is never re-run).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -164,14 +163,3 @@ class IntentLog:
             self.store.put(self.namespace, key, intent.model_dump(mode="json"), index=False)
         except Exception:  # the tool already ran: losing the record must not lose the result
             logger.exception("recording the result of %s failed", key)
-
-    # Async twins: the same operations in a worker thread (async stores' sync methods work
-    # from threads other than their event loop's; sync-only stores work anywhere).
-    async def aget(self, key: str) -> Intent | None:
-        return await asyncio.to_thread(self.get, key)
-
-    async def astart(self, key: str, call: dict[str, Any]) -> None:
-        await asyncio.to_thread(self.start, key, call)
-
-    async def afinish(self, key: str, call: dict[str, Any], result: str, success: bool) -> None:
-        await asyncio.to_thread(self.finish, key, call, result, success)

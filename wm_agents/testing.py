@@ -1,31 +1,53 @@
-"""A scripted chat model for tests: no network, deterministic, with structured output.
+"""Test doubles for agents that imagine before they act: no network, deterministic.
 
-:class:`ScriptedChatModel` answers each call with whatever its ``script`` returns for that call,
-so tests can drive every path of the predictor: valid predictions, out-of-range numbers,
-malformed JSON, output cut off by the token limit, refusals, delays (timeouts) and exceptions
-(connection errors).  Like ``ChatOpenAI`` it has ``temperature``, ``seed`` and ``max_tokens``
-fields (the predictor sets them per sample) and supports
-``with_structured_output(schema, method="json_schema", include_raw=True)``.
+* :class:`ScriptedChatModel`: answers each call with whatever its ``script`` returns, so tests
+  can drive every path of the outcome predictor (valid predictions, out-of-range numbers,
+  malformed JSON, output cut off by the token limit, refusals, delays, exceptions).  Like
+  ``ChatOpenAI`` it has ``temperature``, ``seed`` and ``max_tokens`` fields (the predictor sets
+  them per sample) and supports ``with_structured_output(schema, method="json_schema",
+  include_raw=True)``.
+* :class:`ScriptedToolCallingModel`: a chat model with native tool calling whose replies are
+  scripted ``AIMessage`` s, for ``create_agent`` and ``LLMProposer(mode="native")``.
+* :func:`scripted_predictor`: an :class:`~wm_agents.llm.LLMOutcomePredictor` over a
+  :class:`ScriptedChatModel` that answers by rules on the call (``{"send_mail": FAILS}``), with
+  the canned predictions :data:`SAFE`, :data:`FAILS` and :data:`HARMS`.
+
+The same fakes serve the project's tests and users testing their own graphs (the pattern of
+langgraph-supervisor's ``FakeChatModel``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 
-__all__ = ["FakeCall", "Reply", "ScriptedChatModel", "prediction_reply"]
+if TYPE_CHECKING:
+    from wm_agents.llm.predictor import LLMOutcomePredictor
+
+__all__ = [
+    "FAILS",
+    "HARMS",
+    "SAFE",
+    "FakeCall",
+    "Reply",
+    "ScriptedChatModel",
+    "ScriptedToolCallingModel",
+    "prediction_reply",
+    "scripted_predictor",
+]
 
 
 @dataclass(frozen=True)
@@ -223,3 +245,78 @@ class ScriptedChatModel(BaseChatModel):
         if include_raw:
             return chain
         return chain | RunnableLambda(lambda out: out["parsed"])
+
+
+class ScriptedToolCallingModel(BaseChatModel):
+    """Answers with scripted ``AIMessage`` s in call order; records what it was sent."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    replies: list[AIMessage] = Field(default_factory=list)
+    bound_tools: list[Any] = Field(default_factory=list)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _prompts: list[list[BaseMessage]] = PrivateAttr(default_factory=list)
+
+    @property
+    def prompts(self) -> list[list[BaseMessage]]:
+        """The messages of every call so far."""
+        return self._prompts
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted-tool-calling-fake"
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedToolCallingModel:
+        """Remember the tools; answers stay scripted."""
+        self.bound_tools = list(tools)
+        return self
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        with self._lock:
+            index = len(self._prompts)
+            self._prompts.append(list(messages))
+        if not self.replies:
+            reply = AIMessage("done")
+        else:
+            reply = self.replies[min(index, len(self.replies) - 1)]
+        return ChatResult(generations=[ChatGeneration(message=reply.model_copy())])
+
+
+SAFE = prediction_reply(True, 0.95, predicted_result="ok", goal_progress=0.8)
+"""A confident prediction of success."""
+FAILS = prediction_reply(False, 0.05, predicted_result="FileNotFoundError")
+"""A confident prediction of failure."""
+HARMS = prediction_reply(
+    True, 0.9, risk_level="high", reversible=False, predicted_result="everything deleted"
+)
+"""A prediction of success that does irreversible harm."""
+
+_CALL_LINE = re.compile(r"^Call: (.*)$", re.MULTILINE)
+
+
+def scripted_predictor(
+    rules: Mapping[str, Reply], default: Reply = SAFE, **options: Any
+) -> LLMOutcomePredictor:
+    """An outcome predictor whose fake LLM answers each call with the first rule whose key
+    appears in the prompt's ``Call:`` line (``{"missing": FAILS}``), else ``default``.
+    ``options`` go to :class:`~wm_agents.llm.LLMOutcomePredictor` (2 samples and no retry
+    back-off unless given)."""
+    from wm_agents.llm.predictor import LLMOutcomePredictor
+
+    def script(call: FakeCall) -> Reply:
+        match = _CALL_LINE.search(call.user)
+        line = match.group(1) if match else call.user
+        for key, reply in rules.items():
+            if key in line:
+                return reply
+        return default
+
+    options.setdefault("samples", 2)
+    options.setdefault("backoff_s", 0.0)
+    return LLMOutcomePredictor(ScriptedChatModel(script=script), **options)
