@@ -25,11 +25,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 from rich.console import Console
 from rich.text import Text
 
+from wm_agents.demos.fs_agent import DEMO_TASK, build_fs_context, drive
 from wm_agents.llm import open_chat_model
 from wm_agents.serialization import checkpoint_serializer
 from wm_agents.tools import create_tool_agent_graph, trace_table
-from wm_agents.tools.demo import build_fs_context, drive
-from wm_agents.tools.sandbox import DEMO_TASK
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ import atexit
 import tempfile
 from pathlib import Path
 
+from wm_agents.demos.fs_agent import build_fs_context
 from wm_agents.llm.config import chat_model_from_settings, resolve_llm_settings
 from wm_agents.llm.server import EmbeddedLLMServer
 from wm_agents.tools import ToolAgentContext, create_tool_agent_graph
-from wm_agents.tools.demo import build_fs_context
 
 
 def make_context() -> ToolAgentContext:

@@ -30,13 +30,14 @@ from wm_agents.tools.persistence import (
     open_sqlite,
 )
 from wm_agents.tools.propose import (
+    FixedPlanProposer,
     LLMProposer,
     Proposal,
     Proposer,
     proposal_json_schema,
     supports_native_tools,
 )
-from wm_agents.tools.sandbox import FixedPlanProposer, make_sandbox_tools
+from wm_agents.tools.sandbox import make_sandbox_tools
 from wm_agents.tools.summary import run_outcomes, summarize_tool_calls
 from wm_agents.tools.trace import TraceCandidate, TraceEntry, merge_trace, trace_rows, trace_table
 

@@ -238,10 +238,9 @@ def _drive_run(
     run to resume is not in the database."""
     from langgraph.types import Command
 
+    from wm_agents.demos.fs_agent import DEMO_TASK, RunReport, build_fs_context, drive
     from wm_agents.llm.config import open_chat_model
-    from wm_agents.tools.demo import RunReport, build_fs_context, drive
     from wm_agents.tools.graph import create_tool_agent_graph
-    from wm_agents.tools.sandbox import DEMO_TASK
 
     console.print(f"LLM: {settings.describe()}; run {thread_id} in {db}; sandbox {sandbox}")
     with open_chat_model(settings, server_options={"parallel": 4, "threads": 1}) as chat:

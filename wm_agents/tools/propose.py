@@ -10,14 +10,15 @@ Two ways to ask, chosen per model:
 
 Both return a :class:`Proposal`; a model fault (bad JSON, timeout) is a ``Proposal`` with
 ``error`` set, never an exception.  Anything with a ``propose(messages, tools, *, n, step)``
-method can stand in (see :class:`Proposer`), e.g. a fixed plan for demos and tests.
+method can stand in (see :class:`Proposer`), e.g. :class:`FixedPlanProposer`, a fixed plan for
+demos and tests.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from langchain_core.language_models import BaseChatModel
@@ -31,10 +32,13 @@ from langchain_core.messages import (
 from pydantic import BaseModel, ConfigDict, Field
 
 from wm_agents.llm.schemas import ToolCallCandidate, ToolSpec
+from wm_agents.tools.summary import summarize_tool_calls
 
 __all__ = [
     "DEFAULT_PROPOSER_PROMPT",
+    "FixedPlanProposer",
     "LLMProposer",
+    "PlanEntry",
     "Proposal",
     "Proposer",
     "proposal_json_schema",
@@ -243,3 +247,34 @@ class LLMProposer:
         if dropped:
             reason += f" (dropped: {'; '.join(dropped)})"
         return Proposal(error=reason, dropped=dropped)
+
+
+PlanEntry = Sequence[dict[str, Any]] | str | Callable[[Sequence[BaseMessage]], str]
+"""One decision of a fixed plan: candidate calls, a final answer, or a function of the
+conversation that writes the final answer."""
+
+
+class FixedPlanProposer:
+    """A :class:`~wm_agents.tools.Proposer` that follows a fixed plan, one entry per decision
+    (``plan[step]``): a list of candidate calls, a string (the final answer), or a function of
+    the conversation returning the final answer.  Past the end it answers
+    :func:`~wm_agents.tools.summary.summarize_tool_calls` of the conversation."""
+
+    def __init__(self, plan: Sequence[PlanEntry]) -> None:
+        self.plan = list(plan)
+
+    def propose(
+        self, messages: Sequence[BaseMessage], tools: Sequence[ToolSpec], *, n: int, step: int
+    ) -> Proposal:
+        """The plan's entry for decision ``step`` (at most ``n`` candidates)."""
+        del tools
+        entry = self.plan[step] if step < len(self.plan) else summarize_tool_calls
+        if isinstance(entry, str):
+            return Proposal(answer=entry)
+        if callable(entry):
+            return Proposal(answer=entry(messages))
+        calls = [
+            {"name": c["name"], "args": dict(c.get("args") or {}), "id": f"call_{step}_{i}"}
+            for i, c in enumerate(list(entry)[:n])
+        ]
+        return Proposal(candidates=calls)

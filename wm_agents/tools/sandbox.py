@@ -1,39 +1,21 @@
-"""A sandboxed file system for the example agent: list / read / write / delete inside one folder,
-plus a tool that would destroy data (``wipe_directory``).
+"""A sandboxed file system: list / read / write / delete inside one folder, plus a tool that
+would destroy data (``wipe_directory``).
 
 Every path is resolved inside the sandbox root; a path that escapes it (``..``, absolute paths
 elsewhere, symlinks out) raises ``PermissionError``, which ``ToolNode`` turns into an error
 ``ToolMessage``.  Each tool declares its hints (MCP-annotation-like) in
 ``metadata["wm_hints"]``, where :class:`~wm_agents.tools.ToolGate` finds them.
-
-:class:`FixedPlanProposer` drives the demo scenario deterministically (the embedded model is too
-small to plan): a safe listing, a read of a missing file (fails for real), the same read again
-(refused from experience), a choice between two safe calls, a destructive wipe (stopped for
-approval), then the answer.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import BaseMessage
 from langchain_core.tools import BaseTool, StructuredTool
 
-from wm_agents.llm.schemas import ToolSpec
-from wm_agents.tools.propose import Proposal
-from wm_agents.tools.summary import summarize_tool_calls
-
-__all__ = [
-    "DEMO_PLAN",
-    "DEMO_TASK",
-    "SANDBOX_HINTS",
-    "FixedPlanProposer",
-    "make_sandbox_tools",
-    "seed_sandbox",
-]
+__all__ = ["SANDBOX_HINTS", "make_sandbox_tools"]
 
 SANDBOX_HINTS: dict[str, dict[str, bool]] = {
     "list_files": {"read_only": True, "idempotent": True},
@@ -45,22 +27,6 @@ SANDBOX_HINTS: dict[str, dict[str, bool]] = {
 """The hints each sandbox tool declares for every call.  ``write_file`` also declares per-call
 hints: destructive when its target already exists (it overwrites data), not when it creates
 a new file."""
-
-DEMO_TASK = (
-    "Tidy the sandbox: look at what is there, read missing.txt, write a short summary of "
-    "notes.txt, and clear out old files."
-)
-
-
-def seed_sandbox(root: Path) -> None:
-    """The demo's starting files (only written into an empty folder)."""
-    root.mkdir(parents=True, exist_ok=True)
-    if any(root.iterdir()):
-        return
-    (root / "notes.txt").write_text("Meeting notes: ship the gate on Friday. Owner: Ada.\n")
-    (root / "todo.txt").write_text("- review the trace table\n- write the README section\n")
-    (root / "archive").mkdir()
-    (root / "archive" / "old.log").write_text("2024-01-01 started\n")
 
 
 def make_sandbox_tools(root: str | Path) -> list[BaseTool]:
@@ -134,48 +100,3 @@ def make_sandbox_tools(root: str | Path) -> list[BaseTool]:
             metadata["wm_call_hints"] = call_hints[fn.__name__]
         tools.append(StructuredTool.from_function(fn, metadata=metadata))
     return tools
-
-
-PlanEntry = Sequence[dict[str, Any]] | str | Callable[[Sequence[BaseMessage]], str]
-"""One decision of a fixed plan: candidate calls, a final answer, or a function of the
-conversation that writes the final answer."""
-
-DEMO_PLAN: list[PlanEntry] = [
-    [{"name": "list_files", "args": {"path": "."}}],
-    [{"name": "read_file", "args": {"path": "missing.txt"}}],
-    [{"name": "read_file", "args": {"path": "missing.txt"}}],
-    [
-        {"name": "read_file", "args": {"path": "notes.txt"}},
-        {"name": "list_files", "args": {"path": "archive"}},
-    ],
-    [{"name": "wipe_directory", "args": {"path": "."}}],
-    summarize_tool_calls,
-]
-"""The demo scenario, one entry per decision: candidate calls, then an answer that reports
-what really happened (which calls ran, failed, were refused, approved or rejected)."""
-
-
-class FixedPlanProposer:
-    """A :class:`~wm_agents.tools.Proposer` that follows a fixed plan, one entry per decision
-    (``plan[step]``): a list of candidate calls, a string (the final answer), or a function of
-    the conversation returning the final answer.  Past the end it answers
-    :func:`~wm_agents.tools.summary.summarize_tool_calls` of the conversation."""
-
-    def __init__(self, plan: Sequence[PlanEntry] = tuple(DEMO_PLAN)) -> None:
-        self.plan = list(plan)
-
-    def propose(
-        self, messages: Sequence[BaseMessage], tools: Sequence[ToolSpec], *, n: int, step: int
-    ) -> Proposal:
-        """The plan's entry for decision ``step`` (at most ``n`` candidates)."""
-        del tools
-        entry = self.plan[step] if step < len(self.plan) else summarize_tool_calls
-        if isinstance(entry, str):
-            return Proposal(answer=entry)
-        if callable(entry):
-            return Proposal(answer=entry(messages))
-        calls = [
-            {"name": c["name"], "args": dict(c.get("args") or {}), "id": f"call_{step}_{i}"}
-            for i, c in enumerate(list(entry)[:n])
-        ]
-        return Proposal(candidates=calls)

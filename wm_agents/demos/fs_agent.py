@@ -1,5 +1,11 @@
-"""The sandboxed file-system agent, wired up: used by ``wm-agents tools``,
-``examples/fs_agent.py`` and ``graphs/tool_agent.py``.
+"""The demo: a sandboxed file-system agent, its scenario and its wiring, used by
+``wm-agents tools``, ``examples/fs_agent.py`` and ``graphs/tool_agent.py``.  Demo code, not
+library code: the library parts it assembles are :mod:`wm_agents.tools`.
+
+The scenario (:data:`DEMO_PLAN`, followed by :class:`~wm_agents.tools.FixedPlanProposer`
+because the embedded model is too small to plan): a safe listing, a read of a missing file
+(fails for real), the same read again (refused from experience), a choice between two safe
+calls, a destructive wipe (stopped for approval), then an answer that reports what happened.
 
 :func:`build_fs_context` assembles the heavy parts (sandbox tools, predictor, proposer, gate);
 :func:`drive` runs a compiled graph until it ends, answering each ``ask`` with a callback (a
@@ -19,13 +25,54 @@ from langgraph.types import Command
 from wm_agents.llm.predictor import LLMOutcomePredictor
 from wm_agents.tools.gate import ToolGate
 from wm_agents.tools.graph import ToolAgentContext
-from wm_agents.tools.propose import LLMProposer
-from wm_agents.tools.sandbox import FixedPlanProposer, make_sandbox_tools, seed_sandbox
+from wm_agents.tools.propose import FixedPlanProposer, LLMProposer, PlanEntry
+from wm_agents.tools.sandbox import make_sandbox_tools
+from wm_agents.tools.summary import summarize_tool_calls
 from wm_agents.tools.trace import TraceEntry
 
-__all__ = ["RunReport", "build_fs_context", "drive"]
+__all__ = [
+    "DEMO_PLAN",
+    "DEMO_TASK",
+    "SITUATION",
+    "RunReport",
+    "build_fs_context",
+    "drive",
+    "seed_sandbox",
+]
 
 logger = logging.getLogger(__name__)
+
+DEMO_TASK = (
+    "Tidy the sandbox: look at what is there, read missing.txt, write a short summary of "
+    "notes.txt, and clear out old files."
+)
+
+
+def seed_sandbox(root: Path) -> None:
+    """The demo's starting files (only written into an empty folder)."""
+    root.mkdir(parents=True, exist_ok=True)
+    if any(root.iterdir()):
+        return
+    (root / "notes.txt").write_text("Meeting notes: ship the gate on Friday. Owner: Ada.\n")
+    (root / "todo.txt").write_text("- review the trace table\n- write the README section\n")
+    (root / "archive").mkdir()
+    (root / "archive" / "old.log").write_text("2024-01-01 started\n")
+
+
+DEMO_PLAN: list[PlanEntry] = [
+    [{"name": "list_files", "args": {"path": "."}}],
+    [{"name": "read_file", "args": {"path": "missing.txt"}}],
+    [{"name": "read_file", "args": {"path": "missing.txt"}}],
+    [
+        {"name": "read_file", "args": {"path": "notes.txt"}},
+        {"name": "list_files", "args": {"path": "archive"}},
+    ],
+    [{"name": "wipe_directory", "args": {"path": "."}}],
+    summarize_tool_calls,
+]
+"""The demo scenario, one entry per decision: candidate calls, then an answer that reports
+what really happened (which calls ran, failed, were refused, approved or rejected)."""
+
 
 SITUATION = (
     "The tools work inside a sandbox folder. It holds notes.txt, todo.txt and archive/old.log; "
@@ -55,7 +102,7 @@ def build_fs_context(
             resumed run passes ``False``: its sandbox is what its own calls left (after a
             wipe, empty), and re-seeding it would contradict the run's trace.
         chat_model: the LLM for predictions (and for proposing with ``proposer="llm"``).
-        proposer: ``"plan"`` follows :data:`~wm_agents.tools.sandbox.DEMO_PLAN` (the tiny
+        proposer: ``"plan"`` follows :data:`DEMO_PLAN` (the tiny
             embedded model cannot plan); ``"llm"`` lets the model propose.
         native_tools: with ``proposer="llm"``, use native tool calling (else a JSON schema).
         samples, seed, temperature: of the predictor.
@@ -78,7 +125,7 @@ def build_fs_context(
         max_messages=2,
     )
     if proposer == "plan":
-        chosen: Any = FixedPlanProposer()
+        chosen: Any = FixedPlanProposer(DEMO_PLAN)
     else:
         chosen = LLMProposer(chat_model, mode="native" if native_tools else "structured")
     return ToolAgentContext(
