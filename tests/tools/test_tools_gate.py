@@ -132,3 +132,90 @@ def test_errors_are_loud():
         ToolHints.from_any("destructive")
     with pytest.raises(ValueError):
         ToolPolicy(max_risk=2.0)
+
+
+# -- exact (simulated) outcomes: judged by their side effects ---------------------------------
+
+
+def simulated(
+    name: str,
+    *,
+    success: bool = True,
+    summary: str = "no changes",
+    reversible: bool = True,
+    totals: dict | None = None,
+    result: str = "ok",
+):
+    harm = 0.0 if reversible else 1.0
+    p = 1.0 if success else 0.0
+    return Outcome(
+        candidate={"name": name, "args": {"path": "."}, "id": "c"},
+        prediction={
+            "source": "simulated",
+            "simulated": True,
+            "predicted_result": result,
+            "success": success,
+            "success_probability": p,
+            "side_effects": {"summary": summary, "totals": totals or {}},
+            "reversible": reversible,
+            "harm": harm,
+        },
+        value=0.5 * p - 0.5 * harm,
+        uncertainty=0.0,
+        risk=1.0 - p * (1.0 - harm),
+        member_values=[0.5 * p - 0.5 * harm],
+    )
+
+
+WIPE_HINTS = {"wipe": {"destructive": True}}
+
+
+def test_exact_outcome_that_loses_nothing_runs_even_for_a_destructive_tool():
+    gate = ToolGate(hints=WIPE_HINTS)
+    d = gate.decide([simulated("wipe", summary="no changes")])
+    assert d.verdict == "act" and d.reason == "the simulation shows: no changes; nothing is lost"
+
+
+def test_exact_outcome_that_loses_data_asks_with_the_numbers():
+    gate = ToolGate(hints=WIPE_HINTS)
+    big = "deleted 1,243 files (2.1 GB, 2.1 GB lost)"
+    d = gate.decide([simulated("wipe", summary=big, reversible=False)])
+    assert d.verdict == "ask"
+    assert d.reason == f"the simulation shows: {big}; not reversible"
+
+
+def test_exact_loss_is_refused_when_the_policy_says_so():
+    gate = ToolGate(hints=WIPE_HINTS, policies={"wipe": {"refuse_if_irreversible": True}})
+    d = gate.decide(
+        [simulated("wipe", summary="deleted 3 files (9 B, 9 B lost)", reversible=False)]
+    )
+    assert d.verdict == "refuse" and "loses data for good: deleted 3 files" in d.reason
+
+
+def test_a_big_recoverable_deletion_still_asks_past_max_deleted():
+    gate = ToolGate(hints=WIPE_HINTS, policies={"wipe": {"max_deleted": 3}})
+    outcome = simulated("wipe", summary="deleted 5 files (moved)", totals={"files_deleted": 5})
+    d = gate.decide([outcome])
+    assert d.verdict == "ask" and "(5 deleted > max_deleted 3)" in d.reason
+    assert ToolGate(hints=WIPE_HINTS).decide([outcome]).verdict == "act"
+
+
+def test_exact_failure_is_refused_with_the_real_error():
+    d = ToolGate().decide(
+        [simulated("move", success=False, result="FileNotFoundError: no such file: 'a'")]
+    )
+    assert d.verdict == "refuse" and "the simulation failed: FileNotFoundError" in d.reason
+
+
+def test_without_trust_in_simulation_the_destructive_hint_asks_as_before():
+    gate = ToolGate(hints=WIPE_HINTS, policies={"wipe": {"trust_simulation": False}})
+    d = gate.decide([simulated("wipe")])
+    assert d.verdict == "ask" and "declared destructive" in d.reason
+
+
+def test_the_reversible_candidate_beats_the_lossy_one():
+    gate = ToolGate(hints={"delete": {"destructive": True}})
+    lossy = simulated("delete", summary="deleted 1 file (5 B, 5 B lost)", reversible=False)
+    safe = simulated("archive_then_delete", summary="created archive.tar; deleted 1 file")
+    d = gate.decide([lossy, safe])
+    assert d.verdict == "act" and d.chosen == 1

@@ -18,6 +18,14 @@ Then, among the viable candidates, it picks the best ``value - risk_weight * unc
 
 Tools marked ``never_simulate`` are not imagined; their outcome carries
 ``prediction["simulated"] = False`` and the gate decides on their hints alone.
+
+An **exact** outcome (``prediction["source"]`` is ``"simulated"`` or ``"dry_run"``: the call
+was run on a throwaway copy, see :mod:`wm_agents.simulate`) is not a guess, so with the tool's
+``trust_simulation`` it is judged by its side effects instead of the ``destructive`` hint and
+the risk / uncertainty thresholds: a call that loses data for good (``reversible`` false) or
+deletes more than ``max_deleted`` files or rows goes to a person, and the reason says the
+numbers ("the simulation shows: deleted 1,243 files (2.1 GB, 2.1 GB lost); not reversible");
+one that changes nothing irreplaceable runs.
 """
 
 from __future__ import annotations
@@ -34,7 +42,32 @@ from wm_agents.tools.hints import ToolHints, ToolPolicy, call_hints_from_tool, h
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Assessment", "ToolGate", "call_text", "not_simulated_outcome"]
+__all__ = ["Assessment", "ToolGate", "call_text", "is_exact", "not_simulated_outcome"]
+
+EXACT_SOURCES = ("simulated", "dry_run")
+"""``prediction["source"]`` of outcomes that were observed on a copy, not predicted."""
+
+
+def is_exact(outcome: Outcome) -> bool:
+    """True for a known outcome observed on a throwaway copy (or a dry run): no guess."""
+    return outcome.is_known and outcome.prediction.get("source") in EXACT_SOURCES
+
+
+def _side_effect_text(pred: Mapping[str, Any]) -> str:
+    effects = pred.get("side_effects")
+    if isinstance(effects, Mapping):
+        text = str(effects.get("summary") or "").strip()
+        if text:
+            return text
+    return str(effects or "no side effects reported")[:300]
+
+
+def _deleted(pred: Mapping[str, Any]) -> int:
+    effects = pred.get("side_effects")
+    totals = effects.get("totals") if isinstance(effects, Mapping) else None
+    if not isinstance(totals, Mapping):
+        return 0
+    return int(totals.get("files_deleted", 0) or 0) + int(totals.get("rows_deleted", 0) or 0)
 
 
 def call_text(call: Mapping[str, Any] | None, limit: int = 120) -> str:
@@ -206,11 +239,22 @@ class ToolGate:
             return Assessment(False, askable, (f"outcome unknown: {reason}",), -math.inf)
         p = float(pred.get("success_probability", 1.0 - outcome.risk))
         if p < policy.min_success:
-            problems.append(
-                f"predicted to fail (success probability {p:.2f} < {policy.min_success:.2f})"
-            )
+            if is_exact(outcome):
+                result = str(pred.get("predicted_result") or "").strip()
+                problems.append(f"the simulation failed: {result[:200]}")
+            else:
+                problems.append(
+                    f"predicted to fail (success probability {p:.2f} < {policy.min_success:.2f})"
+                )
         harm = float(pred.get("harm", 0.0))
-        if harm >= policy.max_harm and pred.get("reversible") is not True:
+        if is_exact(outcome) and policy.trust_simulation:
+            # Exact: loss is a fact, and a person decides about it (decide), unless the policy
+            # refuses it outright.
+            if policy.refuse_if_irreversible and pred.get("reversible") is False:
+                problems.append(
+                    f"the simulation shows it loses data for good: {_side_effect_text(pred)}"
+                )
+        elif harm >= policy.max_harm and pred.get("reversible") is not True:
             problems.append(
                 f"predicted to harm irreversibly (harm {harm:.2f} >= {policy.max_harm:.2f})"
             )
@@ -268,28 +312,22 @@ class ToolGate:
         why: list[str] = []
         if hints.always_ask:
             why.append(f"{name} is marked always-ask")
-        if hints.destructive and policy.ask_if_destructive:
-            why.append(f"{name} is declared destructive")
-        if o.prediction.get("simulated") is not False:
-            if o.risk > policy.max_risk:
-                why.append(f"risk {o.risk:.2f} > {policy.max_risk:.2f}")
-            if o.uncertainty > policy.max_uncertainty:
-                parts = o.prediction.get("uncertainty_parts") or {}
-                if parts.get("samples_unknown"):
-                    n = parts.get("n_valid", 1)
-                    why.append(
-                        f"uncertainty unknown: only {n} valid prediction sample(s), and "
-                        f"disagreement needs at least 2 (counted as {o.uncertainty:.2f} > "
-                        f"{policy.max_uncertainty:.2f})"
-                    )
-                else:
-                    why.append(
-                        f"predictions disagree (uncertainty {o.uncertainty:.2f} > "
-                        f"{policy.max_uncertainty:.2f})"
-                    )
+        exact = is_exact(o) and policy.trust_simulation
+        if exact:
+            why += self._side_effect_concerns(o, policy)
+        else:
+            if hints.destructive and policy.ask_if_destructive:
+                why.append(f"{name} is declared destructive")
+            if o.prediction.get("simulated") is not False:
+                if o.risk > policy.max_risk:
+                    why.append(f"risk {o.risk:.2f} > {policy.max_risk:.2f}")
+                if o.uncertainty > policy.max_uncertainty:
+                    why.append(self._uncertainty_concern(o, policy))
         if why:
             return self._decision(outcomes, chosen, "ask", n_bad, "; ".join(why))
-        if o.prediction.get("simulated") is False:
+        if exact:
+            reason = f"the simulation shows: {_side_effect_text(o.prediction)}; nothing is lost"
+        elif o.prediction.get("simulated") is False:
             reason = f"{name} is never simulated; its hints allow running it"
         else:
             reason = (
@@ -297,6 +335,36 @@ class ToolGate:
                 f"({o.risk:.2f})"
             )
         return self._decision(outcomes, chosen, "act", n_bad, reason)
+
+    @staticmethod
+    def _side_effect_concerns(o: Outcome, policy: ToolPolicy) -> list[str]:
+        """Why a person should see an exact outcome: data lost for good, or a big deletion."""
+        pred = o.prediction
+        text = _side_effect_text(pred)
+        lost = pred.get("reversible") is False
+        if lost and policy.ask_if_irreversible:
+            tail = "" if "not reversible" in text else "; not reversible"
+            return [f"the simulation shows: {text}{tail}"]
+        deleted = _deleted(pred)
+        if policy.max_deleted is not None and deleted > policy.max_deleted:
+            return [
+                f"the simulation shows: {text} ({deleted:,} deleted > max_deleted "
+                f"{policy.max_deleted:,})"
+            ]
+        return []
+
+    @staticmethod
+    def _uncertainty_concern(o: Outcome, policy: ToolPolicy) -> str:
+        parts = o.prediction.get("uncertainty_parts") or {}
+        if parts.get("samples_unknown"):
+            n = parts.get("n_valid", 1)
+            return (
+                f"uncertainty unknown: only {n} valid prediction sample(s), and disagreement "
+                f"needs at least 2 (counted as {o.uncertainty:.2f} > {policy.max_uncertainty:.2f})"
+            )
+        return (
+            f"predictions disagree (uncertainty {o.uncertainty:.2f} > {policy.max_uncertainty:.2f})"
+        )
 
     @staticmethod
     def _agreement(outcomes: Sequence[Outcome], chosen: int) -> float:

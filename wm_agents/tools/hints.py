@@ -85,8 +85,19 @@ class ToolPolicy(BaseModel):
             reversible) is "predicted to harm".
         refuse_failed_repeat: refuse an exact repeat of a call that failed for real (same tool,
             arguments and situation), whatever the LLM says.
-        ask_if_destructive: a tool with ``destructive=True`` always goes to a human.
+        ask_if_destructive: a tool with ``destructive=True`` always goes to a human (when its
+            outcome is a guess; see ``trust_simulation``).
         on_unknown: what to do when the outcome could not be predicted (status ``unknown``).
+        trust_simulation: an *exact* outcome (the call was run on a throwaway copy, or a dry
+            run answered) decides by what it shows, instead of the ``destructive`` hint (which
+            only says the tool *may* destroy data) and the risk / uncertainty thresholds made
+            for guesses: a wipe of an empty folder runs, a wipe that loses files is asked.
+        ask_if_irreversible: an exact outcome that loses data for good (a deleted or
+            overwritten byte, a row, a commit that exists nowhere afterwards) goes to a person,
+            with the numbers.
+        refuse_if_irreversible: such an outcome is refused instead of asked.
+        max_deleted: an exact outcome that deletes more than this many files or rows goes to a
+            person even when every byte is recoverable (``None``: no limit).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -98,6 +109,10 @@ class ToolPolicy(BaseModel):
     refuse_failed_repeat: bool = True
     ask_if_destructive: bool = True
     on_unknown: Literal["ask", "refuse"] = "ask"
+    trust_simulation: bool = True
+    ask_if_irreversible: bool = True
+    refuse_if_irreversible: bool = False
+    max_deleted: int | None = Field(default=None, ge=0)
 
     @classmethod
     def default_for(cls, hints: ToolHints) -> ToolPolicy:
