@@ -211,6 +211,7 @@ def _unknown_outcome(
     return Outcome(
         candidate=call.as_dict(),
         prediction={
+            "source": "llm",
             "tool": call.name,
             "n_samples": n_samples,
             "n_failed": len(samples or []),
@@ -639,6 +640,7 @@ class LLMOutcomePredictor:
             for r in results
         ]
         prediction = {
+            "source": "llm",
             "tool": call.name,
             "predicted_result": predicted_result,
             "success": success,
