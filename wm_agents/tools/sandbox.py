@@ -1,5 +1,5 @@
-"""A sandboxed file system: list / read / write / delete inside one folder, plus a tool that
-would destroy data (``wipe_directory``).
+"""A sandboxed file system: list / read / write / delete / archive inside one folder, plus a tool
+that would destroy data (``wipe_directory``).
 
 Every path is resolved inside the sandbox root; a path that escapes it (``..``, absolute paths
 elsewhere, symlinks out) raises ``PermissionError``, which ``ToolNode`` turns into an error
@@ -10,6 +10,7 @@ elsewhere, symlinks out) raises ``PermissionError``, which ``ToolNode`` turns in
 from __future__ import annotations
 
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,16 @@ SANDBOX_HINTS: dict[str, dict[str, bool]] = {
     "read_file": {"read_only": True, "idempotent": True},
     "write_file": {"idempotent": True},
     "delete_file": {"destructive": True, "idempotent": True},
+    "archive_files": {"idempotent": True},
     "wipe_directory": {"destructive": True, "idempotent": True},
 }
-"""The hints each sandbox tool declares for every call.  ``write_file`` also declares per-call
-hints: destructive when its target already exists (it overwrites data), not when it creates
-a new file."""
+"""The hints each sandbox tool declares for every call.  ``write_file`` and ``archive_files``
+also declare per-call hints: destructive when their target already exists (they overwrite
+it), not when they create a new file."""
 
 
 def make_sandbox_tools(root: str | Path) -> list[BaseTool]:
-    """The five file-system tools, confined to ``root`` (created if missing)."""
+    """The six file-system tools, confined to ``root`` (created if missing)."""
     base = Path(root).resolve()
     base.mkdir(parents=True, exist_ok=True)
 
@@ -72,6 +74,19 @@ def make_sandbox_tools(root: str | Path) -> list[BaseTool]:
         target.unlink()
         return f"deleted {path}"
 
+    def archive_files(paths: list[str], archive: str) -> str:
+        """Copy files of the sandbox into a zip archive (created or replaced); the files stay."""
+        target = inside(archive)
+        sources = [(p, inside(p)) for p in paths]
+        for name, source in sources:
+            if not source.is_file():
+                raise FileNotFoundError(f"[Errno 2] No such file or directory: '{name}'")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for _, source in sources:
+                z.write(source, arcname=str(source.relative_to(base)))
+        return f"archived {len(sources)} file(s) into {archive}"
+
     def wipe_directory(path: str = ".") -> str:
         """Delete EVERYTHING under a folder of the sandbox, recursively (cannot be undone)."""
         folder = inside(path)
@@ -86,15 +101,15 @@ def make_sandbox_tools(root: str | Path) -> list[BaseTool]:
             n += 1
         return f"wiped {path}: removed {n} entries"
 
-    def overwrites(args: dict[str, Any]) -> dict[str, bool]:
+    def overwrites(key: str) -> Any:
         # Replacing an existing file destroys its content; creating a new one destroys
         # nothing.  A path that escapes the sandbox raises, and the gate then counts the
         # call as destructive.
-        return {"destructive": inside(str(args.get("path", ""))).exists()}
+        return lambda args: {"destructive": inside(str(args.get(key, ""))).exists()}
 
-    call_hints = {"write_file": overwrites}
+    call_hints = {"write_file": overwrites("path"), "archive_files": overwrites("archive")}
     tools = []
-    for fn in (list_files, read_file, write_file, delete_file, wipe_directory):
+    for fn in (list_files, read_file, write_file, delete_file, archive_files, wipe_directory):
         metadata: dict[str, Any] = {"wm_hints": dict(SANDBOX_HINTS[fn.__name__])}
         if fn.__name__ in call_hints:
             metadata["wm_call_hints"] = call_hints[fn.__name__]

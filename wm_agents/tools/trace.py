@@ -28,10 +28,12 @@ class _Frozen(BaseModel):
 
 
 class TraceCandidate(_Frozen):
-    """One candidate as imagined."""
+    """One candidate as imagined (``source``: which model imagined it: ``simulated``,
+    ``dry_run``, ``learned``, ``llm``, ``composite``)."""
 
     call: dict[str, Any]
     status: str
+    source: str | None = None
     predicted_result: str | None = None
     success_probability: float | None = None
     value: float
@@ -53,6 +55,9 @@ class TraceEntry(_Frozen):
         executed: the call that really ran (after an edit, the edited one).
         real_result, real_success: what the tool really returned, and whether it worked.
         prediction_error: ``|predicted success probability - real success|``.
+        exact_match: for an exact (simulated) prediction, whether reality matched it (same
+            success and result); ``None`` for guesses.  A mismatch means the tool is not
+            deterministic or the workspace changed between imagining and acting.
     """
 
     id: str
@@ -68,6 +73,7 @@ class TraceEntry(_Frozen):
     real_result: str | None = None
     real_success: bool | None = None
     prediction_error: float | None = None
+    exact_match: bool | None = None
 
 
 def _finite(x: float, default: float = 0.0) -> float:
@@ -83,6 +89,7 @@ def trace_entry(step: int, outcomes: Sequence[Outcome], decision: Decision) -> T
             TraceCandidate(
                 call=dict(o.candidate) if isinstance(o.candidate, dict) else {"value": o.candidate},
                 status=o.status if p.get("simulated") is not False else "not simulated",
+                source=p.get("source"),
                 predicted_result=p.get("predicted_result"),
                 success_probability=p.get("success_probability"),
                 value=o.value,
@@ -133,6 +140,7 @@ def trace_rows(entries: Sequence[TraceEntry]) -> list[dict[str, Any]]:
                     "candidate": i,
                     "call": call_text(c.call, 200),
                     "status": c.status,
+                    "source": c.source,
                     "predicted_result": c.predicted_result,
                     "success_probability": c.success_probability,
                     "value": c.value if math.isfinite(c.value) else None,
@@ -144,10 +152,13 @@ def trace_rows(entries: Sequence[TraceEntry]) -> list[dict[str, Any]]:
                     "human": e.human if chosen or e.chosen is None else None,
                     "real_result": e.real_result if chosen else None,
                     "real_success": e.real_success if chosen else None,
+                    "exact_match": e.exact_match if chosen else None,
                 }
             )
     return rows
 
+
+_SOURCE_SHORT = {"simulated": "sim", "dry_run": "dry-run", "composite": "mixed"}
 
 _VERDICT_STYLE = {"act": "green", "lcb": "green", "ask": "yellow", "refuse": "red"}
 
@@ -165,6 +176,7 @@ def trace_table(entries: Sequence[TraceEntry], *, title: str = "decision trace")
     for name, kw in [
         ("#", {"justify": "right"}),
         ("candidate", {"overflow": "fold", "max_width": 40}),
+        ("source", {}),
         ("imagined outcome", {"overflow": "fold", "max_width": 40}),
         ("p(ok)", {"justify": "right"}),
         ("value", {"justify": "right"}),
@@ -194,12 +206,15 @@ def trace_table(entries: Sequence[TraceEntry], *, title: str = "decision trace")
                 detail = e.reason
                 if e.real_result is not None and e.real_success is not None:
                     mark = "ok" if e.real_success else "failed"
+                    if e.exact_match is not None:
+                        mark += ", as simulated" if e.exact_match else ", NOT as simulated"
                     detail += f"\nreal ({mark}): {e.real_result[:160]}"
                 elif e.real_result is not None:
                     detail += f"\nnot run: {e.real_result[:160]}"
             table.add_row(
                 Text(f"{e.step}{'*' if chosen else ''}"),
                 Text(call_text(c.call)),
+                Text(_SOURCE_SHORT.get(c.source or "", c.source or "-")),
                 Text(imagined),
                 num(c.success_probability),
                 num(c.value),
