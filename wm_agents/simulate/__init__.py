@@ -1,0 +1,45 @@
+"""Workspace simulators: the ground truth of tool imagination.
+
+Many tools act on something the agent owns and can copy (a folder, a SQLite database, a git
+repository).  For them imagination need not guess: run the real tool on a throwaway copy, diff
+the copy, and report exactly what happened.  Each simulator is a
+:class:`~wm_agents.core.WorldModel` whose candidates are tool calls (or plans of calls):
+
+* :class:`FolderSimulator`: a folder, copied by reflink, hard links with copy-up, or plainly;
+* :class:`SQLiteSimulator`: a database, copied with SQLite's backup API; rows per table;
+* :class:`GitSimulator`: a repository, copied in isolation (its own refs, the real objects
+  read-only); files and refs.
+
+Tools opt in by declaring how they may be imagined (:mod:`wm_agents.simulate.declare`):
+``metadata["wm_simulate"]`` (``"in_process"``, ``"subprocess"``, ``"never"``) or a dry run
+``metadata["wm_dry_run"]``.  A tool not declared is never run in imagination.
+"""
+
+from wm_agents.simulate.base import SimulatorBase, results_match
+from wm_agents.simulate.declare import (
+    DRY_RUN_KEY,
+    SIMULATE_KEY,
+    DryRun,
+    SimulationMode,
+    ToolDeclaration,
+    declaration_of,
+)
+from wm_agents.simulate.folder import FolderSimulator
+from wm_agents.simulate.guard import WriteGuard
+from wm_agents.simulate.snapshot import Strategy, StrategyChoice, reflink_supported
+
+__all__ = [
+    "DRY_RUN_KEY",
+    "SIMULATE_KEY",
+    "DryRun",
+    "FolderSimulator",
+    "SimulationMode",
+    "SimulatorBase",
+    "Strategy",
+    "StrategyChoice",
+    "ToolDeclaration",
+    "WriteGuard",
+    "declaration_of",
+    "reflink_supported",
+    "results_match",
+]

@@ -1,0 +1,685 @@
+"""What every simulator shares: candidates and declarations, running a plan in a guarded child,
+turning what happened into an exact (or unknown) outcome, dry runs, and ``learn``.
+
+A concrete simulator (:class:`~wm_agents.simulate.FolderSimulator`,
+:class:`~wm_agents.simulate.SQLiteSimulator`, :class:`~wm_agents.simulate.GitSimulator`)
+prepares a :class:`Workspace` (a throwaway copy and how the child may treat it), calls
+:meth:`SimulatorBase._run_plan`, measures the copy's changes, and returns
+:meth:`SimulatorBase._finish`.  Faults never raise out of ``imagine``: a failing copy, a killed
+child, a tool that reached outside its copy all become ``Outcome.unknown`` with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from wm_agents.core import LearnReport, Outcome, Transition
+from wm_agents.llm.schemas import ToolCallCandidate, message_text
+from wm_agents.simulate.calls import (
+    Plan,
+    error_text,
+    invoke_tool,
+    parse_plans,
+    plan_as_candidate,
+    value_text,
+)
+from wm_agents.simulate.child import ChildResult, run_in_child
+from wm_agents.simulate.declare import (
+    DRY_RUN_KEY,
+    DryRun,
+    SimulationMode,
+    ToolDeclaration,
+    declaration_of,
+    parse_mode,
+)
+from wm_agents.simulate.guard import ExecPolicy, WriteGuard
+from wm_agents.simulate.outcome import exact_outcome, unknown_outcome
+
+__all__ = ["PlanRun", "SimulatorBase", "SimulatorOptions", "Workspace", "results_match"]
+
+logger = logging.getLogger(__name__)
+
+MakeTools = Callable[[str], Sequence[Any]]
+"""``make_tools(path) -> [BaseTool, ...]``: the user's tools, bound to ``path`` (a copy)."""
+
+
+@dataclass
+class Workspace:
+    """What one simulated run acts on, and what the child may do there.
+
+    Attributes:
+        tools_path: the path given to ``make_tools`` (a copied folder or database file).
+        roots: folders the tool may change; the first is the copy (its changes are tracked),
+            the rest (a private temp folder) are scratch space.
+        shared: inodes shared with the real workspace (copied up before writes).
+        links: shared inodes several copy paths link to (absolute paths), copied up together.
+        private: the copy shares nothing with the real workspace, so programs may write it.
+        allow_exec: the child's baseline policy for starting programs.
+        cwd: the child's working folder (``None``: unchanged).
+        env: environment changes in the child (``None`` removes a variable).
+        path_map: ``(copy path, real path)`` pairs replaced in result texts, so a simulated
+            result names real paths as the real call would.
+    """
+
+    tools_path: str
+    roots: list[str]
+    shared: set[tuple[int, int]] | None = None
+    links: dict[tuple[int, int], list[str]] = field(default_factory=dict)
+    private: bool = False
+    allow_exec: bool | ExecPolicy = False
+    cwd: str | None = None
+    env: dict[str, str | None] = field(default_factory=dict)
+    path_map: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class PlanRun:
+    """What came back from running a plan in the child.
+
+    Attributes:
+        steps: one JSON dict per executed call (``tool``, ``success``, ``result``...).
+        modes: the declared mode of every tool ``make_tools`` returned.
+        touched: copy paths the guard let the tool change; ``None`` when not known completely
+            (the child was killed, or programs were allowed to run).
+        denied: what the guard refused (``kind``, ``what``, ``detail``).
+        budget: why the size budget stopped a copy-up, if it did.
+        cause, reason: why the plan did not run to an exact outcome (``None``: it did).
+        dry_run: a dry run's answer (``result``, ``success``, ...), when one ran instead.
+        child: the raw child result (timing, fate).
+    """
+
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    modes: dict[str, str] = field(default_factory=dict)
+    touched: list[str] | None = None
+    denied: list[dict[str, str]] = field(default_factory=list)
+    budget: str | None = None
+    cause: str | None = None
+    reason: str = ""
+    dry_run: dict[str, Any] | None = None
+    child: ChildResult | None = None
+
+
+def results_match(predicted: str, success: bool, real: Any) -> bool:
+    """Does a real tool result match a simulated one?
+
+    Successes must have the same text (whitespace at the ends ignored).  For failures the
+    simulator says ``TypeName: message`` while ``ToolNode`` says ``Error: TypeName('message')
+    Please fix your mistakes.``, so the message (or, when it is escaped differently, the type
+    name) must appear in the real text.
+    """
+    text = real if isinstance(real, str) else message_text(real) if real is not None else ""
+    if success:
+        return predicted.strip() == text.strip()
+    if predicted.strip() == text.strip():
+        return True
+    type_name, _, message = predicted.partition(": ")
+    return (bool(message) and message in text) or (bool(type_name) and type_name in text)
+
+
+def _dry_run_answer(fn: Callable[[dict[str, Any]], Any], args: dict[str, Any], limit: int) -> dict:
+    try:
+        value = fn(dict(args))
+    except Exception as exc:
+        return {
+            "result": error_text(exc)[:limit],
+            "success": False,
+            "error_type": type(exc).__name__,
+        }
+    if isinstance(value, DryRun):
+        return {
+            "result": value_text(value.result, limit),
+            "success": bool(value.success),
+            "side_effects": value.side_effects,
+            "reversible": value.reversible,
+            "harm": float(value.harm),
+        }
+    return {"result": value_text(value, limit), "success": True}
+
+
+class SimulatorOptions(TypedDict, total=False):
+    """The options every simulator takes (see :class:`SimulatorBase`)."""
+
+    tools: Sequence[Any]
+    simulate: Mapping[str, SimulationMode | bool] | None
+    timeout_s: float
+    max_bytes: int
+    goal_progress: float
+    risk_penalty: float
+    max_result_chars: int
+    max_listed: int
+
+
+class SimulatorBase:
+    """The shared half of every simulator (see the module docstring).
+
+    Args:
+        make_tools: ``make_tools(path) -> tools`` rebinds the user's tools to a copy, like
+            :func:`wm_agents.tools.sandbox.make_sandbox_tools`.  Called only in the
+            simulating child, under the write guard.
+        tools: the real tools (bound to the real workspace), read for their declarations
+            (``metadata["wm_simulate"]``, ``metadata["wm_dry_run"]``); dry runs declared here
+            run without making a copy at all.
+        simulate: ``{tool name: mode}`` declarations that override the metadata (see
+            :mod:`wm_agents.simulate.declare`).
+        timeout_s: time budget per call (a plan of ``n`` calls gets ``n * timeout_s``).
+        max_bytes: size budget: how much a simulated call may grow the copy (also the
+            ``RLIMIT_FSIZE`` of the child, so no single file can exceed it).
+        goal_progress: the constant goal progress of a successful call in ``value``.
+        risk_penalty: ``lambda`` in ``value = goal_progress * p_success - lambda * harm``.
+        max_result_chars: result text kept per step.
+        max_listed: entries kept per list in ``side_effects``.
+
+    Raises:
+        TypeError: ``make_tools`` is not callable.
+        ValueError: a bad budget, weight or declaration.
+    """
+
+    def __init__(
+        self,
+        make_tools: MakeTools,
+        *,
+        tools: Sequence[Any] = (),
+        simulate: Mapping[str, SimulationMode | bool] | None = None,
+        timeout_s: float = 10.0,
+        max_bytes: int = 256 << 20,
+        goal_progress: float = 0.5,
+        risk_penalty: float = 0.5,
+        max_result_chars: int = 20_000,
+        max_listed: int = 100,
+    ) -> None:
+        if not callable(make_tools):
+            raise TypeError(
+                "make_tools must be a callable make_tools(path) -> list of tools, got "
+                f"{type(make_tools).__name__}"
+            )
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        if not isinstance(max_bytes, int) or max_bytes < 1:
+            raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
+        if not 0.0 <= goal_progress <= 1.0:
+            raise ValueError(f"goal_progress must be in [0, 1], got {goal_progress!r}")
+        if risk_penalty < 0:
+            raise ValueError(f"risk_penalty must be >= 0, got {risk_penalty!r}")
+        if max_result_chars < 1 or max_listed < 1:
+            raise ValueError("max_result_chars and max_listed must be >= 1")
+        self.make_tools = make_tools
+        self.timeout_s = float(timeout_s)
+        self.max_bytes = max_bytes
+        self.goal_progress = float(goal_progress)
+        self.risk_penalty = float(risk_penalty)
+        self.max_result_chars = max_result_chars
+        self.max_listed = max_listed
+        overrides = {
+            str(k): parse_mode(v, where=f"simulate[{k!r}]") for k, v in (simulate or {}).items()
+        }
+        self._declared: dict[str, ToolDeclaration] = {}
+        for tool in tools:
+            d = declaration_of(tool, overrides.get(str(getattr(tool, "name", ""))))
+            self._declared[d.name] = d
+        for name, mode in overrides.items():
+            if name not in self._declared:
+                if mode == "dry_run":
+                    raise ValueError(
+                        f"simulate[{name!r}] = 'dry_run' needs the tool in tools= with a "
+                        f"callable metadata[{DRY_RUN_KEY!r}]"
+                    )
+                self._declared[name] = ToolDeclaration(name=name, mode=mode)
+        self._learned: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self.stats: Counter[str] = Counter()
+        """Counters: ``simulated`` (exact outcomes), ``unknown``, ``dry_runs``, ``children``."""
+        self.mismatches: deque[dict[str, Any]] = deque(maxlen=100)
+        """The last real results that differed from their simulation (see :meth:`learn`)."""
+
+    # -- declarations ---------------------------------------------------------------------
+
+    def mode_of(self, name: str) -> SimulationMode | None:
+        """How ``name`` is imagined: its declared mode, or ``None`` while unknown (declared
+        only on the rebound tools, which are read during the first simulation)."""
+        d = self._declared.get(name)
+        if d is not None:
+            return d.mode
+        learned = self._learned.get(name)
+        return learned if learned is None else parse_mode(learned, where=name)
+
+    def can_simulate(self, name: str) -> bool | None:
+        """True when calls of ``name`` are imagined exactly (by a copy or a dry run), False
+        when never, ``None`` while unknown (see :meth:`mode_of`)."""
+        mode = self.mode_of(name)
+        return None if mode is None else mode != "never"
+
+    # -- imagine ----------------------------------------------------------------------------
+
+    def imagine(self, state: Any, candidates: Sequence[Any], *, horizon: int = 1) -> list[Outcome]:
+        """One exact (or unknown) outcome per candidate, in order.
+
+        Args:
+            state: ignored: the workspace on disk is the state.
+            candidates: tool calls ``{"name", "args", "id"?}``, or lists of up to ``horizon``
+                calls run in order in one copy (call 2 sees call 1's effects; a failing call
+                stops the plan and the later ones are not run).
+            horizon: the longest plan accepted.
+
+        Raises:
+            ValueError: a candidate that is not a tool call or a list of them, or a plan
+                longer than ``horizon``.
+        """
+        del state
+        plans = parse_plans(candidates, horizon)
+        with self._lock:
+            try:
+                self._begin()
+            except Exception as exc:
+                logger.exception("preparing the simulation failed")
+                reason = f"could not prepare the workspace copy: {error_text(exc)}"
+                return [
+                    unknown_outcome(plan_as_candidate(p, c), reason, cause="error")
+                    for p, c in zip(plans, candidates, strict=True)
+                ]
+            return [self._guarded(p, c) for p, c in zip(plans, candidates, strict=True)]
+
+    async def aimagine(
+        self, state: Any, candidates: Sequence[Any], *, horizon: int = 1
+    ) -> list[Outcome]:
+        """:meth:`imagine` in a worker thread (simulations of one simulator run one at a time:
+        they share one copy)."""
+        return await asyncio.to_thread(self.imagine, state, candidates, horizon=horizon)
+
+    def _begin(self) -> None:
+        """Called once per imagine call before its candidates (e.g. to sync a copy)."""
+
+    def _guarded(self, plan: Plan, original: Any) -> Outcome:
+        candidate = plan_as_candidate(plan, original)
+        try:
+            outcome = self._imagine_plan(plan, candidate)
+        except Exception as exc:  # the simulator must never crash an agent run
+            logger.exception("simulating %s failed", [c.name for c in plan])
+            outcome = unknown_outcome(
+                candidate, f"the simulation failed: {error_text(exc)}", cause="error"
+            )
+        self.stats["simulated" if outcome.is_known else "unknown"] += 1
+        return outcome
+
+    def _imagine_plan(self, plan: Plan, candidate: Any) -> Outcome:
+        for call in plan:
+            if self.mode_of(call.name) == "never":
+                return self._not_simulatable(call, candidate)
+        declared = [self._declared.get(c.name) for c in plan]
+        if any(d is not None and d.mode == "dry_run" for d in declared):
+            if len(plan) > 1:
+                return self._chained_dry_run(plan, candidate)
+            decl = declared[0]
+            assert decl is not None and decl.dry_run is not None
+            return self._dry_run(plan[0], decl.dry_run, candidate)
+        private = any(self.mode_of(c.name) == "subprocess" for c in plan)
+        return self._simulate(plan, candidate, private=private)
+
+    def _simulate(self, plan: Plan, candidate: Any, *, private: bool) -> Outcome:
+        """Run ``plan`` on a copy and return its outcome (each simulator's own part)."""
+        raise NotImplementedError
+
+    def _not_simulatable(self, call: ToolCallCandidate, candidate: Any) -> Outcome:
+        return unknown_outcome(
+            candidate,
+            f"{call.name} is not declared simulatable (metadata['wm_simulate'] or simulate=); "
+            "it was not run in imagination, another model must predict it",
+            cause="not_simulatable",
+            tool=call.name,
+            simulatable=False,
+        )
+
+    @staticmethod
+    def _chained_dry_run(plan: Plan, candidate: Any) -> Outcome:
+        return unknown_outcome(
+            candidate,
+            "a dry-run tool cannot be part of a plan: its effects are not applied to a copy, "
+            "so later calls could not see them",
+            cause="chained_dry_run",
+        )
+
+    # -- running in the child -----------------------------------------------------------------
+
+    def _run_plan(self, plan: Plan, ws: Workspace, *, watch: str) -> PlanRun:
+        """Run ``plan`` in a forked child on ``ws`` (see :mod:`wm_agents.simulate.child`)."""
+        known = {name: d.mode for name, d in self._declared.items()}
+        limit = self.max_result_chars
+
+        def body(send: Callable[[dict[str, Any]], None]) -> None:
+            guard = WriteGuard(ws.roots, shared=ws.shared, links=ws.links, allow_exec=ws.allow_exec)
+            guard.install()  # before make_tools: it may write, too
+            sys.dont_write_bytecode = True
+            if len(ws.roots) > 1:
+                tempfile.tempdir = ws.roots[1]
+                os.environ["TMPDIR"] = ws.roots[1]
+            for key, value in ws.env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            if ws.cwd:
+                os.chdir(ws.cwd)
+
+            def report() -> None:
+                send(
+                    {
+                        "type": "guard",
+                        "touched": sorted(guard.touched),
+                        "exec_allowed": guard.allow_exec is not False,
+                        "denied": guard.denied,
+                        "budget": guard.budget,
+                    }
+                )
+
+            try:
+                tools = list(self.make_tools(ws.tools_path))
+            except Exception as exc:
+                send(
+                    {
+                        "type": "stop",
+                        "cause": "crashed",
+                        "reason": f"make_tools failed: {error_text(exc)}",
+                    }
+                )
+                report()
+                return
+            by_name: dict[str, Any] = {}
+            modes: dict[str, str] = {}
+            for tool in tools:
+                name = getattr(tool, "name", None)
+                if not isinstance(name, str) or not hasattr(tool, "invoke"):
+                    continue
+                by_name[name] = tool
+                try:
+                    modes[name] = known.get(name) or declaration_of(tool).mode
+                except ValueError:
+                    modes[name] = "never"
+            send({"type": "modes", "modes": modes})
+            for call in plan:
+                tool = by_name.get(call.name)
+                mode = modes.get(call.name)
+                stop = None
+                if tool is None:
+                    valid = ", ".join(sorted(by_name))
+                    stop = ("unknown_tool", f"unknown tool {call.name!r}; valid tools: {valid}")
+                elif mode == "never":
+                    stop = ("not_simulatable", call.name)
+                elif mode == "subprocess" and not ws.private:
+                    stop = ("needs_private", call.name)
+                elif mode == "dry_run":
+                    if len(plan) > 1:
+                        stop = ("chained_dry_run", call.name)
+                    else:
+                        fn = (getattr(tool, "metadata", None) or {}).get(DRY_RUN_KEY)
+                        send({"type": "dry_run", **_dry_run_answer(fn, call.args, limit)})
+                        return
+                if stop is not None:
+                    send({"type": "stop", "cause": stop[0], "reason": stop[1]})
+                    report()
+                    return
+            if any(modes.get(c.name) == "subprocess" for c in plan):
+                guard.allow_exec = True  # on a private copy programs cannot reach the real one
+            for i, call in enumerate(plan):
+                step = invoke_tool(by_name[call.name], call, i, limit)
+                send({"type": "step", **step})
+                if not step["success"]:
+                    break
+            report()
+
+        child = run_in_child(
+            body,
+            timeout_s=self.timeout_s * len(plan),
+            max_file_bytes=self.max_bytes + 1,
+            watch=watch,
+            max_growth_bytes=2 * self.max_bytes,
+        )
+        self.stats["children"] += 1
+        return self._parse_run(child, ws)
+
+    def _parse_run(self, child: ChildResult, ws: Workspace) -> PlanRun:
+        run = PlanRun(child=child)
+        for m in child.messages:
+            kind = m.get("type")
+            if kind == "step":
+                step = {k: v for k, v in m.items() if k != "type"}
+                step["result"] = self._map_paths(str(step.get("result", "")), ws)
+                run.steps.append(step)
+            elif kind == "modes" and isinstance(m.get("modes"), dict):
+                run.modes = {str(k): str(v) for k, v in m["modes"].items()}
+            elif kind == "guard":
+                touched = m.get("touched")
+                if isinstance(touched, list) and not m.get("exec_allowed"):
+                    run.touched = [str(p) for p in touched]
+                run.denied = list(m.get("denied") or [])
+                run.budget = m.get("budget")
+            elif kind == "stop":
+                run.cause = str(m.get("cause"))
+                run.reason = str(m.get("reason"))
+            elif kind == "dry_run":
+                run.dry_run = {k: v for k, v in m.items() if k != "type"}
+        for name, mode in run.modes.items():
+            if name not in self._declared and mode in (
+                "in_process",
+                "subprocess",
+                "dry_run",
+                "never",
+            ):
+                self._learned[name] = mode
+        if child.cause is not None:
+            run.cause, run.reason = child.cause, child.detail
+            run.touched = None
+        return run
+
+    @staticmethod
+    def _map_paths(text: str, ws: Workspace) -> str:
+        for copy_path, real_path in ws.path_map:
+            text = text.replace(copy_path, real_path)
+        return text
+
+    # -- outcomes -------------------------------------------------------------------------------
+
+    def _dry_run(
+        self, call: ToolCallCandidate, fn: Callable[[dict[str, Any]], Any], candidate: Any
+    ) -> Outcome:
+        limit = self.max_result_chars
+
+        def body(send: Callable[[dict[str, Any]], None]) -> None:
+            send({"type": "dry_run", **_dry_run_answer(fn, call.args, limit)})
+
+        child = run_in_child(body, timeout_s=self.timeout_s)
+        self.stats["children"] += 1
+        run = PlanRun(child=child)
+        for m in child.messages:
+            if m.get("type") == "dry_run":
+                run.dry_run = {k: v for k, v in m.items() if k != "type"}
+        if child.cause is not None:
+            run.cause, run.reason = child.cause, f"the dry run of {call.name}: {child.detail}"
+        return self._dry_run_outcome(call, candidate, run)
+
+    def _dry_run_outcome(self, call: ToolCallCandidate, candidate: Any, run: PlanRun) -> Outcome:
+        if run.cause is not None or run.dry_run is None:
+            return unknown_outcome(
+                candidate, run.reason or "the dry run sent no answer", cause=run.cause or "error"
+            )
+        d = run.dry_run
+        self.stats["dry_runs"] += 1
+        success = bool(d.get("success"))
+        harm = float(d.get("harm") or 0.0)
+        step = {"tool": call.name, "success": success, "result": str(d.get("result", ""))}
+        side_effects = d.get("side_effects")
+        return exact_outcome(
+            candidate,
+            success=success,
+            result=step["result"],
+            steps=[step],
+            side_effects=side_effects
+            if side_effects is not None
+            else {"summary": "not reported by the dry run"},
+            reversible=d.get("reversible"),
+            harm=min(1.0, max(0.0, harm)),
+            goal_progress=self.goal_progress,
+            risk_penalty=self.risk_penalty,
+            source="dry_run",
+        )
+
+    def _unfinished(self, plan: Plan, candidate: Any, run: PlanRun) -> Outcome | None:
+        """The unknown outcome of a run that did not reach an exact result, else ``None``."""
+        if run.cause == "not_simulatable":
+            return self._not_simulatable(plan[[c.name for c in plan].index(run.reason)], candidate)
+        if run.cause == "chained_dry_run":
+            return self._chained_dry_run(plan, candidate)
+        if run.cause is not None:
+            if run.cause == "timeout" and run.steps:
+                run.reason += f" during call {len(run.steps) + 1} of {len(plan)}"
+            return unknown_outcome(candidate, run.reason, cause=run.cause, steps=run.steps)
+        if run.budget:
+            return unknown_outcome(
+                candidate, f"over the size budget: {run.budget}", cause="size_budget"
+            )
+        if run.denied:
+            return unknown_outcome(
+                candidate,
+                _denied_reason(run.denied),
+                cause="denied",
+                denied=run.denied,
+                steps=run.steps,
+            )
+        return None
+
+    def _finish(
+        self,
+        plan: Plan,
+        candidate: Any,
+        run: PlanRun,
+        *,
+        side_effects: dict[str, Any],
+        reversible: bool,
+        bytes_added: int,
+        extra: dict[str, Any],
+    ) -> Outcome:
+        """The outcome of a plan that ran in a copy whose changes were measured."""
+        unfinished = self._unfinished(plan, candidate, run)
+        if unfinished is not None:
+            return unfinished
+        if bytes_added > self.max_bytes:
+            return unknown_outcome(
+                candidate,
+                f"over the size budget: the call added {bytes_added} bytes "
+                f"(max_bytes={self.max_bytes})",
+                cause="size_budget",
+            )
+        steps = run.steps
+        success = len(steps) == len(plan) and all(s.get("success") for s in steps)
+        if not success and steps and len(steps) < len(plan):
+            extra = {**extra, "stopped_at": len(steps) - 1}
+        elif not success and not steps:
+            return unknown_outcome(candidate, "no call ran", cause="error")
+        return exact_outcome(
+            candidate,
+            success=success,
+            result=str(steps[-1].get("result", "")),
+            steps=steps,
+            side_effects=side_effects,
+            reversible=reversible,
+            harm=0.0 if reversible else 1.0,
+            goal_progress=self.goal_progress,
+            risk_penalty=self.risk_penalty,
+            extra=extra,
+        )
+
+    # -- learn ---------------------------------------------------------------------------------
+
+    def learn(self, transitions: Sequence[Transition]) -> LearnReport:
+        """Compare real outcomes with the simulations attached to them; nothing to train.
+
+        A transition counts when its ``prediction`` is a known simulated (or dry-run) outcome
+        of the same single call and it has ``success``.  A mismatch (success differs, or the
+        result text differs, see :func:`results_match`) means the tool is not deterministic or
+        the copy differed from the real workspace; the last ones are kept in
+        :attr:`mismatches`.  Metrics: ``n_compared``, ``n_mismatch``, ``n_success_mismatch``,
+        ``n_result_mismatch``, ``mismatch_rate``.
+        """
+        n = n_success = n_result = n_any = 0
+        for t in transitions:
+            o = t.prediction
+            if o is None or not o.is_known or t.success is None:
+                continue
+            pred = o.prediction
+            if pred.get("source") not in ("simulated", "dry_run"):
+                continue
+            if not isinstance(o.candidate, Mapping) or not _same_call(o.candidate, t.action):
+                continue
+            n += 1
+            bad_success = bool(pred.get("success")) != bool(t.success)
+            bad_result = not results_match(
+                str(pred.get("predicted_result", "")), bool(t.success), t.result
+            )
+            n_success += bad_success
+            n_result += bad_result
+            if bad_success or bad_result:
+                n_any += 1
+                self.mismatches.append(
+                    {
+                        "call": dict(o.candidate),
+                        "predicted_success": pred.get("success"),
+                        "real_success": t.success,
+                        "predicted_result": str(pred.get("predicted_result", ""))[:500],
+                        "real_result": str(t.result)[:500],
+                    }
+                )
+                logger.warning(
+                    "simulated %s differed from reality (success %s vs %s)",
+                    o.candidate.get("name"),
+                    pred.get("success"),
+                    t.success,
+                )
+        metrics = {
+            "n_compared": float(n),
+            "n_mismatch": float(n_any),
+            "n_success_mismatch": float(n_success),
+            "n_result_mismatch": float(n_result),
+            "mismatch_rate": n_any / n if n else 0.0,
+        }
+        return LearnReport(
+            n_transitions=len(transitions),
+            updated=False,
+            metrics=metrics,
+            message=f"simulation needs no training; {n_any} of {n} compared outcomes differed",
+        )
+
+
+def _same_call(candidate: Mapping[str, Any], action: Any) -> bool:
+    try:
+        a = ToolCallCandidate.from_any(action)
+        c = ToolCallCandidate.from_any(candidate)
+    except ValueError:
+        return False
+    return (a.name, a.args) == (c.name, c.args)
+
+
+def _denied_reason(denied: list[dict[str, str]]) -> str:
+    kinds = {d.get("kind") for d in denied}
+    first = denied[0]
+    text = f"{first.get('what')}: {first.get('detail')}"
+    if "exec" in kinds:
+        hint = (
+            "the tool started a program the simulation does not allow here (a tool declared "
+            "'in_process' may start none, a GitSimulator allows git inside the copy); declare "
+            "it 'subprocess' to run it on a private copy"
+        )
+    elif "escape" in kinds:
+        hint = "the tool reached outside its copy of the workspace, which cannot be simulated"
+    elif "network" in kinds:
+        hint = "the tool used the network, which cannot be simulated"
+    else:
+        hint = "the simulation refused an operation"
+    more = f" (and {len(denied) - 1} more)" if len(denied) > 1 else ""
+    return f"{hint}: {text}{more}"

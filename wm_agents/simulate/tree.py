@@ -1,0 +1,189 @@
+"""A folder tree as data: one :class:`Entry` per path (``lstat``, never following symlinks), and
+content hashes cached by inode identity.
+
+Paths are relative to the tree's root, ``/``-separated, without a leading ``./``; the root
+itself is not an entry.  Special files (devices, FIFOs, sockets) are entries of kind
+``"other"``: they are listed but never copied or hashed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Entry", "HashCache", "Manifest", "entry_of", "scan", "under"]
+
+Kind = Literal["file", "dir", "link", "other"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One path's ``lstat`` facts.
+
+    Attributes:
+        kind: ``file``, ``dir``, ``link`` (symlink) or ``other``.
+        mode: permission bits (``S_IMODE``).
+        size: bytes (files), target length (links), 0 otherwise.
+        mtime_ns, ctime_ns: modification and status-change times.
+        dev, ino: inode identity (two paths share content when both match).
+        nlink: hard-link count.
+        uid, gid: owner.
+        target: a symlink's target text (``None`` for other kinds).
+    """
+
+    kind: Kind
+    mode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    dev: int
+    ino: int
+    nlink: int
+    uid: int
+    gid: int
+    target: str | None = None
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        return (self.dev, self.ino)
+
+
+def entry_of(path: str, st: os.stat_result | None = None) -> Entry:
+    """The :class:`Entry` of ``path`` (``lstat``)."""
+    st = st if st is not None else os.lstat(path)
+    m = st.st_mode
+    target = None
+    if stat.S_ISREG(m):
+        kind: Kind = "file"
+    elif stat.S_ISDIR(m):
+        kind = "dir"
+    elif stat.S_ISLNK(m):
+        kind = "link"
+        target = os.readlink(path)
+    else:
+        kind = "other"
+    return Entry(
+        kind=kind,
+        mode=stat.S_IMODE(m),
+        size=st.st_size if kind in ("file", "link") else 0,
+        mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
+        dev=st.st_dev,
+        ino=st.st_ino,
+        nlink=st.st_nlink,
+        uid=st.st_uid,
+        gid=st.st_gid,
+        target=target,
+    )
+
+
+def _walk(root: str, rel: str, out: dict[str, Entry], exclude: frozenset[str]) -> None:
+    folder = os.path.join(root, rel) if rel else root
+    try:
+        it = os.scandir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with it:
+        for d in it:
+            name = d.name
+            r = f"{rel}/{name}" if rel else name
+            if r in exclude:
+                continue
+            try:
+                e = entry_of(d.path, d.stat(follow_symlinks=False))
+            except FileNotFoundError:
+                continue
+            out[r] = e
+            if e.kind == "dir":
+                _walk(root, r, out, exclude)
+
+
+def scan(root: str, sub: str = "", *, exclude: Iterable[str] = ()) -> dict[str, Entry]:
+    """Every path under ``root`` (or only under ``root/sub``, ``sub`` included), excluding the
+    relative paths in ``exclude`` and everything below them."""
+    out: dict[str, Entry] = {}
+    skip = frozenset(exclude)
+    if sub:
+        if sub in skip:
+            return out
+        try:
+            e = entry_of(os.path.join(root, sub))
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        out[sub] = e
+        if e.kind != "dir":
+            return out
+    _walk(root, sub, out, skip)
+    return out
+
+
+def under(keys: list[str], prefix: str) -> Iterator[str]:
+    """The keys of a *sorted* list equal to ``prefix`` or below it (``prefix/...``); every key
+    for the root prefix ``""``."""
+    if not prefix:
+        yield from keys
+        return
+    i = bisect.bisect_left(keys, prefix)
+    if i < len(keys) and keys[i] == prefix:
+        yield keys[i]
+        i += 1
+    # "a/b" sorts before "a/b/c" but after "a/b-c" and "a/b.c" (both < "/"): skip to "a/b/".
+    lo = prefix + "/"
+    i = bisect.bisect_left(keys, lo, lo=i)
+    while i < len(keys) and keys[i].startswith(lo):
+        yield keys[i]
+        i += 1
+
+
+class Manifest:
+    """A scanned tree with its paths kept sorted (for subtree queries) and a size index."""
+
+    def __init__(self, entries: dict[str, Entry]) -> None:
+        self.entries = entries
+        self.keys = sorted(entries)
+        self._by_size: dict[int, list[str]] | None = None
+
+    def subtree(self, prefix: str) -> Iterator[str]:
+        return under(self.keys, prefix)
+
+    def files_of_size(self, size: int) -> list[str]:
+        """Files of exactly ``size`` bytes (the index is built on first use)."""
+        if self._by_size is None:
+            index: dict[int, list[str]] = {}
+            for k, e in self.entries.items():
+                if e.kind == "file":
+                    index.setdefault(e.size, []).append(k)
+            self._by_size = index
+        return self._by_size.get(size, [])
+
+
+class HashCache:
+    """SHA-256 of file contents, cached by ``(dev, ino, size, mtime_ns, ctime_ns)``: the same
+    key can only mean the same content (ctime cannot be set from user space)."""
+
+    def __init__(self, max_items: int = 200_000) -> None:
+        self._cache: dict[tuple[int, ...], str] = {}
+        self.max_items = max_items
+        self.bytes_hashed = 0
+
+    def digest(self, path: str, entry: Entry | None = None) -> str:
+        e = entry if entry is not None else entry_of(path)
+        key = (e.dev, e.ino, e.size, e.mtime_ns, e.ctime_ns)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+                self.bytes_hashed += len(chunk)
+        digest = h.hexdigest()
+        if len(self._cache) >= self.max_items:
+            self._cache.clear()
+        self._cache[key] = digest
+        return digest
