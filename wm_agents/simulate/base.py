@@ -32,7 +32,7 @@ from wm_agents.simulate.calls import (
     plan_as_candidate,
     value_text,
 )
-from wm_agents.simulate.child import ChildResult, run_in_child
+from wm_agents.simulate.child import ChildResult, file_size_exceeded, run_in_child
 from wm_agents.simulate.declare import (
     DRY_RUN_KEY,
     DryRun,
@@ -375,7 +375,12 @@ class SimulatorBase:
                         "touched": sorted(guard.touched),
                         "exec_allowed": guard.allow_exec is not False,
                         "denied": guard.denied,
-                        "budget": guard.budget,
+                        "budget": guard.budget
+                        or (
+                            f"a write went past {self.max_bytes} bytes (max_bytes)"
+                            if file_size_exceeded()
+                            else None
+                        ),
                     }
                 )
 
@@ -465,6 +470,7 @@ class SimulatorBase:
                 run.reason = str(m.get("reason"))
             elif kind == "dry_run":
                 run.dry_run = {k: v for k, v in m.items() if k != "type"}
+                run.dry_run["result"] = self._map_paths(str(run.dry_run.get("result", "")), ws)
         for name, mode in run.modes.items():
             if name not in self._declared and mode in (
                 "in_process",
@@ -530,8 +536,11 @@ class SimulatorBase:
             source="dry_run",
         )
 
-    def _unfinished(self, plan: Plan, candidate: Any, run: PlanRun) -> Outcome | None:
-        """The unknown outcome of a run that did not reach an exact result, else ``None``."""
+    def _early_outcome(self, plan: Plan, candidate: Any, run: PlanRun) -> Outcome | None:
+        """The outcome of a run that needs no diff (a dry run answered, or it did not reach
+        an exact result: unknown), else ``None``."""
+        if run.dry_run is not None and run.cause is None:
+            return self._dry_run_outcome(plan[0], candidate, run)
         if run.cause == "not_simulatable":
             return self._not_simulatable(plan[[c.name for c in plan].index(run.reason)], candidate)
         if run.cause == "chained_dry_run":
@@ -566,9 +575,9 @@ class SimulatorBase:
         extra: dict[str, Any],
     ) -> Outcome:
         """The outcome of a plan that ran in a copy whose changes were measured."""
-        unfinished = self._unfinished(plan, candidate, run)
-        if unfinished is not None:
-            return unfinished
+        early = self._early_outcome(plan, candidate, run)
+        if early is not None:
+            return early
         if bytes_added > self.max_bytes:
             return unknown_outcome(
                 candidate,

@@ -12,7 +12,8 @@ to the pipe, and the parent must not run what it reads).  Budgets:
 * time: the parent kills the child's whole process group (``killpg`` with the child's PID, so
   programs it started die too) after ``timeout_s``;
 * size: ``RLIMIT_FSIZE`` in the child caps any one file (with ``SIGXFSZ`` ignored, a write past
-  it fails with ``EFBIG`` instead of killing the process), and while it runs the parent polls
+  it fails with ``EFBIG`` instead of killing the process, and is recorded: see
+  :func:`file_size_exceeded`), and while it runs the parent polls
   the file system's used space and kills the child when it grew by more than
   ``max_growth_bytes`` (another process writing at the same moment can trigger this early
   stop; the outcome is then unknown, never wrong).  The simulator checks the copy's exact
@@ -38,12 +39,18 @@ from typing import Any
 
 from wm_agents.simulate.calls import error_text
 
-__all__ = ["ChildResult", "Send", "run_in_child"]
+__all__ = ["ChildResult", "Send", "file_size_exceeded", "run_in_child"]
 
 Send = Callable[[dict[str, Any]], None]
 """What the child body calls to report a JSON-serializable message to the parent."""
 
 _POLL_S = 0.05
+_xfsz: list[int] = []
+
+
+def file_size_exceeded() -> bool:
+    """In the child: did a write go past ``RLIMIT_FSIZE`` (a ``SIGXFSZ`` arrived)?"""
+    return bool(_xfsz)
 
 
 @dataclass
@@ -90,7 +97,9 @@ def _child_main(body: Callable[[Send], None], write_fd: int, max_file_bytes: int
         os.setpgid(0, 0)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        # Handled rather than fatal: the write fails with EFBIG, and the body can tell the
+        # size budget stopped it even when the tool swallows the error.
+        signal.signal(signal.SIGXFSZ, lambda *_: _xfsz.append(1))
         if max_file_bytes is not None:
             _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
             limit = max_file_bytes if hard == resource.RLIM_INFINITY else min(hard, max_file_bytes)

@@ -20,8 +20,8 @@ copy is isolated instead:
   in simulation instead of reaching a real remote (declare push tools ``"dry_run"`` with
   ``git push --dry-run``, or ``"never"``);
 * the tool runs in the guarded child, where only ``git`` may be started (tools declared
-  ``"subprocess"``: any program), with ``cwd``, ``-C``, ``--git-dir`` and ``--work-tree``
-  inside the copy, and an environment without ``GIT_DIR``-style redirections, with
+  ``"subprocess"``: any program), in the copy and with every path argument inside it (see
+  :func:`git_exec_policy`), and an environment without ``GIT_DIR``-style redirections, with
   ``GIT_CEILING_DIRECTORIES`` at the copy, ``GIT_ALLOW_PROTOCOL=file`` (no network transports),
   ``GIT_TERMINAL_PROMPT=0`` and, without ``run_hooks``, ``core.hooksPath=/dev/null``.
 
@@ -30,8 +30,9 @@ good also searched in the git object store: a deleted committed file is recovera
 created / moved / deleted and HEAD, staged changes, and commits no ref or HEAD reaches any
 more (lost; they may survive in reflogs until ``gc``, which is why they count as harm).
 
-Limits: a program git starts (an editor, a credential helper, a ``filter`` driver from the
-real config) runs unguarded on the private copy; ``fetch`` from a local-path remote reads it
+Limits: a program git starts (an editor, a credential helper, a ``filter`` driver or a
+``gpg.program`` from the real config, a ``!`` alias the tool defines) runs unguarded with the
+tool's rights: it is not confined to the copy.  ``fetch`` from a local-path remote reads it
 (never writes).  Linked worktrees and submodule checkouts as the simulated root (where ``.git``
 is a file) are not supported.
 """
@@ -56,7 +57,7 @@ from wm_agents.simulate.recover import Lost
 from wm_agents.simulate.snapshot import Shadow, choose_strategy, default_scratch, force_rmtree
 from wm_agents.simulate.tree import HashCache
 
-__all__ = ["GitSimulator"]
+__all__ = ["GitSimulator", "git_exec_policy"]
 
 _GIT_ENV_REMOVE = (
     "GIT_DIR",
@@ -69,7 +70,6 @@ _GIT_ENV_REMOVE = (
     "GIT_CONFIG",
     "GIT_CONFIG_PARAMETERS",
 )
-_GIT_PATH_OPTIONS = ("-C", "--git-dir", "--work-tree")
 
 
 def _inside(path: str, root: str) -> bool:
@@ -78,32 +78,43 @@ def _inside(path: str, root: str) -> bool:
 
 def git_exec_policy(roots: Sequence[str]) -> ExecPolicy:
     """An exec policy (see :data:`~wm_agents.simulate.guard.ExecPolicy`) that lets a tool start
-    ``git`` in the copy only: its ``cwd`` and path options (``-C``, ``--git-dir``,
-    ``--work-tree``) must resolve inside ``roots``, and an explicit environment may not
-    redirect it (``GIT_DIR`` and the like outside ``roots``)."""
+    ``git`` in the copy only.
+
+    Git writes wherever its arguments say (``worktree add ../x``, ``clone . /tmp/y``,
+    ``archive -o``, ``push /path/to/repo``, ``--git-dir``, ``config core.worktree``), so every
+    argument that names a path (absolute, with ``..``, through a symlink, a ``file://`` URL,
+    or the value after ``=``) must resolve inside ``roots``, relative to the ``cwd`` (which
+    must be inside too) and any ``-C``.  An explicit environment may not point ``GIT_DIR``
+    and the like outside.  Conservative: a commit message naming an outside path is refused
+    too (the outcome is then unknown, never wrong).
+    """
     real_roots = [os.path.realpath(r) for r in roots]
 
-    def ok(path: str, base: str) -> bool:
-        p = os.path.realpath(os.path.join(base, path))
+    def inside(value: str, base: str) -> bool:
+        if value.startswith("file://"):
+            value = value[len("file://") :]
+        elif "://" in value:
+            return True  # another transport: GIT_ALLOW_PROTOCOL=file refuses it in git
+        try:
+            p = os.path.realpath(os.path.join(base, value))
+        except ValueError:  # an embedded NUL byte: not a path git could use either
+            return True
         return any(_inside(p, r) for r in real_roots)
 
     def allow(program: str, argv: list[str], cwd: str, env: Mapping[str, str] | None) -> bool:
-        if os.path.basename(program) != "git" or not ok(cwd, "/"):
+        if os.path.basename(program) != "git" or not inside(cwd, "/"):
             return False
         base = cwd
         args = argv[1:]
         for i, arg in enumerate(args):
-            for opt in _GIT_PATH_OPTIONS:
-                if arg == opt and i + 1 < len(args):
-                    if not ok(args[i + 1], base):
-                        return False
-                    if opt == "-C":
-                        base = os.path.join(base, args[i + 1])
-                elif arg.startswith(opt + "=") and not ok(arg[len(opt) + 1 :], base):
-                    return False
+            values = [arg] + ([arg.split("=", 1)[1]] if "=" in arg else [])
+            if not all(inside(v, base) for v in values if v):
+                return False
+            if arg == "-C" and i + 1 < len(args):
+                base = os.path.join(base, args[i + 1])
         for key in _GIT_ENV_REMOVE:
             value = (env or {}).get(key)
-            if value and not ok(value, cwd):
+            if value and not inside(value, cwd):
                 return False
         return True
 
@@ -281,9 +292,9 @@ class GitSimulator(SimulatorBase):
             )
             run = self._run_plan(plan, ws, watch=copy)
             changes = shadow.changes(None)
-            unfinished = self._unfinished(plan, candidate, run)
-            if unfinished is not None:
-                return unfinished
+            early = self._early_outcome(plan, candidate, run)
+            if early is not None:
+                return early
             effects = folder_effects(
                 changes,
                 real_root=self.root,

@@ -52,7 +52,7 @@ from wm_agents.simulate.base import MakeTools, SimulatorBase, SimulatorOptions, 
 from wm_agents.simulate.calls import Plan
 from wm_agents.simulate.snapshot import force_rmtree
 
-__all__ = ["SQLiteSimulator", "diff_databases"]
+__all__ = ["SQLiteSimulator", "default_scratch", "diff_databases"]
 
 
 def _q(name: str) -> str:
@@ -60,8 +60,22 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _ro_uri(path: str) -> str:
-    return "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+def _read_uri(path: str) -> str:
+    """A URI that reads ``path`` without creating files beside it.
+
+    A read-only connection to a WAL database creates ``-wal``/``-shm`` files when none exist
+    (no other connection is open).  Then the main file holds everything, so it is opened
+    ``immutable`` (no locks, no side files).  When they exist, another connection is live and
+    a normal read-only connection joins it (readers only update read marks in ``-shm``, the
+    shared-memory index, never the data).
+    """
+    with open(path, "rb") as f:
+        header = f.read(100)
+    wal = len(header) >= 20 and header[18] == 2
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+    if wal and not os.path.exists(path + "-wal"):
+        uri += "&immutable=1"
+    return uri
 
 
 def _json_value(v: Any) -> Any:
@@ -303,6 +317,19 @@ def diff_databases(
     )
 
 
+def default_scratch(db_size: int) -> str:
+    """Where database copies live by default: ``/dev/shm`` (memory) when it exists and the
+    database takes under a quarter of its free space, else the system temp folder.  Memory
+    makes each candidate's commit cheap: SQLite syncs its journal and file to disk on every
+    commit, which on a disk costs more than the rest of a small simulated call."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK):
+        st = os.statvfs(shm)
+        if 4 * db_size < st.f_bavail * st.f_frsize:
+            return shm
+    return tempfile.gettempdir()
+
+
 class SQLiteSimulator(SimulatorBase):
     """A :class:`~wm_agents.core.WorldModel` that runs tool calls on a copy of a SQLite
     database (see the module docstring).
@@ -311,7 +338,7 @@ class SQLiteSimulator(SimulatorBase):
         db_path: the real database file.
         make_tools: ``make_tools(db_path) -> tools`` bound to a database path (called with
             the copy's path, in the simulating child).
-        scratch_dir: where copies live (default: the system temp folder).
+        scratch_dir: where copies live (default: :func:`default_scratch`).
         max_scan_rows: rows read at most by the reversibility search.
         **options: see :class:`~wm_agents.simulate.base.SimulatorBase`.
 
@@ -334,7 +361,11 @@ class SQLiteSimulator(SimulatorBase):
         self.db_path = os.path.realpath(db_path)
         self.given_path = os.path.abspath(db_path)
         self.max_scan_rows = max_scan_rows
-        scratch = os.fspath(scratch_dir) if scratch_dir is not None else tempfile.gettempdir()
+        scratch = (
+            os.fspath(scratch_dir)
+            if scratch_dir is not None
+            else default_scratch(os.path.getsize(self.db_path))
+        )
         self._dir = os.path.realpath(tempfile.mkdtemp(prefix="wm-sim-sqlite-", dir=scratch))
         self._finalizer = weakref.finalize(self, force_rmtree, self._dir)
         self._base = os.path.join(self._dir, "snapshot.db")
@@ -357,7 +388,7 @@ class SQLiteSimulator(SimulatorBase):
         for suffix in ("", "-wal", "-shm", "-journal"):
             if os.path.exists(self._base + suffix):
                 os.unlink(self._base + suffix)
-        src = sqlite3.connect(_ro_uri(self.db_path), uri=True)
+        src = sqlite3.connect(_read_uri(self.db_path), uri=True)
         dst = sqlite3.connect(self._base)
         try:
             src.backup(dst)
@@ -380,9 +411,9 @@ class SQLiteSimulator(SimulatorBase):
                 path_map=[(work, self.given_path), (work_dir, os.path.dirname(self.given_path))],
             )
             run = self._run_plan(plan, ws, watch=work_dir)
-            unfinished = self._unfinished(plan, candidate, run)
-            if unfinished is not None:
-                return unfinished
+            early = self._early_outcome(plan, candidate, run)
+            if early is not None:
+                return early
             side_effects, reversible = diff_databases(
                 self._base, work, max_listed=self.max_listed, max_scan_rows=self.max_scan_rows
             )

@@ -4,7 +4,10 @@ plus a tool that would destroy data (``wipe_directory``).
 Every path is resolved inside the sandbox root; a path that escapes it (``..``, absolute paths
 elsewhere, symlinks out) raises ``PermissionError``, which ``ToolNode`` turns into an error
 ``ToolMessage``.  Each tool declares its hints (MCP-annotation-like) in
-``metadata["wm_hints"]``, where :class:`~wm_agents.tools.ToolGate` finds them.
+``metadata["wm_hints"]``, where :class:`~wm_agents.tools.ToolGate` finds them, and that it may
+be simulated on a copy of the sandbox (``metadata["wm_simulate"] = "in_process"``: it changes
+files only through Python's file API), where :class:`~wm_agents.simulate.FolderSimulator`
+finds it.
 
 :class:`FixedPlanProposer` drives the demo scenario deterministically (the embedded model is too
 small to plan): a safe listing, a read of a missing file (fails for real), the same read again
@@ -121,7 +124,11 @@ def make_sandbox_tools(root: str | Path) -> list[BaseTool]:
     for fn in (list_files, read_file, write_file, delete_file, wipe_directory):
         tools.append(
             StructuredTool.from_function(
-                fn, metadata={"wm_hints": dict(SANDBOX_HINTS[fn.__name__])}
+                fn,
+                metadata={
+                    "wm_hints": dict(SANDBOX_HINTS[fn.__name__]),
+                    "wm_simulate": "in_process",
+                },
             )
         )
     return tools
