@@ -15,7 +15,7 @@ import pytest
 
 from tests.simulate.conftest import make_workspace, tree_state
 from wm_agents.simulate.child import run_in_child
-from wm_agents.simulate.effects import human_bytes, summary
+from wm_agents.simulate.effects import TOTALS, human_bytes, summary
 from wm_agents.simulate.guard import WriteGuard, is_write_open, resolve
 from wm_agents.simulate.snapshot import Shadow
 from wm_agents.simulate.tree import under
@@ -124,23 +124,7 @@ def test_the_shadow_restores_any_damage(tmp_path, strategy):
 
 
 def test_summary_and_sizes():
-    t = dict.fromkeys(
-        [
-            "files_created",
-            "bytes_created",
-            "dirs_created",
-            "files_modified",
-            "bytes_overwritten",
-            "files_deleted",
-            "bytes_deleted",
-            "dirs_deleted",
-            "modes_changed",
-            "files_lost",
-            "bytes_lost",
-            "bytes_added",
-        ],
-        0,
-    )
+    t = dict.fromkeys(TOTALS, 0)
     assert summary(t) == "no changes"
     t.update(
         files_deleted=1243, bytes_deleted=2_254_857_830, files_lost=1243, bytes_lost=2_254_857_830

@@ -35,7 +35,23 @@ from wm_agents.simulate.recover import Lost, is_archive_name, search_recoverable
 from wm_agents.simulate.snapshot import TreeChanges
 from wm_agents.simulate.tree import HashCache, Manifest
 
-__all__ = ["FolderEffects", "folder_effects", "human_bytes"]
+__all__ = ["TOTALS", "FolderEffects", "folder_effects", "human_bytes", "summary"]
+
+TOTALS = (
+    "files_created",
+    "bytes_created",
+    "dirs_created",
+    "files_modified",
+    "bytes_overwritten",
+    "files_deleted",
+    "bytes_deleted",
+    "dirs_deleted",
+    "modes_changed",
+    "files_lost",
+    "bytes_lost",
+    "bytes_added",
+)
+"""The keys of ``side_effects["totals"]`` (counts and bytes)."""
 
 
 def human_bytes(n: float) -> str:
@@ -105,23 +121,7 @@ def folder_effects(
     lost: list[Lost] = []
     written: list[tuple[str, int]] = []  # copy files created or rewritten: (rel, size)
     gone: set[str] = set()  # real paths whose content the copy no longer holds
-    t = dict.fromkeys(
-        (
-            "files_created",
-            "bytes_created",
-            "dirs_created",
-            "files_modified",
-            "bytes_overwritten",
-            "files_deleted",
-            "bytes_deleted",
-            "dirs_deleted",
-            "modes_changed",
-            "files_lost",
-            "bytes_lost",
-            "bytes_added",
-        ),
-        0,
-    )
+    t = dict.fromkeys(TOTALS, 0)
 
     def delete(rel: str, e: Any) -> None:
         gone.add(rel)
