@@ -144,7 +144,7 @@ class WriteGuard:
             "os.rename": self._on_rename,
             "os.remove": self._on_name,
             "os.rmdir": self._on_name,
-            "os.mkdir": self._on_name,
+            "os.mkdir": self._on_mkdir,
             "os.symlink": self._on_symlink,
             "os.link": self._on_link,
             "shutil.rmtree": self._on_rmtree,
@@ -319,6 +319,15 @@ class WriteGuard:
         target = resolve(path, dir_fd, follow=False)
         self._check(target, f"changing {os.fsdecode(path)}")
         self._track(target)
+
+    def _on_mkdir(self, args: tuple[Any, ...]) -> None:
+        path, dir_fd = args[0], args[-1]
+        target = resolve(path, dir_fd, follow=False)
+        self._check(target, f"creating the folder {os.fsdecode(path)}")
+        # ``mkdir(parents=True, exist_ok=True)`` on an existing folder fails and changes
+        # nothing; tracking it would make the parent diff the whole folder.
+        if not os.path.isdir(target):
+            self._track(target)
 
     def _on_rename(self, args: tuple[Any, ...]) -> None:
         src, dst, src_fd, dst_fd = args
