@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -299,6 +300,7 @@ class SimulatorBase:
 
     def _guarded(self, plan: Plan, original: Any) -> Outcome:
         candidate = plan_as_candidate(plan, original)
+        start = time.perf_counter()
         try:
             outcome = self._imagine_plan(plan, candidate)
         except Exception as exc:  # the simulator must never crash an agent run
@@ -307,7 +309,8 @@ class SimulatorBase:
                 candidate, f"the simulation failed: {error_text(exc)}", cause="error"
             )
         self.stats["simulated" if outcome.is_known else "unknown"] += 1
-        return outcome
+        ms = round(1000 * (time.perf_counter() - start), 3)
+        return outcome.model_copy(update={"prediction": {**outcome.prediction, "candidate_ms": ms}})
 
     def _imagine_plan(self, plan: Plan, candidate: Any) -> Outcome:
         for call in plan:

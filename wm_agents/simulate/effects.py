@@ -111,7 +111,7 @@ def folder_effects(
 
     The lost content is hashed from the real folder (which imagination never changes), the
     candidates from the real folder where the copy still holds the same bytes, else from the
-    copy.  ``extra_recover(still_lost) -> {digest: location}`` may find the rest elsewhere
+    copy.  ``extra_recover(still_lost) -> {path: location}`` may find the rest elsewhere
     (e.g. in a git object store).
     """
     created: list[dict[str, Any]] = []
@@ -132,8 +132,7 @@ def folder_effects(
             t["bytes_deleted"] += _size(e)
         deleted.append({"path": rel, "kind": e.kind, "size": _size(e)})
         if e.kind == "file" and e.size > 0:
-            digest = hashes.digest(os.path.join(real_root, rel))
-            lost.append(Lost(rel, e.size, digest, "deleted"))
+            lost.append(Lost(rel, e.size, "deleted", os.path.join(real_root, rel)))
 
     def create(rel: str, e: Any) -> None:
         if e.kind == "dir":
@@ -173,8 +172,8 @@ def folder_effects(
             if before.kind == "file":
                 written.append((c.path, after.size))
                 if before.size > 0:
-                    digest = hashes.digest(os.path.join(real_root, c.path))
-                    lost.append(Lost(c.path, before.size, digest, "overwritten"))
+                    source = os.path.join(real_root, c.path)
+                    lost.append(Lost(c.path, before.size, "overwritten", source))
         if c.meta and before is not None and after is not None and before.kind == after.kind:
             t["modes_changed"] += 1
             entry: dict[str, Any] = {
@@ -187,22 +186,21 @@ def folder_effects(
                 entry["owner_after"] = [after.uid, after.gid]
             mode_changed.append(entry)
 
-    def files_of_size(size: int) -> Iterable[tuple[str, str]]:
+    def files_of_size(size: int) -> Iterable[tuple[str, str, Any]]:
         for rel, s in written:
             if s == size:
-                yield rel, os.path.join(copy_root, rel)
+                yield rel, os.path.join(copy_root, rel), None
         for rel in manifest.files_of_size(size):
             if rel not in gone:
-                yield rel, os.path.join(real_root, rel)
+                yield rel, os.path.join(real_root, rel), manifest.entries[rel]
 
     def archives() -> Iterable[tuple[str, str]]:
         for rel, _ in written:
             path = os.path.join(copy_root, rel)
             if is_archive_name(rel) or _sniff_archive(path):
                 yield rel, path
-        for rel in manifest.keys:
-            e = manifest.entries[rel]
-            if e.kind == "file" and rel not in gone and is_archive_name(rel):
+        for rel in manifest.archives():
+            if rel not in gone:
                 yield rel, os.path.join(real_root, rel)
 
     found = (
@@ -216,9 +214,9 @@ def folder_effects(
         if lost
         else {}
     )
-    if extra_recover is not None and any(x.digest not in found for x in lost):
-        found.update(extra_recover([x for x in lost if x.digest not in found]))
-    really_lost = [x for x in lost if x.digest not in found]
+    if extra_recover is not None and any(x.path not in found for x in lost):
+        found.update(extra_recover([x for x in lost if x.path not in found]))
+    really_lost = [x for x in lost if x.path not in found and x.size > 0]
     lost_paths = {x.path for x in really_lost}
     for d in deleted:
         d["recoverable"] = d["path"] not in lost_paths
@@ -236,7 +234,7 @@ def folder_effects(
         side_effects[name] = items[:max_listed]
         if len(items) > max_listed:
             truncated[name] = len(items) - max_listed
-    recovered = {x.path: found[x.digest] for x in lost if x.digest in found}
+    recovered = {x.path: found[x.path] for x in lost if x.path in found}
     side_effects["recovered_from"] = dict(list(recovered.items())[:max_listed])
     side_effects["totals"] = t
     if truncated:

@@ -216,7 +216,7 @@ class FolderSimulator(SimulatorBase):
                 bytes_added=effects.bytes_added,
                 extra={
                     "strategy": shadow.strategy,
-                    "elapsed_ms": round(1000 * run.child.elapsed_s, 3) if run.child else None,
+                    "child_ms": round(1000 * run.child.elapsed_s, 3) if run.child else None,
                     "paths_compared": changes.scanned,
                 },
             )

@@ -320,7 +320,7 @@ class GitSimulator(SimulatorBase):
                 bytes_added=effects.bytes_added,
                 extra={
                     "strategy": f"git_isolated_{shadow.strategy}",
-                    "elapsed_ms": round(1000 * run.child.elapsed_s, 3) if run.child else None,
+                    "child_ms": round(1000 * run.child.elapsed_s, 3) if run.child else None,
                 },
             )
         finally:
@@ -333,7 +333,7 @@ class GitSimulator(SimulatorBase):
 
     def _in_object_store(self, lost: list[Lost], copy: str) -> dict[str, str]:
         """Lost contents that are blobs in the repository's object store (read-only check)."""
-        paths = [os.path.join(self.root, x.path) for x in lost]
+        paths = [x.source for x in lost]
         ids = self._run_git(
             ["hash-object", "--no-filters", "--stdin-paths"], copy, stdin="\n".join(paths) + "\n"
         ).split()
@@ -346,7 +346,7 @@ class GitSimulator(SimulatorBase):
             stdin="\n".join(ids) + "\n",
         )
         have = {line.split()[0] for line in present.splitlines() if line.endswith(" blob")}
-        return {x.digest: f"git object {i}" for x, i in zip(lost, ids, strict=True) if i in have}
+        return {x.path: f"git object {i}" for x, i in zip(lost, ids, strict=True) if i in have}
 
     def _reachable(self, sha: str, copy: str) -> bool:
         if not sha:

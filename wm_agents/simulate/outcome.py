@@ -17,8 +17,12 @@ rank on one scale:
 ``prediction`` holds ``source`` (``"simulated"`` or ``"dry_run"``), ``predicted_result`` (the
 real result text, or ``TypeName: message`` of the exception), ``success``,
 ``success_probability``, ``side_effects`` (structured, see each simulator), ``reversible``,
-``harm``, ``goal_progress``, ``steps`` (one per executed call) and simulator facts (strategy,
-timings).  An unknown outcome's ``prediction["cause"]`` says why in one word: ``not_simulatable``
+``harm``, ``goal_progress``, ``steps`` (one per executed call) and simulator facts
+(``strategy``; ``child_ms``: the simulating process's wall time; ``candidate_ms``: the whole
+candidate, copy comparison and restore included).  The ``tool`` is the call's name, or the list
+of names of a plan.
+
+An unknown outcome's ``prediction["cause"]`` says why in one word: ``not_simulatable``
 (another model should predict it), ``unknown_tool``, ``timeout``, ``size_budget``, ``denied``
 (the tool reached outside its copy), ``crashed``, ``error``, ``breach``, ``chained_dry_run``.
 """

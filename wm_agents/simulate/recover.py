@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 __all__ = ["Lost", "archive_members", "is_archive_name", "search_recoverable"]
 
@@ -40,12 +41,13 @@ _ARCHIVE_SUFFIXES = (
 
 @dataclass(frozen=True)
 class Lost:
-    """Content a call removed from a path: ``why`` is ``"deleted"`` or ``"overwritten"``."""
+    """Content a call removed from ``path``: ``why`` is ``"deleted"`` or ``"overwritten"``;
+    ``source`` is where the old bytes can still be read (the real file)."""
 
     path: str
     size: int
-    digest: str
     why: str
+    source: str
 
 
 def is_archive_name(name: str) -> bool:
@@ -108,39 +110,62 @@ def archive_members(path: str, sizes: set[int]) -> Iterator[tuple[str, str]]:
 def search_recoverable(
     lost: Iterable[Lost],
     *,
-    files_of_size: Callable[[int], Iterable[tuple[str, str]]],
-    digest: Callable[[str], str],
+    files_of_size: Callable[[int], Iterable[tuple[str, str, Any]]],
+    digest: Callable[..., str],
     archives: Iterable[tuple[str, str]],
     max_archive_bytes: int,
+    max_candidates: int = 10_000,
 ) -> dict[str, str]:
-    """Where each lost content still exists: ``{digest: "path" or "archive!member"}``.
+    """Where each lost content still exists: ``{lost path: "path" or "archive!member"}``.
 
     Args:
-        lost: what the call removed (zero-size content needs no search and is skipped).
-        files_of_size: ``size -> [(label, path)]`` of files present after the call.
-        digest: SHA-256 of a file path (cached by the caller).
+        lost: what the call removed (empty content needs no search: nothing is lost).
+        files_of_size: ``size -> [(label, path, entry)]`` of files present after the call
+            (``entry``: its :class:`~wm_agents.simulate.tree.Entry` when known, else None).
+        digest: ``digest(path, entry)``: SHA-256 of a file (cached by the caller).
         archives: ``(label, path)`` of archives present after the call, most likely first
             (those the call wrote before older ones).
         max_archive_bytes: stop opening archives after this many bytes of them.
+        max_candidates: files of one size hashed at most; past that the content counts as
+            lost (a workspace of thousands of same-size files would otherwise be read whole).
+
+    A lost content is hashed only when something of its size could hold it, so deleting a
+    large file nothing else resembles costs no read at all.
     """
-    wanted: dict[str, int] = {x.digest: x.size for x in lost if x.size > 0}
-    found: dict[str, str] = {}
-    by_size: dict[int, set[str]] = {}
-    for d, s in wanted.items():
-        by_size.setdefault(s, set()).add(d)
-    for size, digests in by_size.items():
-        for label, path in files_of_size(size):
+    pending = [x for x in lost if x.size > 0]
+    archive_list = list(archives)
+    candidates = {
+        s: list(itertools.islice(files_of_size(s), max_candidates))
+        for s in {x.size for x in pending}
+    }
+    wanted: dict[str, list[Lost]] = {}
+    for x in pending:
+        if candidates[x.size] or archive_list:
             try:
-                d = digest(path)
+                wanted.setdefault(digest(x.source), []).append(x)
             except OSError:
                 continue
-            if d in digests and d not in found:
-                found[d] = label
-            if digests <= found.keys():
+    found: dict[str, str] = {}
+
+    def hit(d: str, where: str) -> None:
+        for x in wanted.get(d, ()):
+            found.setdefault(x.path, where)
+
+    for size, files in candidates.items():
+        remaining = {d for d, xs in wanted.items() if xs[0].size == size}
+        for label, path, entry in files:
+            if not remaining:
                 break
+            try:
+                d = digest(path, entry)
+            except OSError:
+                continue
+            if d in remaining:
+                hit(d, label)
+                remaining.discard(d)
     budget = max_archive_bytes
-    for label, path in archives:
-        missing = {s for d, s in wanted.items() if d not in found}
+    for label, path in archive_list:
+        missing = {xs[0].size for xs in wanted.values() if xs[0].path not in found}
         if not missing or budget <= 0:
             break
         try:
@@ -148,6 +173,5 @@ def search_recoverable(
         except OSError:
             continue
         for name, d in archive_members(path, missing):
-            if d in wanted and d not in found:
-                found[d] = f"{label}!{name}"
+            hit(d, f"{label}!{name}")
     return found

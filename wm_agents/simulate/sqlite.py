@@ -371,8 +371,9 @@ class SQLiteSimulator(SimulatorBase):
         self._base = os.path.join(self._dir, "snapshot.db")
 
     def close(self) -> None:
-        """Delete the snapshot and copies. Idempotent."""
-        self._finalizer()
+        """Delete the snapshot and copies. Idempotent (a later ``imagine`` makes them
+        again)."""
+        force_rmtree(self._dir)
 
     def __enter__(self) -> SQLiteSimulator:
         return self
@@ -433,7 +434,7 @@ class SQLiteSimulator(SimulatorBase):
                 bytes_added=added,
                 extra={
                     "strategy": "sqlite_backup",
-                    "elapsed_ms": round(1000 * run.child.elapsed_s, 3) if run.child else None,
+                    "child_ms": round(1000 * run.child.elapsed_s, 3) if run.child else None,
                 },
             )
         finally:

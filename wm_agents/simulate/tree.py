@@ -147,9 +147,20 @@ class Manifest:
         self.entries = entries
         self.keys = sorted(entries)
         self._by_size: dict[int, list[str]] | None = None
+        self._archives: list[str] | None = None
 
     def subtree(self, prefix: str) -> Iterator[str]:
         return under(self.keys, prefix)
+
+    def archives(self) -> list[str]:
+        """Files whose names say tar/zip/gz archive (found on first use)."""
+        if self._archives is None:
+            from wm_agents.simulate.recover import is_archive_name
+
+            self._archives = [
+                k for k in self.keys if self.entries[k].kind == "file" and is_archive_name(k)
+            ]
+        return self._archives
 
     def files_of_size(self, size: int) -> list[str]:
         """Files of exactly ``size`` bytes (the index is built on first use)."""
