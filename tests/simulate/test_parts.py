@@ -126,3 +126,20 @@ def test_summary_and_sizes():
     )
     assert summary(t) == "deleted 1243 files (2.1 GB); not reversible: 2.1 GB lost for good"
     assert human_bytes(12) == "12 B" and human_bytes(1536) == "1.5 KB"
+
+
+def test_a_write_through_a_hard_link_is_reported_as_a_breach(tmp_path):
+    """The tripwire under the guard: if anything ever wrote a shared inode in place (here the
+    test itself, bypassing the guard), comparing the copy says so instead of reporting no
+    change."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "a.txt").write_text("real\n")
+    shadow = Shadow(str(root), str(tmp_path), "hardlink")
+    shadow.sync()
+    time.sleep(0.02)  # past the coarse file-system clock tick of the sync
+    with open(Path(shadow.path) / "a.txt", "a") as f:
+        f.write("leaked\n")
+    assert shadow.changes(None).breaches == ["a.txt"]
+    assert shadow.changes(["a.txt"]).breaches == ["a.txt"]
+    shadow.close()

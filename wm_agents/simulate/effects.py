@@ -106,13 +106,17 @@ def folder_effects(
     max_listed: int = 100,
     max_archive_bytes: int = 256 << 20,
     extra_recover: Callable[[list[Lost]], dict[str, str]] | None = None,
+    current_entries: bool = True,
 ) -> FolderEffects:
     """Turn :class:`TreeChanges` into :class:`FolderEffects` (see the module docstring).
 
     The lost content is hashed from the real folder (which imagination never changes), the
     candidates from the real folder where the copy still holds the same bytes, else from the
     copy.  ``extra_recover(still_lost) -> {path: location}`` may find the rest elsewhere
-    (e.g. in a git object store).
+    (e.g. in a git object store).  ``current_entries=False`` says the manifest's file facts
+    may be stale (a hard-link shadow's, see
+    :meth:`~wm_agents.simulate.snapshot.Shadow.sync`): hashes then key on a fresh
+    ``lstat``.
     """
     created: list[dict[str, Any]] = []
     modified: list[dict[str, Any]] = []
@@ -192,7 +196,11 @@ def folder_effects(
                 yield rel, os.path.join(copy_root, rel), None
         for rel in manifest.files_of_size(size):
             if rel not in gone:
-                yield rel, os.path.join(real_root, rel), manifest.entries[rel]
+                yield (
+                    rel,
+                    os.path.join(real_root, rel),
+                    (manifest.entries[rel] if current_entries else None),
+                )
 
     def archives() -> Iterable[tuple[str, str]]:
         for rel, _ in written:

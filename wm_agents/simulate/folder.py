@@ -206,6 +206,7 @@ class FolderSimulator(SimulatorBase):
                 hashes=self.hashes,
                 max_listed=self.max_listed,
                 max_archive_bytes=self.max_archive_bytes,
+                current_entries=shadow.strategy != "hardlink",
             )
             return self._finish(
                 plan,

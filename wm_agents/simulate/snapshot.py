@@ -17,12 +17,14 @@ Strategies (:data:`Strategy`), chosen once per shadow:
 
 Why a *persistent* shadow rather than a fresh copy per call: making a copy costs a system call
 per file (plus the bytes for ``"copy"``), deleting it as much again.  A shadow is made once;
-before each :meth:`Shadow.sync` it is brought up to date with the real folder (one ``lstat``
-walk, repairing only what changed), and after each simulated call :meth:`Shadow.restore` puts
-back only the paths the call changed.  The cost per call is then the call itself plus the
-changed paths (with the write guard's list of touched paths) or one ``lstat`` walk of the copy
-(without it).  The real folder must not change *during* an imagine call (between sync and the
-end of the last candidate); it may change freely between calls.
+at each ``imagine`` call :meth:`Shadow.sync` brings it up to date with the real folder,
+repairing only what changed (a hard-link shadow re-reads folder listings only: which inode
+each path names; a private copy ``lstat``-s every path, to see in-place writes), and after each
+simulated call :meth:`Shadow.restore` puts back only the paths the call changed.  The cost per
+call is then the call itself plus the changed paths (with the write guard's list of touched
+paths) or one ``lstat`` walk of the copy (without it).  The real folder must not change
+*during* an imagine call (between sync and the end of the last candidate); it may change freely
+between calls.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ import shutil
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from wm_agents.simulate.tree import Entry, HashCache, Manifest, entry_of, scan
+from wm_agents.simulate.tree import Entry, HashCache, Manifest, entry_of, relist, scan
 
 __all__ = [
     "PathChange",
@@ -210,6 +213,7 @@ class Shadow:
         self._pristine: dict[str, tuple[int, int]] = {}
         self._built = False
         self._root_mode = 0
+        self._synced_ns = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -219,20 +223,31 @@ class Shadow:
         self._built = False
 
     def sync(self) -> None:
-        """Bring the copy up to date with the real folder (built on first use)."""
-        new = Manifest(scan(self.root, exclude=self.exclude))
+        """Bring the copy up to date with the real folder (built on first use).
+
+        A hard-link shadow only needs to know which inode each real path names (its files
+        *are* those inodes), so it re-reads folder listings (:func:`~wm_agents.simulate.tree.
+        relist`: no ``stat`` per unchanged file); a private copy must also see in-place
+        writes, so it ``lstat``-s every path (:func:`~wm_agents.simulate.tree.scan`).
+        """
+        if self.strategy == "hardlink":
+            known = self.manifest.entries if self._built else {}
+            entries = relist(self.root, known, exclude=self.exclude)
+        else:
+            entries = scan(self.root, exclude=self.exclude)
         self._root_mode = stat.S_IMODE(os.stat(self.root).st_mode)
+        self._synced_ns = time.time_ns()
         if not self._built or not os.path.isdir(self.path):
-            self._rebuild(new)
+            self._rebuild(Manifest(entries))
             return
         old = self.manifest.entries
         changed = [
             rel
-            for rel in old.keys() | new.entries.keys()
-            if not self._same_real(old.get(rel), new.entries.get(rel))
+            for rel in old.keys() | entries.keys()
+            if not self._same_real(old.get(rel), entries.get(rel))
         ]
-        self._set_manifest(new)
-        if changed:
+        if changed:  # else the manifest (its sorted keys and indexes) stays as it is
+            self._set_manifest(Manifest(entries))
             self._repair(changed)
 
     def restore(self, dirty: Iterable[str]) -> None:
@@ -304,13 +319,19 @@ class Shadow:
                 out.dirty.add(rel)
                 return PathChange(rel, before, after, content=False, meta=True)
             return None
+        if self.strategy == "hardlink" and before.kind == "file":
+            # The manifest may hold stale facts of this inode (see sync): read them now.
+            try:
+                before = entry_of(os.path.join(self.root, rel))
+            except FileNotFoundError:
+                out.breaches.append(rel)  # the real folder changed during the imagine call
+                return None
+            meta = (before.mode, before.uid, before.gid) != (after.mode, after.uid, after.gid)
         if self._is_pristine(rel, after, before):
             if self.strategy == "hardlink" and before.kind == "file":
-                if (after.size, after.mtime_ns, after.mode) != (
-                    before.size,
-                    before.mtime_ns,
-                    before.mode,
-                ):
+                # Still the real inode: a write since the sync means one went through the
+                # link (or someone changed the real folder during the imagine call).
+                if after.mtime_ns > self._synced_ns:
                     out.breaches.append(rel)
             return None
         out.dirty.add(rel)
@@ -333,6 +354,8 @@ class Shadow:
         return self._pristine.get(rel) == (copy.ino, copy.ctime_ns)
 
     def _same_real(self, old: Entry | None, new: Entry | None) -> bool:
+        if old is new:
+            return True
         if old is None or new is None:
             return old is new
         if old.kind != new.kind:
@@ -357,15 +380,21 @@ class Shadow:
 
     def _set_manifest(self, manifest: Manifest) -> None:
         self.manifest = manifest
+        # Files linked to each other: an inode seen at two or more paths (a hard-link shadow
+        # adds one link to every file, so nlink alone cannot tell).
+        seen: dict[tuple[int, int], str] = {}
         by_identity: dict[tuple[int, int], list[str]] = {}
         for rel in manifest.keys:
             e = manifest.entries[rel]
             if e.kind == "file" and e.nlink > 1:
-                by_identity.setdefault(e.identity, []).append(rel)
-        self.groups = {k: v for k, v in by_identity.items() if len(v) > 1}
+                key = (e.dev, e.ino)
+                first = seen.setdefault(key, rel)
+                if first != rel:
+                    by_identity.setdefault(key, [first]).append(rel)
+        self.groups = by_identity
         self.group_of = {rel: group for group in self.groups.values() for rel in group}
         if self.strategy == "hardlink":
-            self.shared = {e.identity for e in manifest.entries.values() if e.kind == "file"}
+            self.shared = {(e.dev, e.ino) for e in manifest.entries.values() if e.kind == "file"}
         else:
             self.shared = set()
 

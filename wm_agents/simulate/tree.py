@@ -13,17 +13,16 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
-__all__ = ["Entry", "HashCache", "Manifest", "entry_of", "scan", "under"]
+__all__ = ["Entry", "HashCache", "Manifest", "entry_of", "relist", "scan", "under"]
 
 Kind = Literal["file", "dir", "link", "other"]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One path's ``lstat`` facts.
+class Entry(NamedTuple):
+    """One path's ``lstat`` facts (a named tuple: a walk makes one per path, and tuples are
+    several times cheaper to build than frozen dataclasses).
 
     Attributes:
         kind: ``file``, ``dir``, ``link`` (symlink) or ``other``.
@@ -82,7 +81,13 @@ def entry_of(path: str, st: os.stat_result | None = None) -> Entry:
     )
 
 
-def _walk(root: str, rel: str, out: dict[str, Entry], exclude: frozenset[str]) -> None:
+def _walk(
+    root: str,
+    rel: str,
+    out: dict[str, Entry],
+    exclude: frozenset[str],
+    known: dict[str, Entry] | None = None,
+) -> None:
     folder = os.path.join(root, rel) if rel else root
     try:
         it = os.scandir(folder)
@@ -95,12 +100,20 @@ def _walk(root: str, rel: str, out: dict[str, Entry], exclude: frozenset[str]) -
             if r in exclude:
                 continue
             try:
+                is_dir = d.is_dir(follow_symlinks=False)
+                if known is not None and not is_dir:
+                    # Same name, same inode (from the directory listing, no stat): the entry
+                    # is reused; its inode-level facts may be stale (see relist).
+                    old = known.get(r)
+                    if old is not None and old.ino == d.inode() and old.kind != "dir":
+                        out[r] = old
+                        continue
                 e = entry_of(d.path, d.stat(follow_symlinks=False))
             except FileNotFoundError:
                 continue
             out[r] = e
             if e.kind == "dir":
-                _walk(root, r, out, exclude)
+                _walk(root, r, out, exclude, known)
 
 
 def scan(root: str, sub: str = "", *, exclude: Iterable[str] = ()) -> dict[str, Entry]:
@@ -119,6 +132,22 @@ def scan(root: str, sub: str = "", *, exclude: Iterable[str] = ()) -> dict[str, 
         if e.kind != "dir":
             return out
     _walk(root, sub, out, skip)
+    return out
+
+
+def relist(root: str, known: dict[str, Entry], *, exclude: Iterable[str] = ()) -> dict[str, Entry]:
+    """Like :func:`scan`, but a non-folder whose name and inode number (read from the folder
+    listing, without a ``stat``) are unchanged keeps its entry from ``known``.
+
+    Several times cheaper than :func:`scan` on large trees (one ``getdents`` per folder
+    instead of one ``lstat`` per file), and exact about *which inode each path names*: a file
+    replaced, created, deleted, renamed or relinked gets a fresh entry.  Not about what
+    happened *inside* an inode (an in-place write, a chmod): those facts of a reused entry
+    may be stale.  That is what a hard-link shadow needs (it shares those inodes, so their
+    content is current in the copy by construction); a private copy needs :func:`scan`.
+    """
+    out: dict[str, Entry] = {}
+    _walk(root, "", out, frozenset(exclude), known)
     return out
 
 
