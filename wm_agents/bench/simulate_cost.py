@@ -135,9 +135,12 @@ def measure(
             per += [o.prediction["candidate_ms"] / 1000 for o in sim.imagine(None, many)]
         out.update(_stats("full_scan_per_candidate_ms", per))
     if fresh:
+        # A fresh copy per candidate: a few candidates are enough to show its cost (with
+        # big workspaces each one copies everything).
+        big = out["copy_bytes"] > 64 << 20
+        k, reps = (2, 1) if big else (min(candidates, 4), repeats)
         with FolderSimulator(root, make_sandbox_tools, strategy=strategy, reuse=False) as sim:
-            k = min(candidates, 4)
-            per = [_time(lambda: sim.imagine(None, many[:k])) / k for _ in range(repeats)]
+            per = [_time(lambda: sim.imagine(None, many[:k])) / k for _ in range(reps)]
             out.update(_stats("fresh_per_candidate_ms", per))
     return out
 
