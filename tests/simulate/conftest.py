@@ -309,6 +309,13 @@ def hostile_tools(
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return "connected"
 
+        def bind_unix(path: str) -> str:
+            """Bind a Unix socket (which creates a file at the path)."""
+            count()
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.bind(p(path))
+            return "bound"
+
         def never_tool(path: str) -> str:
             """Not declared simulatable: must never run in imagination."""
             if "never" in counters:
@@ -338,6 +345,7 @@ def hostile_tools(
             spin,
             run_program,
             connect,
+            bind_unix,
         ]
         tools = [_tool(fn, {"wm_simulate": mode}) for fn in fns]
         tools.append(_tool(never_tool, None))

@@ -167,6 +167,7 @@ def test_a_thousand_hostile_calls_leave_the_workspace_untouched(workspace, tmp_p
         {"name": "dirfd_write", "args": {"folder": "escape_dir", "name": "x.txt", "text": "x"}},
         {"name": "run_program", "args": {"cmd": "true"}},
         {"name": "connect", "args": {"port": 9}},
+        {"name": "bind_unix", "args": {"path": "../sock"}},
     ],
     ids=lambda c: c["name"] + ":" + str(next(iter(c["args"].values()))),
 )

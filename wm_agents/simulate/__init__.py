@@ -15,7 +15,8 @@ Tools opt in by declaring how they may be imagined (:mod:`wm_agents.simulate.dec
 ``metadata["wm_dry_run"]``.  A tool not declared is never run in imagination.
 """
 
-from wm_agents.simulate.base import SimulatorBase, results_match
+from wm_agents.simulate.base import SimulatorBase, SimulatorOptions
+from wm_agents.simulate.compare import results_match
 from wm_agents.simulate.declare import (
     DRY_RUN_KEY,
     SIMULATE_KEY,
@@ -25,21 +26,29 @@ from wm_agents.simulate.declare import (
     declaration_of,
 )
 from wm_agents.simulate.folder import FolderSimulator
+from wm_agents.simulate.git import GitSimulator
 from wm_agents.simulate.guard import WriteGuard
+from wm_agents.simulate.outcome import exact_outcome, unknown_outcome
 from wm_agents.simulate.snapshot import Strategy, StrategyChoice, reflink_supported
+from wm_agents.simulate.sqlite import SQLiteSimulator
 
 __all__ = [
     "DRY_RUN_KEY",
     "SIMULATE_KEY",
     "DryRun",
     "FolderSimulator",
+    "GitSimulator",
+    "SQLiteSimulator",
     "SimulationMode",
     "SimulatorBase",
+    "SimulatorOptions",
     "Strategy",
     "StrategyChoice",
     "ToolDeclaration",
     "WriteGuard",
     "declaration_of",
+    "exact_outcome",
     "reflink_supported",
     "results_match",
+    "unknown_outcome",
 ]

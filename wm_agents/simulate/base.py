@@ -3,8 +3,8 @@ turning what happened into an exact (or unknown) outcome, dry runs, and ``learn`
 
 A concrete simulator (:class:`~wm_agents.simulate.FolderSimulator`,
 :class:`~wm_agents.simulate.SQLiteSimulator`, :class:`~wm_agents.simulate.GitSimulator`)
-prepares a :class:`Workspace` (a throwaway copy and how the child may treat it), calls
-:meth:`SimulatorBase._run_plan`, measures the copy's changes, and returns
+prepares a :class:`~wm_agents.simulate.runplan.Workspace` (a throwaway copy and how the child
+may treat it), calls :meth:`SimulatorBase._run_plan`, measures the copy's changes, and returns
 :meth:`SimulatorBase._finish`.  Faults never raise out of ``imagine``: a failing copy, a killed
 child, a tool that reached outside its copy all become ``Outcome.unknown`` with a reason.
 """
@@ -13,137 +13,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from wm_agents.core import LearnReport, Outcome, Transition
-from wm_agents.llm.schemas import ToolCallCandidate, message_text
-from wm_agents.simulate.calls import (
-    Plan,
-    error_text,
-    invoke_tool,
-    parse_plans,
-    plan_as_candidate,
-    value_text,
-)
-from wm_agents.simulate.child import ChildResult, file_size_exceeded, run_in_child
+from wm_agents.llm.schemas import ToolCallCandidate
+from wm_agents.simulate.calls import Plan, error_text, parse_plans, plan_as_candidate
+from wm_agents.simulate.compare import compare_transitions
 from wm_agents.simulate.declare import (
     DRY_RUN_KEY,
-    DryRun,
     SimulationMode,
     ToolDeclaration,
     declaration_of,
     parse_mode,
 )
-from wm_agents.simulate.guard import ExecPolicy, WriteGuard
 from wm_agents.simulate.outcome import exact_outcome, unknown_outcome
+from wm_agents.simulate.runplan import (
+    Limits,
+    MakeTools,
+    PlanRun,
+    Workspace,
+    run_dry_run,
+    run_plan,
+)
 
-__all__ = ["PlanRun", "SimulatorBase", "SimulatorOptions", "Workspace", "results_match"]
+__all__ = ["SimulatorBase", "SimulatorOptions"]
 
 logger = logging.getLogger(__name__)
-
-MakeTools = Callable[[str], Sequence[Any]]
-"""``make_tools(path) -> [BaseTool, ...]``: the user's tools, bound to ``path`` (a copy)."""
-
-
-@dataclass
-class Workspace:
-    """What one simulated run acts on, and what the child may do there.
-
-    Attributes:
-        tools_path: the path given to ``make_tools`` (a copied folder or database file).
-        roots: folders the tool may change; the first is the copy (its changes are tracked),
-            the rest (a private temp folder) are scratch space.
-        shared: inodes shared with the real workspace (copied up before writes).
-        links: shared inodes several copy paths link to (absolute paths), copied up together.
-        private: the copy shares nothing with the real workspace, so programs may write it.
-        allow_exec: the child's baseline policy for starting programs.
-        cwd: the child's working folder (``None``: unchanged).
-        env: environment changes in the child (``None`` removes a variable).
-        path_map: ``(copy path, real path)`` pairs replaced in result texts, so a simulated
-            result names real paths as the real call would.
-    """
-
-    tools_path: str
-    roots: list[str]
-    shared: set[tuple[int, int]] | None = None
-    links: dict[tuple[int, int], list[str]] = field(default_factory=dict)
-    private: bool = False
-    allow_exec: bool | ExecPolicy = False
-    cwd: str | None = None
-    env: dict[str, str | None] = field(default_factory=dict)
-    path_map: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class PlanRun:
-    """What came back from running a plan in the child.
-
-    Attributes:
-        steps: one JSON dict per executed call (``tool``, ``success``, ``result``...).
-        modes: the declared mode of every tool ``make_tools`` returned.
-        touched: copy paths the guard let the tool change; ``None`` when not known completely
-            (the child was killed, or programs were allowed to run).
-        denied: what the guard refused (``kind``, ``what``, ``detail``).
-        budget: why the size budget stopped a copy-up, if it did.
-        cause, reason: why the plan did not run to an exact outcome (``None``: it did).
-        dry_run: a dry run's answer (``result``, ``success``, ...), when one ran instead.
-        child: the raw child result (timing, fate).
-    """
-
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    modes: dict[str, str] = field(default_factory=dict)
-    touched: list[str] | None = None
-    denied: list[dict[str, str]] = field(default_factory=list)
-    budget: str | None = None
-    cause: str | None = None
-    reason: str = ""
-    dry_run: dict[str, Any] | None = None
-    child: ChildResult | None = None
-
-
-def results_match(predicted: str, success: bool, real: Any) -> bool:
-    """Does a real tool result match a simulated one?
-
-    Successes must have the same text (whitespace at the ends ignored).  For failures the
-    simulator says ``TypeName: message`` while ``ToolNode`` says ``Error: TypeName('message')
-    Please fix your mistakes.``, so the message (or, when it is escaped differently, the type
-    name) must appear in the real text.
-    """
-    text = real if isinstance(real, str) else message_text(real) if real is not None else ""
-    if success:
-        return predicted.strip() == text.strip()
-    if predicted.strip() == text.strip():
-        return True
-    type_name, _, message = predicted.partition(": ")
-    return (bool(message) and message in text) or (bool(type_name) and type_name in text)
-
-
-def _dry_run_answer(fn: Callable[[dict[str, Any]], Any], args: dict[str, Any], limit: int) -> dict:
-    try:
-        value = fn(dict(args))
-    except Exception as exc:
-        return {
-            "result": error_text(exc)[:limit],
-            "success": False,
-            "error_type": type(exc).__name__,
-        }
-    if isinstance(value, DryRun):
-        return {
-            "result": value_text(value.result, limit),
-            "success": bool(value.success),
-            "side_effects": value.side_effects,
-            "reversible": value.reversible,
-            "harm": float(value.harm),
-        }
-    return {"result": value_text(value, limit), "success": True}
 
 
 class SimulatorOptions(TypedDict, total=False):
@@ -234,7 +133,7 @@ class SimulatorBase:
                         f"callable metadata[{DRY_RUN_KEY!r}]"
                     )
                 self._declared[name] = ToolDeclaration(name=name, mode=mode)
-        self._learned: dict[str, str] = {}
+        self._learned: dict[str, SimulationMode] = {}
         self._lock = threading.RLock()
         self.stats: Counter[str] = Counter()
         """Counters: ``simulated`` (exact outcomes), ``unknown``, ``dry_runs``, ``children``."""
@@ -249,8 +148,7 @@ class SimulatorBase:
         d = self._declared.get(name)
         if d is not None:
             return d.mode
-        learned = self._learned.get(name)
-        return learned if learned is None else parse_mode(learned, where=name)
+        return self._learned.get(name)
 
     def can_simulate(self, name: str) -> bool | None:
         """True when calls of ``name`` are imagined exactly (by a copy or a dry run), False
@@ -349,169 +247,38 @@ class SimulatorBase:
             cause="chained_dry_run",
         )
 
+    # -- outcomes -------------------------------------------------------------------------------
+
     # -- running in the child -----------------------------------------------------------------
 
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.timeout_s, self.max_bytes, self.max_result_chars)
+
     def _run_plan(self, plan: Plan, ws: Workspace, *, watch: str) -> PlanRun:
-        """Run ``plan`` in a forked child on ``ws`` (see :mod:`wm_agents.simulate.child`)."""
+        """Run ``plan`` in a forked child on ``ws`` (see :mod:`wm_agents.simulate.runplan`),
+        and remember the modes the rebound tools declared."""
         known = {name: d.mode for name, d in self._declared.items()}
-        limit = self.max_result_chars
-
-        def body(send: Callable[[dict[str, Any]], None]) -> None:
-            guard = WriteGuard(ws.roots, shared=ws.shared, links=ws.links, allow_exec=ws.allow_exec)
-            guard.install()  # before make_tools: it may write, too
-            sys.dont_write_bytecode = True
-            if len(ws.roots) > 1:
-                tempfile.tempdir = ws.roots[1]
-                os.environ["TMPDIR"] = ws.roots[1]
-            for key, value in ws.env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            if ws.cwd:
-                os.chdir(ws.cwd)
-
-            def report() -> None:
-                send(
-                    {
-                        "type": "guard",
-                        "touched": sorted(guard.touched),
-                        "exec_allowed": guard.allow_exec is not False,
-                        "denied": guard.denied,
-                        "budget": guard.budget
-                        or (
-                            f"a write went past {self.max_bytes} bytes (max_bytes)"
-                            if file_size_exceeded()
-                            else None
-                        ),
-                    }
-                )
-
-            try:
-                tools = list(self.make_tools(ws.tools_path))
-            except Exception as exc:
-                send(
-                    {
-                        "type": "stop",
-                        "cause": "crashed",
-                        "reason": f"make_tools failed: {error_text(exc)}",
-                    }
-                )
-                report()
-                return
-            by_name: dict[str, Any] = {}
-            modes: dict[str, str] = {}
-            for tool in tools:
-                name = getattr(tool, "name", None)
-                if not isinstance(name, str) or not hasattr(tool, "invoke"):
-                    continue
-                by_name[name] = tool
-                try:
-                    modes[name] = known.get(name) or declaration_of(tool).mode
-                except ValueError:
-                    modes[name] = "never"
-            send({"type": "modes", "modes": modes})
-            for call in plan:
-                tool = by_name.get(call.name)
-                mode = modes.get(call.name)
-                stop = None
-                if tool is None:
-                    valid = ", ".join(sorted(by_name))
-                    stop = ("unknown_tool", f"unknown tool {call.name!r}; valid tools: {valid}")
-                elif mode == "never":
-                    stop = ("not_simulatable", call.name)
-                elif mode == "subprocess" and not ws.private:
-                    stop = ("needs_private", call.name)
-                elif mode == "dry_run":
-                    if len(plan) > 1:
-                        stop = ("chained_dry_run", call.name)
-                    else:
-                        fn = (getattr(tool, "metadata", None) or {}).get(DRY_RUN_KEY)
-                        send({"type": "dry_run", **_dry_run_answer(fn, call.args, limit)})
-                        return
-                if stop is not None:
-                    send({"type": "stop", "cause": stop[0], "reason": stop[1]})
-                    report()
-                    return
-            if any(modes.get(c.name) == "subprocess" for c in plan):
-                guard.allow_exec = True  # on a private copy programs cannot reach the real one
-            for i, call in enumerate(plan):
-                step = invoke_tool(by_name[call.name], call, i, limit)
-                send({"type": "step", **step})
-                if not step["success"]:
-                    break
-            report()
-
-        child = run_in_child(
-            body,
-            timeout_s=self.timeout_s * len(plan),
-            max_file_bytes=self.max_bytes + 1,
-            watch=watch,
-            max_growth_bytes=2 * self.max_bytes,
+        run = run_plan(
+            plan, ws, make_tools=self.make_tools, known_modes=known, limits=self.limits, watch=watch
         )
         self.stats["children"] += 1
-        return self._parse_run(child, ws)
-
-    def _parse_run(self, child: ChildResult, ws: Workspace) -> PlanRun:
-        run = PlanRun(child=child)
-        for m in child.messages:
-            kind = m.get("type")
-            if kind == "step":
-                step = {k: v for k, v in m.items() if k != "type"}
-                step["result"] = self._map_paths(str(step.get("result", "")), ws)
-                run.steps.append(step)
-            elif kind == "modes" and isinstance(m.get("modes"), dict):
-                run.modes = {str(k): str(v) for k, v in m["modes"].items()}
-            elif kind == "guard":
-                touched = m.get("touched")
-                if isinstance(touched, list) and not m.get("exec_allowed"):
-                    run.touched = [str(p) for p in touched]
-                run.denied = list(m.get("denied") or [])
-                run.budget = m.get("budget")
-            elif kind == "stop":
-                run.cause = str(m.get("cause"))
-                run.reason = str(m.get("reason"))
-            elif kind == "dry_run":
-                run.dry_run = {k: v for k, v in m.items() if k != "type"}
-                run.dry_run["result"] = self._map_paths(str(run.dry_run.get("result", "")), ws)
         for name, mode in run.modes.items():
-            if name not in self._declared and mode in (
-                "in_process",
-                "subprocess",
-                "dry_run",
-                "never",
-            ):
-                self._learned[name] = mode
-        if child.cause is not None:
-            run.cause, run.reason = child.cause, child.detail
-            run.touched = None
+            if name not in self._declared:
+                try:
+                    self._learned[name] = parse_mode(mode, where=name)
+                except ValueError:
+                    continue  # the child reports data, never trusted to be well formed
         return run
-
-    @staticmethod
-    def _map_paths(text: str, ws: Workspace) -> str:
-        for copy_path, real_path in ws.path_map:
-            text = text.replace(copy_path, real_path)
-        return text
-
-    # -- outcomes -------------------------------------------------------------------------------
 
     def _dry_run(
         self, call: ToolCallCandidate, fn: Callable[[dict[str, Any]], Any], candidate: Any
     ) -> Outcome:
-        limit = self.max_result_chars
-
-        def body(send: Callable[[dict[str, Any]], None]) -> None:
-            send({"type": "dry_run", **_dry_run_answer(fn, call.args, limit)})
-
-        child = run_in_child(body, timeout_s=self.timeout_s)
+        run = run_dry_run(call, fn, limits=self.limits)
         self.stats["children"] += 1
-        run = PlanRun(child=child)
-        for m in child.messages:
-            if m.get("type") == "dry_run":
-                run.dry_run = {k: v for k, v in m.items() if k != "type"}
-        if child.cause is not None:
-            run.cause, run.reason = child.cause, f"the dry run of {call.name}: {child.detail}"
         return self._dry_run_outcome(call, candidate, run)
+
+    # -- outcomes -------------------------------------------------------------------------------
 
     def _dry_run_outcome(self, call: ToolCallCandidate, candidate: Any, run: PlanRun) -> Outcome:
         if run.cause is not None or run.dry_run is None:
@@ -614,67 +381,27 @@ class SimulatorBase:
 
         A transition counts when its ``prediction`` is a known simulated (or dry-run) outcome
         of the same single call and it has ``success``.  A mismatch (success differs, or the
-        result text differs, see :func:`results_match`) means the tool is not deterministic or
-        the copy differed from the real workspace; the last ones are kept in
-        :attr:`mismatches`.  Metrics: ``n_compared``, ``n_mismatch``, ``n_success_mismatch``,
-        ``n_result_mismatch``, ``mismatch_rate``.
+        result text differs, see :func:`~wm_agents.simulate.compare.results_match`) means the
+        tool is not deterministic or the copy differed from the real workspace; the last ones
+        are kept in :attr:`mismatches`.  Metrics: see
+        :func:`~wm_agents.simulate.compare.compare_transitions`.
         """
-        n = n_success = n_result = n_any = 0
-        for t in transitions:
-            o = t.prediction
-            if o is None or not o.is_known or t.success is None:
-                continue
-            pred = o.prediction
-            if pred.get("source") not in ("simulated", "dry_run"):
-                continue
-            if not isinstance(o.candidate, Mapping) or not _same_call(o.candidate, t.action):
-                continue
-            n += 1
-            bad_success = bool(pred.get("success")) != bool(t.success)
-            bad_result = not results_match(
-                str(pred.get("predicted_result", "")), bool(t.success), t.result
+        metrics, mismatches = compare_transitions(transitions)
+        for m in mismatches:
+            self.mismatches.append(m)
+            logger.warning(
+                "simulated %s differed from reality (success %s vs %s)",
+                m["call"].get("name"),
+                m["predicted_success"],
+                m["real_success"],
             )
-            n_success += bad_success
-            n_result += bad_result
-            if bad_success or bad_result:
-                n_any += 1
-                self.mismatches.append(
-                    {
-                        "call": dict(o.candidate),
-                        "predicted_success": pred.get("success"),
-                        "real_success": t.success,
-                        "predicted_result": str(pred.get("predicted_result", ""))[:500],
-                        "real_result": str(t.result)[:500],
-                    }
-                )
-                logger.warning(
-                    "simulated %s differed from reality (success %s vs %s)",
-                    o.candidate.get("name"),
-                    pred.get("success"),
-                    t.success,
-                )
-        metrics = {
-            "n_compared": float(n),
-            "n_mismatch": float(n_any),
-            "n_success_mismatch": float(n_success),
-            "n_result_mismatch": float(n_result),
-            "mismatch_rate": n_any / n if n else 0.0,
-        }
+        n, bad = int(metrics["n_compared"]), len(mismatches)
         return LearnReport(
             n_transitions=len(transitions),
             updated=False,
             metrics=metrics,
-            message=f"simulation needs no training; {n_any} of {n} compared outcomes differed",
+            message=f"simulation needs no training; {bad} of {n} compared outcomes differed",
         )
-
-
-def _same_call(candidate: Mapping[str, Any], action: Any) -> bool:
-    try:
-        a = ToolCallCandidate.from_any(action)
-        c = ToolCallCandidate.from_any(candidate)
-    except ValueError:
-        return False
-    return (a.name, a.args) == (c.name, c.args)
 
 
 def _denied_reason(denied: list[dict[str, str]]) -> str:

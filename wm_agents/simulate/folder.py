@@ -29,10 +29,11 @@ from typing import Any
 from typing_extensions import Unpack
 
 from wm_agents.core import Outcome
-from wm_agents.simulate.base import MakeTools, PlanRun, SimulatorBase, SimulatorOptions, Workspace
+from wm_agents.simulate.base import SimulatorBase, SimulatorOptions
 from wm_agents.simulate.calls import Plan
 from wm_agents.simulate.effects import folder_effects
 from wm_agents.simulate.outcome import unknown_outcome
+from wm_agents.simulate.runplan import MakeTools, PlanRun, Workspace
 from wm_agents.simulate.snapshot import (
     Shadow,
     StrategyChoice,

@@ -49,11 +49,12 @@ from typing import Any
 from typing_extensions import Unpack
 
 from wm_agents.core import Outcome
-from wm_agents.simulate.base import MakeTools, SimulatorBase, SimulatorOptions, Workspace
+from wm_agents.simulate.base import SimulatorBase, SimulatorOptions
 from wm_agents.simulate.calls import Plan
 from wm_agents.simulate.effects import folder_effects
 from wm_agents.simulate.guard import ExecPolicy
 from wm_agents.simulate.recover import Lost
+from wm_agents.simulate.runplan import MakeTools, Workspace
 from wm_agents.simulate.snapshot import Shadow, choose_strategy, default_scratch, force_rmtree
 from wm_agents.simulate.tree import HashCache
 

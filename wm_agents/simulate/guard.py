@@ -5,11 +5,12 @@ removed, so the agent's own process never gets one).  For every audited event
 (``sys.addaudithook``, PEP 578) that could change something, it:
 
 * **denies** (raises ``PermissionError``) a write, truncate, chmod/chown/utime, xattr change,
-  rename, unlink, rmdir, mkdir, symlink or hard link whose target resolves outside the allowed
-  roots (the copy and the child's private temp folder): escapes through ``..``, absolute paths
-  into the real workspace, and symlinks (pre-existing ones pointing outside, or ones the tool
-  creates) all resolve outside.  Writes to character devices and pipes (``/dev/null``, a
-  terminal) are allowed; block devices are not;
+  rename, unlink, rmdir, mkdir, symlink, hard link or Unix-socket file whose target resolves
+  outside the allowed roots (the copy and the child's private temp folder): escapes through
+  ``..``, absolute paths into the real workspace, and symlinks (pre-existing ones pointing
+  outside, or ones the tool creates) all resolve outside.  Writes to character devices and
+  pipes (``/dev/null``, a terminal) are allowed; block devices are not.  Reading outside is
+  allowed (the real files hold what the copy holds);
 * **copies a shared file up** before it is written (open for w/a/x/+ or with
   ``O_WRONLY``/``O_RDWR``/``O_APPEND``/``O_CREAT``/``O_TRUNC``, ``os.truncate``, ``os.chmod``,
   ``os.chown``, ``os.utime``, xattrs, ``sqlite3.connect`` and its journal files, the source of
@@ -29,9 +30,12 @@ with ``dir_fd`` is made absolute first, so the hook resolves the real target.
 
 Limits (what the guard cannot see): writes by C code that opens files itself (extension
 modules other than ``sqlite3``), by programs when exec is allowed (hence "subprocess" tools run
-on a private copy), through file descriptors inherited from before the hook, and races where a
-thread swaps a symlink between the check and the system call.  It protects the workspace from
-ordinary tools and mistakes; it is not a security boundary against code written to defeat it.
+on a private copy), through file descriptors inherited from the agent's process, FIFOs and
+device nodes made with ``os.mkfifo``/``os.mknod`` (not audited), and races where a thread swaps
+a symlink between the check and the system call.  Renaming or unlinking a shared file in the
+copy changes the real inode's ``ctime`` (never its content, mode or mtime).  It protects the
+workspace from ordinary tools and mistakes; it is not a security boundary against code written
+to defeat it (which could, e.g., reach the hook's state through ``gc``).
 """
 
 from __future__ import annotations
@@ -159,6 +163,7 @@ class WriteGuard:
             "socket.connect": self._on_network,
             "socket.sendto": self._on_network,
             "socket.sendmsg": self._on_network,
+            "socket.bind": self._on_bind,
             "os.kill": self._on_kill,
             "os.killpg": self._on_kill,
             "signal.pthread_kill": self._on_thread_kill,
@@ -414,6 +419,15 @@ class WriteGuard:
 
     def _on_network(self, args: tuple[Any, ...]) -> None:
         self._deny("network", "a network connection", f"to {args[1]!r:.100}")
+
+    def _on_bind(self, args: tuple[Any, ...]) -> None:
+        address = args[1]
+        # A Unix socket bound to a path creates a file there; abstract names (a leading NUL)
+        # and network addresses create none.
+        if isinstance(address, str | bytes) and address and address[:1] not in ("\0", b"\0"):
+            target = resolve(address, follow=False)
+            self._check(target, f"binding a socket at {os.fsdecode(address)}")
+            self._track(target)
 
     def _on_kill(self, args: tuple[Any, ...]) -> None:
         pid = args[0]

@@ -48,8 +48,9 @@ from typing import Any
 from typing_extensions import Unpack
 
 from wm_agents.core import Outcome
-from wm_agents.simulate.base import MakeTools, SimulatorBase, SimulatorOptions, Workspace
+from wm_agents.simulate.base import SimulatorBase, SimulatorOptions
 from wm_agents.simulate.calls import Plan
+from wm_agents.simulate.runplan import MakeTools, Workspace
 from wm_agents.simulate.snapshot import force_rmtree
 
 __all__ = ["SQLiteSimulator", "default_scratch", "diff_databases"]

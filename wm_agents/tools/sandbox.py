@@ -63,6 +63,11 @@ def seed_sandbox(root: Path) -> None:
     (root / "archive" / "old.log").write_text("2024-01-01 started\n")
 
 
+_ARGS_SCHEMAS: dict[str, Any] = {}
+"""Each tool's argument model, built once: a simulator calls ``make_sandbox_tools`` once per
+imagined call (bound to a copy), and building pydantic models is most of its cost."""
+
+
 def make_sandbox_tools(root: str | Path) -> list[BaseTool]:
     """The five file-system tools, confined to ``root`` (created if missing)."""
     base = Path(root).resolve()
@@ -122,15 +127,16 @@ def make_sandbox_tools(root: str | Path) -> list[BaseTool]:
 
     tools = []
     for fn in (list_files, read_file, write_file, delete_file, wipe_directory):
-        tools.append(
-            StructuredTool.from_function(
-                fn,
-                metadata={
-                    "wm_hints": dict(SANDBOX_HINTS[fn.__name__]),
-                    "wm_simulate": "in_process",
-                },
-            )
+        tool = StructuredTool.from_function(
+            fn,
+            args_schema=_ARGS_SCHEMAS.get(fn.__name__),
+            metadata={
+                "wm_hints": dict(SANDBOX_HINTS[fn.__name__]),
+                "wm_simulate": "in_process",
+            },
         )
+        _ARGS_SCHEMAS.setdefault(fn.__name__, tool.args_schema)
+        tools.append(tool)
     return tools
 
 
