@@ -19,7 +19,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 
 from tests.simulate.conftest import EXISTING, NEW, fingerprint, hostile_tools, tree_state
-from wm_agents.core import Transition
+from wm_agents.core import Outcome, Transition
 from wm_agents.llm.schemas import ToolCallCandidate
 from wm_agents.simulate import FolderSimulator, results_match
 from wm_agents.simulate.calls import invoke_tool
@@ -199,6 +199,8 @@ def test_archive_then_delete_is_reversible_delete_alone_is_not(tmp_path):
             ],
             horizon=2,
         )
+    for o in (alone, tar_first, zip_first, moved):  # outcomes travel in checkpoints as JSON
+        assert Outcome.model_validate_json(o.model_dump_json()) == o
     assert alone.prediction["reversible"] is False and alone.prediction["harm"] == 1.0
     assert alone.risk == 1.0 and alone.value == pytest.approx(0.5 - 0.5)
     lost = alone.prediction["side_effects"]["lost"]

@@ -11,6 +11,7 @@ import pytest
 from langchain_core.tools import BaseTool, StructuredTool
 
 from tests.simulate.conftest import fingerprint
+from wm_agents.core import Outcome
 from wm_agents.simulate.git import GitSimulator, git_exec_policy
 
 
@@ -84,6 +85,7 @@ def test_refs_files_and_lost_commits(repo):
             horizon=2,
         )
     assert fingerprint(root, remote) == before
+    assert Outcome.model_validate_json(reset.model_dump_json()) == reset
     assert status.prediction["predicted_result"] == " M a.txt\nA  staged.txt\n?? u.txt\n"
     assert status.prediction["side_effects"]["summary"] == "no changes"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from langchain_core.tools import BaseTool, StructuredTool
 
+from wm_agents.core import Outcome
 from wm_agents.simulate.sqlite import SQLiteSimulator
 
 
@@ -100,6 +101,8 @@ def test_rows_per_table_and_schema_changes(db):
             ],
         )
     assert db_fingerprint(db) == before
+    for o in (select, insert, update, delete, kv, schema, fail):
+        assert Outcome.model_validate_json(o.model_dump_json()) == o
     assert select.prediction["predicted_result"] == "[('ada',), ('bob',), ('cy',)]"
     assert select.prediction["side_effects"]["summary"] == "no changes"
     assert select.prediction["reversible"] is True and select.risk == 0.0

@@ -191,7 +191,8 @@ class FolderSimulator(SimulatorBase):
             run, shadow, changes = self._run_on_copy(plan, True)
         try:
             if changes.breaches:
-                shadow.rebuild()
+                shadow.invalidate()
+                self._synced.discard(private)
                 return unknown_outcome(
                     candidate,
                     "a write went through a hard link to the real folder at "
@@ -235,7 +236,8 @@ class FolderSimulator(SimulatorBase):
             run = self._run_plan(plan, ws, watch=shadow.path)
             changes = shadow.changes(self._scope(run, shadow))
         except BaseException:
-            shadow.rebuild()  # what the call changed is not known: never reuse that copy
+            shadow.invalidate()  # what the call changed is not known: never reuse that copy
+            self._synced.discard(private)
             raise
         finally:
             force_rmtree(tmp)

@@ -271,9 +271,14 @@ class GitSimulator(SimulatorBase):
     def _begin(self) -> None:
         self._shadow.sync()
 
+    def _ensure_synced(self) -> None:
+        if not self._shadow.built:
+            self._shadow.sync()
+
     def _simulate(self, plan: Plan, candidate: Any, *, private: bool) -> Outcome:
         del private  # the copy is always private
         shadow = self._shadow
+        self._ensure_synced()  # a previous candidate may have left it invalid
         copy = shadow.path
         tmp = os.path.join(shadow.base, "tmp")
         os.makedirs(tmp, exist_ok=True)
@@ -328,7 +333,7 @@ class GitSimulator(SimulatorBase):
             force_rmtree(os.path.join(copy, ".git"))
             force_rmtree(tmp)
             if changes is None:
-                shadow.rebuild()  # what changed is not known: never reuse that copy
+                shadow.invalidate()  # what changed is not known: never reuse that copy
             else:
                 shadow.restore(changes.dirty)
 

@@ -265,6 +265,16 @@ class Shadow:
         """Throw the copy away and make it again from the current manifest."""
         self._rebuild(self.manifest)
 
+    @property
+    def built(self) -> bool:
+        """The copy exists and matches the manifest (else the next :meth:`sync` makes it)."""
+        return self._built
+
+    def invalidate(self) -> None:
+        """Mark the copy as unknown: the next :meth:`sync` makes it again from scratch (cheap
+        now, for a copy a call may have left in any state; or an interrupted run)."""
+        self._built = False
+
     def private_bytes(self) -> int:
         """Disk bytes the copy itself uses: its folders, symlinks and private files (files
         it shares with the real folder through hard links cost nothing)."""
@@ -320,19 +330,20 @@ class Shadow:
                 return PathChange(rel, before, after, content=False, meta=True)
             return None
         if self.strategy == "hardlink" and before.kind == "file":
-            # The manifest may hold stale facts of this inode (see sync): read them now.
+            if after.identity == before.identity:
+                # Still the real inode: a write since the sync means one went through the
+                # link (or someone changed the real folder during the imagine call).
+                if after.mtime_ns > self._synced_ns:
+                    out.breaches.append(rel)
+                return None
+            # The manifest may hold stale facts of the real inode (see sync): read them now.
             try:
                 before = entry_of(os.path.join(self.root, rel))
             except FileNotFoundError:
                 out.breaches.append(rel)  # the real folder changed during the imagine call
                 return None
             meta = (before.mode, before.uid, before.gid) != (after.mode, after.uid, after.gid)
-        if self._is_pristine(rel, after, before):
-            if self.strategy == "hardlink" and before.kind == "file":
-                # Still the real inode: a write since the sync means one went through the
-                # link (or someone changed the real folder during the imagine call).
-                if after.mtime_ns > self._synced_ns:
-                    out.breaches.append(rel)
+        elif self._is_pristine(rel, after, before):
             return None
         out.dirty.add(rel)
         if before.kind == "link":
