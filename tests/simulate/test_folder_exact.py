@@ -363,3 +363,12 @@ def test_learn_counts_mismatches(workspace):
         "mismatch_rate": pytest.approx(2 / 3),
     }
     assert len(sim.mismatches) == 2 and sim.mismatches[0]["real_result"] == "something else"
+
+
+def test_the_example_runs(capsys):
+    import runpy
+
+    runpy.run_path(str(Path(__file__).parents[2] / "examples" / "simulate_tools.py"))
+    out = capsys.readouterr().out
+    assert "not reversible: 19 B lost for good" in out and "created 1 file (19 B)" in out
+    assert "real folder: ['archive', 'archive/old.log', 'notes.txt', 'todo.txt']" in out

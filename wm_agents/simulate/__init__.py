@@ -13,6 +13,10 @@ the copy, and report exactly what happened.  Each simulator is a
 Tools opt in by declaring how they may be imagined (:mod:`wm_agents.simulate.declare`):
 ``metadata["wm_simulate"]`` (``"in_process"``, ``"subprocess"``, ``"never"``) or a dry run
 ``metadata["wm_dry_run"]``.  A tool not declared is never run in imagination.
+
+Each simulated call runs in a forked child under a write guard (an audit hook, PEP 578) with a
+time and a size budget; outcomes are exact (uncertainty 0) or unknown with a reason, never a
+guess.  Linux only: ``fork``, ``/proc/self/fd`` and Linux's ``FICLONE``/``O_TMPFILE``.
 """
 
 from wm_agents.simulate.base import SimulatorBase, SimulatorOptions
