@@ -123,7 +123,8 @@ class SimulatorBase:
         }
         self._declared: dict[str, ToolDeclaration] = {}
         for tool in tools:
-            d = declaration_of(tool, overrides.get(str(getattr(tool, "name", ""))))
+            name = tool.get("name") if isinstance(tool, Mapping) else getattr(tool, "name", "")
+            d = declaration_of(tool, overrides.get(str(name)))
             self._declared[d.name] = d
         for name, mode in overrides.items():
             if name not in self._declared:

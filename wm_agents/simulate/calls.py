@@ -9,12 +9,21 @@ and formats exceptions as ``TypeName: message``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wm_agents.llm.schemas import ToolCallCandidate, message_text
 
-__all__ = ["Plan", "StepResult", "error_text", "invoke_tool", "parse_plans"]
+__all__ = [
+    "Plan",
+    "StepResult",
+    "error_text",
+    "invoke_tool",
+    "parse_plans",
+    "plan_as_candidate",
+    "value_text",
+]
 
 Plan = tuple[ToolCallCandidate, ...]
 
@@ -102,8 +111,6 @@ def invoke_tool(tool: Any, call: ToolCallCandidate, index: int, max_chars: int) 
 
 
 def _as_text(value: Any) -> str:
-    import json
-
     if isinstance(value, str):
         return value
     try:

@@ -197,7 +197,7 @@ class FolderSimulator(SimulatorBase):
                     candidate,
                     "a write went through a hard link to the real folder at "
                     f"{', '.join(changes.breaches[:5])} (or the folder changed during the "
-                    "simulation); the copy was rebuilt",
+                    "simulation); the copy will be made again",
                     cause="breach",
                 )
             effects = folder_effects(
@@ -238,6 +238,8 @@ class FolderSimulator(SimulatorBase):
         except BaseException:
             shadow.invalidate()  # what the call changed is not known: never reuse that copy
             self._synced.discard(private)
+            if not self.reuse:
+                shadow.close()
             raise
         finally:
             force_rmtree(tmp)

@@ -24,7 +24,16 @@ from wm_agents.simulate.child import ChildResult, Send, file_size_exceeded, run_
 from wm_agents.simulate.declare import DRY_RUN_KEY, DryRun, declaration_of
 from wm_agents.simulate.guard import ExecPolicy, WriteGuard
 
-__all__ = ["Limits", "PlanRun", "Workspace", "dry_run_answer", "run_dry_run", "run_plan"]
+__all__ = [
+    "Limits",
+    "MakeTools",
+    "PlanRun",
+    "Workspace",
+    "dry_run_answer",
+    "map_paths",
+    "run_dry_run",
+    "run_plan",
+]
 
 MakeTools = Callable[[str], Sequence[Any]]
 """``make_tools(path) -> [BaseTool, ...]``: the user's tools, bound to ``path`` (a copy)."""
