@@ -1,8 +1,8 @@
 """wm_agents: LangGraph agents that imagine before they act.
 
-One ``imagine`` interface (:class:`WorldModel`) over a learned ensemble dynamics model and an
-LLM outcome predictor; planners, gates and one planning graph read only :class:`Outcome` and
-:class:`Decision`.
+One ``imagine`` interface (:class:`WorldModel`) over a learned ensemble dynamics model, an LLM
+outcome predictor and workspace simulators (tool calls run on a throwaway copy); planners,
+gates and one planning graph read only :class:`Outcome` and :class:`Decision`.
 """
 
 from wm_agents.core import Decision, LearnReport, Outcome, Transition, Verdict, WorldModel
@@ -40,6 +40,7 @@ from wm_agents.planning import (
 )
 from wm_agents.runner import AgentConfig, default_config, run_gym
 from wm_agents.serialization import checkpoint_serializer
+from wm_agents.simulate import DryRun, FolderSimulator, GitSimulator, SQLiteSimulator
 from wm_agents.spaces import ActionSpec, UnsupportedSpaceError
 from wm_agents.tools import (
     ImagineToolCalls,
@@ -63,12 +64,15 @@ __all__ = [
     "AgreementGate",
     "CEMPlanner",
     "Decision",
+    "DryRun",
     "DynaLearner",
     "EmbeddedLLMServer",
     "EnsembleDynamicsModel",
     "EnvPlanningContext",
     "ExperienceMemory",
     "FitConfig",
+    "FolderSimulator",
+    "GitSimulator",
     "GymActuator",
     "ImagineToolCalls",
     "ImagineToolCallsMiddleware",
@@ -81,6 +85,7 @@ __all__ = [
     "Outcome",
     "RandomShootingPlanner",
     "ReplayBuffer",
+    "SQLiteSimulator",
     "ToolAgentContext",
     "ToolAgentState",
     "ToolCallCandidate",

@@ -4,7 +4,10 @@ that would destroy data (``wipe_directory``).
 Every path is resolved inside the sandbox root; a path that escapes it (``..``, absolute paths
 elsewhere, symlinks out) raises ``PermissionError``, which ``ToolNode`` turns into an error
 ``ToolMessage``.  Each tool declares its hints (MCP-annotation-like) in
-``metadata["wm_hints"]``, where :class:`~wm_agents.tools.ToolGate` finds them.
+``metadata["wm_hints"]``, where :class:`~wm_agents.tools.ToolGate` finds them, and that it may
+be simulated on a copy of the sandbox (``metadata["wm_simulate"] = "in_process"``: it changes
+files only through Python's file API), where :class:`~wm_agents.simulate.FolderSimulator`
+finds it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ SANDBOX_HINTS: dict[str, dict[str, bool]] = {
 """The hints each sandbox tool declares for every call.  ``write_file`` and ``archive_files``
 also declare per-call hints: destructive when their target already exists (they overwrite
 it), not when they create a new file."""
+
+
+_ARGS_SCHEMAS: dict[str, Any] = {}
+"""Each tool's argument model, built once: a simulator calls ``make_sandbox_tools`` once per
+imagined call (bound to a copy), and building pydantic models is most of its cost."""
 
 
 def make_sandbox_tools(root: str | Path) -> list[BaseTool]:
@@ -110,8 +118,15 @@ def make_sandbox_tools(root: str | Path) -> list[BaseTool]:
     call_hints = {"write_file": overwrites("path"), "archive_files": overwrites("archive")}
     tools = []
     for fn in (list_files, read_file, write_file, delete_file, archive_files, wipe_directory):
-        metadata: dict[str, Any] = {"wm_hints": dict(SANDBOX_HINTS[fn.__name__])}
+        metadata: dict[str, Any] = {
+            "wm_hints": dict(SANDBOX_HINTS[fn.__name__]),
+            "wm_simulate": "in_process",
+        }
         if fn.__name__ in call_hints:
             metadata["wm_call_hints"] = call_hints[fn.__name__]
-        tools.append(StructuredTool.from_function(fn, metadata=metadata))
+        tool = StructuredTool.from_function(
+            fn, args_schema=_ARGS_SCHEMAS.get(fn.__name__), metadata=metadata
+        )
+        _ARGS_SCHEMAS.setdefault(fn.__name__, tool.args_schema)
+        tools.append(tool)
     return tools
