@@ -11,8 +11,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from wm_agents.demos.fs_agent import seed_sandbox
 from wm_agents.simulate import FolderSimulator
-from wm_agents.tools.sandbox import make_sandbox_tools, seed_sandbox
+from wm_agents.tools.sandbox import make_sandbox_tools
 
 root = Path(tempfile.mkdtemp(prefix="sandbox-")) / "sandbox"
 seed_sandbox(root)

@@ -20,11 +20,12 @@ from langgraph.prebuilt import ToolNode
 
 from tests.simulate.conftest import EXISTING, NEW, fingerprint, hostile_tools, tree_state
 from wm_agents.core import Outcome, Transition
+from wm_agents.demos.fs_agent import seed_sandbox
 from wm_agents.llm.schemas import ToolCallCandidate
 from wm_agents.simulate import FolderSimulator, results_match
 from wm_agents.simulate.calls import invoke_tool
 from wm_agents.tools import tool_result
-from wm_agents.tools.sandbox import make_sandbox_tools, seed_sandbox
+from wm_agents.tools.sandbox import make_sandbox_tools
 
 
 def real_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, set[str]]:
