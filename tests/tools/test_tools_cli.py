@@ -47,7 +47,10 @@ def test_run_waits_for_approval_then_resumes_from_the_database(scripted_llm, tmp
     code = main(["tools", "--db", str(db), "--json"])  # stdin is not a terminal under pytest
     first = last_json(capsys.readouterr().out)
     assert code == 3 and first["pending"]["tool_call"]["name"] == "wipe_directory"
-    assert first["verdicts"][:3] == ["act", "act", "refuse"] and first["verdicts"][-1] == "ask"
+    # Simulated: the missing file is refused twice without running (the simulation failed).
+    assert first["verdicts"] == ["act", "refuse", "refuse", "act", "act", "ask"]
+    assert "deleted 4 files" in first["pending"]["reason"]
+    assert first["world_model"] == "composite" and first["mismatches"] == 0
     sandbox = Path(first["sandbox"])
     assert (sandbox / "notes.txt").exists()
 
@@ -66,7 +69,7 @@ def test_example_agent_end_to_end_against_the_embedded_llm(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.pop("WM_AGENTS_LLM_MODEL", None)
     cmd = [sys.executable, "-m", "wm_agents.cli", "tools", "--db", str(tmp_path / "r.sqlite")]
-    cmd += ["--on-ask", "approve", "--samples", "1", "--json"]
+    cmd += ["--world-model", "llm", "--on-ask", "approve", "--samples", "1", "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = last_json(proc.stdout)
@@ -75,7 +78,7 @@ def test_example_agent_end_to_end_against_the_embedded_llm(tmp_path):
     # The missing file fails for real (acted, or asked and approved), then its retry is
     # refused from experience; the destructive wipe is stopped for approval.
     assert verdicts[1] in ("act", "ask") and verdicts[2] == "refuse"
-    assert verdicts[4] == "ask" and out["humans"][4] == "approve"
+    assert verdicts[5] == "ask" and out["humans"][5] == "approve"
     assert "already failed" in out["trace"][2]["reason"]
     assert any(r["call"].startswith("list_files") and r["real_success"] for r in out["trace"])
     assert "decision trace" in proc.stderr

@@ -107,10 +107,11 @@ def test_llm_predict_table_prints_markup_as_text(capsys):
 def test_tools_cli_with_markup_in_task_and_predictions_runs_and_resumes(cli_llm, tmp_path, capsys):
     cli_llm({}, prediction_reply(True, 0.9, predicted_result=MARKUP))
     db = tmp_path / "r[/red].sqlite"
-    code = main(["tools", "--db", str(db), "--task", MARKUP, "--json"])
+    code = main(["tools", "--db", str(db), "--task", MARKUP, "--world-model", "llm", "--json"])
     first = last_json(capsys.readouterr().out)
     assert code == 3 and first["pending"]["tool_call"]["name"] == "wipe_directory"
-    code = main(["tools", "--db", str(db), "--resume", first["thread_id"], "--on-ask", "reject"])
+    resume = ["--resume", first["thread_id"], "--on-ask", "reject", "--world-model", "llm"]
+    code = main(["tools", "--db", str(db), *resume])
     out = capsys.readouterr()
     assert code == 0 and "[/red]" in out.out
 
@@ -257,11 +258,17 @@ def test_demo_answer_says_the_approved_wipe_ran(cli_llm, tmp_path, capsys):
     assert "Refused before running: read_file" in answer and "left to a person" not in answer
 
 
-def test_demo_answer_says_the_rejected_wipe_did_not_run(cli_llm, tmp_path, capsys):
-    code = main(["tools", "--db", str(tmp_path / "r.sqlite"), "--on-ask", "reject", "--json"])
+@pytest.mark.parametrize("world_model", ["composite", "llm"])
+def test_demo_answer_says_the_rejected_wipe_did_not_run(cli_llm, tmp_path, capsys, world_model):
+    db = str(tmp_path / "r.sqlite")
+    code = main(["tools", "--db", db, "--on-ask", "reject", "--world-model", world_model, "--json"])
     answer = last_json(capsys.readouterr().out)["answer"]
     assert code == 0 and "Rejected by a person (not run): wipe_directory" in answer
-    assert 'Failed: read_file(path="missing.txt")' in answer
+    missing = 'read_file(path="missing.txt")'
+    if world_model == "llm":  # the LLM let the read run, and it failed for real
+        assert f"Failed: {missing}" in answer
+    else:  # the simulation refused it with the real error, without running it
+        assert "Failed:" not in answer and f"Refused before running: {missing}" in answer
 
 
 def test_task_ignored_by_the_fixed_plan_is_said_on_stderr(cli_llm, tmp_path, capsys):

@@ -23,20 +23,25 @@ from typing import Any, Literal
 from langgraph.types import Command
 
 from wm_agents.llm.predictor import LLMOutcomePredictor
+from wm_agents.planning.plan_search import WorkspaceGoal
+from wm_agents.simulate import FolderSimulator
+from wm_agents.tools.composite import CompositeToolModel
 from wm_agents.tools.gate import ToolGate
 from wm_agents.tools.graph import ToolAgentContext
-from wm_agents.tools.propose import FixedPlanProposer, LLMProposer, PlanEntry
+from wm_agents.tools.propose import FixedPlanProposer, LLMProposer, PlanEntry, PlanSearchProposer
 from wm_agents.tools.sandbox import make_sandbox_tools
 from wm_agents.tools.summary import summarize_tool_calls
 from wm_agents.tools.trace import TraceEntry
 
 __all__ = [
+    "DEMO_GOAL",
     "DEMO_PLAN",
     "DEMO_TASK",
     "SITUATION",
     "RunReport",
     "build_fs_context",
     "drive",
+    "sandbox_moves",
     "seed_sandbox",
 ]
 
@@ -63,6 +68,7 @@ DEMO_PLAN: list[PlanEntry] = [
     [{"name": "list_files", "args": {"path": "."}}],
     [{"name": "read_file", "args": {"path": "missing.txt"}}],
     [{"name": "read_file", "args": {"path": "missing.txt"}}],
+    [{"name": "write_file", "args": {"path": "summary.txt", "content": "Ship Friday (Ada)."}}],
     [
         {"name": "read_file", "args": {"path": "notes.txt"}},
         {"name": "list_files", "args": {"path": "archive"}},
@@ -71,20 +77,60 @@ DEMO_PLAN: list[PlanEntry] = [
     summarize_tool_calls,
 ]
 """The demo scenario, one entry per decision: candidate calls, then an answer that reports
-what really happened (which calls ran, failed, were refused, approved or rejected)."""
+what really happened (which calls ran, failed, were refused, approved or rejected).
+
+With the simulator (the default world model) the read of ``missing.txt`` is refused with the
+real error without running, twice; writing a new file runs (nothing is lost); the wipe is
+asked about with what it would delete.  With the LLM alone (``world_model="llm"``) the first
+read runs and fails for real, and its repeat is refused from that experience."""
 
 
 SITUATION = (
     "The tools work inside a sandbox folder. It holds notes.txt, todo.txt and archive/old.log; "
     "there is no missing.txt."
 )
+"""What the LLM is told about the sandbox (the simulator needs no telling)."""
+
+
+DEMO_GOAL = "gone:archive/old.log,kept:notes.txt"
+"""The plan-search demo's goal: the old log is gone, the notes are kept."""
+
+
+def sandbox_moves(root: str | Path) -> Callable[..., list[dict[str, Any]]]:
+    """What a plan search may try in the sandbox after a plan: archive any file (each into its
+    own zip under ``backup/``, so no archive is ever replaced), delete any file, or wipe any
+    folder; the files are the folder's present ones as the plan leaves them."""
+    base = Path(root)
+
+    def expand(plan: Any, outcome: Any) -> list[dict[str, Any]]:
+        files = {str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()}
+        dirs = {str(p.relative_to(base)) for p in base.rglob("*") if p.is_dir()}
+        effects = (outcome.prediction.get("side_effects") or {}) if outcome is not None else {}
+        for entry in effects.get("deleted") or []:
+            files.discard(str(entry.get("path", "")))
+        for entry in effects.get("created") or []:
+            if entry.get("kind", "file") == "file":
+                files.add(str(entry.get("path", "")))
+        calls: list[dict[str, Any]] = []
+        for f in sorted(files):
+            if f.startswith("backup/"):
+                continue
+            zip_name = f"backup/{f.replace('/', '__')}.zip"
+            if zip_name not in files:
+                calls.append({"name": "archive_files", "args": {"paths": [f], "archive": zip_name}})
+            calls.append({"name": "delete_file", "args": {"path": f}})
+        calls += [{"name": "wipe_directory", "args": {"path": d}} for d in sorted(dirs)]
+        return calls
+
+    return expand
 
 
 def build_fs_context(
     root: str | Path,
     chat_model: Any,
     *,
-    proposer: Literal["plan", "llm"] = "plan",
+    proposer: Literal["plan", "llm", "search"] = "plan",
+    goal: str = DEMO_GOAL,
     native_tools: bool = False,
     samples: int = 2,
     seed: int = 0,
@@ -93,17 +139,27 @@ def build_fs_context(
     max_steps: int = 10,
     on_decision: Callable[[TraceEntry], None] | None = None,
     seed_files: bool = True,
+    world_model: Literal["composite", "llm"] = "composite",
 ) -> ToolAgentContext:
     """The file-system agent's context over a sandbox folder (seeded with demo files).
 
+    Close ``context.predictor`` when done (``context.predictor.close()``): the simulator keeps
+    a copy of the sandbox, and a predictor without a ``chat_model`` may start the embedded LLM.
+
     Args:
         root: the sandbox folder.
+        world_model: ``"composite"`` simulates the sandbox tools on a copy of the folder
+            (exact outcomes; the LLM only for tools that cannot be simulated, none here);
+            ``"llm"`` lets the LLM predict every call.
         seed_files: write the demo's files into ``root`` when it is empty (a new run).  A
             resumed run passes ``False``: its sandbox is what its own calls left (after a
             wipe, empty), and re-seeding it would contradict the run's trace.
-        chat_model: the LLM for predictions (and for proposing with ``proposer="llm"``).
-        proposer: ``"plan"`` follows :data:`DEMO_PLAN` (the tiny
-            embedded model cannot plan); ``"llm"`` lets the model propose.
+        chat_model: the LLM for predictions (and for proposing with ``proposer="llm"``);
+            ``None`` starts the configured or embedded model when a prediction first needs it.
+        proposer: ``"plan"`` follows :data:`DEMO_PLAN` (the tiny embedded model cannot
+            plan); ``"llm"`` lets the model propose; ``"search"`` searches tool plans with the
+            simulator for ``goal`` (no LLM at all; needs the composite world model).
+        goal: for ``proposer="search"``, e.g. ``"gone:archive/old.log,kept:notes.txt"``.
         native_tools: with ``proposer="llm"``, use native tool calling (else a JSON schema).
         samples, seed, temperature: of the predictor.
         store: a LangGraph Store for the predictor's experience (``SqliteStore`` to keep it).
@@ -124,13 +180,35 @@ def build_fs_context(
         # Short prompts: on a small CPU, reading the prompt costs more than writing the answer.
         max_messages=2,
     )
+    if world_model not in ("composite", "llm"):
+        raise ValueError(f"world_model must be 'composite' or 'llm', got {world_model!r}")
+    if proposer == "search" and world_model != "composite":
+        raise ValueError("proposer='search' searches plans with the simulator: use the composite")
+    model: Any = predictor
+    simulator = None
+    if world_model == "composite":
+        simulator = FolderSimulator(root, make_sandbox_tools, tools=tools)
+        model = CompositeToolModel(simulators=[simulator], llm=predictor)
     if proposer == "plan":
         chosen: Any = FixedPlanProposer(DEMO_PLAN)
-    else:
+    elif proposer == "search":
+        chosen = PlanSearchProposer(
+            simulator,
+            sandbox_moves(root),
+            WorkspaceGoal.parse(goal, root=root),
+            max_depth=3,
+            max_imagined=60,
+            time_budget_s=60.0,
+        )
+    elif proposer == "llm":
+        if chat_model is None:
+            raise ValueError("proposer='llm' needs a chat_model")
         chosen = LLMProposer(chat_model, mode="native" if native_tools else "structured")
+    else:
+        raise ValueError(f"proposer must be 'plan', 'llm' or 'search', got {proposer!r}")
     return ToolAgentContext(
         proposer=chosen,
-        predictor=predictor,
+        predictor=model,
         tools=tools,
         gate=ToolGate(tools=tools),
         n_candidates=2,

@@ -35,6 +35,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from wm_agents.core import Outcome
@@ -276,22 +277,27 @@ def search_plans(
 
 @dataclass(frozen=True)
 class WorkspaceGoal:
-    """A small predicate on what a plan does to a folder, read from the simulated outcome's
-    side effects (paths relative to the workspace root):
+    """A small predicate on a folder after a plan, read from the plan's simulated side effects
+    (paths relative to the workspace root):
 
-    * ``gone``: these paths are deleted by the plan (and not created again);
-    * ``kept``: these paths are neither deleted nor modified by the plan;
-    * ``created``: these paths exist afterwards and did not before.
+    * ``gone``: these paths do not exist afterwards;
+    * ``kept``: these paths exist afterwards, unchanged by the plan;
+    * ``created``: these paths exist afterwards.
 
-    ``WorkspaceGoal.parse("gone:archive/old.log,kept:notes.txt")`` reads the CLI's form.
+    Without ``root`` only what the plan itself does counts (``gone``: the plan deletes it).
+    With ``root`` the folder's present files count too, so the goal can hold before any call
+    (:meth:`holds_now`) and a search can start again from wherever reality is.
+    ``WorkspaceGoal.parse("gone:archive/old.log,kept:notes.txt", root=...)`` reads the CLI's
+    form.
     """
 
     gone: tuple[str, ...] = ()
     kept: tuple[str, ...] = ()
     created: tuple[str, ...] = ()
+    root: Path | None = None
 
     @classmethod
-    def parse(cls, text: str) -> WorkspaceGoal:
+    def parse(cls, text: str, *, root: str | Path | None = None) -> WorkspaceGoal:
         """``"gone:a,kept:b,created:c"`` (each part ``kind:path``).
 
         Raises:
@@ -308,7 +314,27 @@ class WorkspaceGoal:
             parts[kind.strip()].append(path.strip().strip("/"))
         if not any(parts.values()):
             raise ValueError("the goal is empty; say e.g. 'gone:archive/old.log,kept:notes.txt'")
-        return cls(tuple(parts["gone"]), tuple(parts["kept"]), tuple(parts["created"]))
+        return cls(
+            tuple(parts["gone"]),
+            tuple(parts["kept"]),
+            tuple(parts["created"]),
+            Path(root) if root is not None else None,
+        )
+
+    def present(self) -> set[str]:
+        """Files under ``root`` now (relative paths; empty without a root)."""
+        if self.root is None or not self.root.is_dir():
+            return set()
+        return {str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()}
+
+    def holds_now(self) -> bool:
+        """The goal holds with no call at all (needs ``root``)."""
+        if self.root is None:
+            return False
+        now = self.present()
+        return all(p not in now for p in self.gone) and all(
+            p in now for p in (*self.kept, *self.created)
+        )
 
     def __call__(self, outcome: Outcome) -> bool:
         effects = outcome.prediction.get("side_effects")
@@ -323,10 +349,17 @@ class WorkspaceGoal:
             }
 
         created, modified, deleted = paths("created"), paths("modified"), paths("deleted")
-        gone = all(p in deleted and p not in created for p in self.gone)
+        if self.root is None:
+            gone = all(p in deleted and p not in created for p in self.gone)
+            exists = all(p in created for p in self.created)
+        else:
+            after = (self.present() - deleted) | created
+            gone = all(p not in after for p in self.gone)
+            exists = all(p in after for p in self.created)
+            if not all(p in after for p in self.kept):
+                return False
         kept = all(p not in deleted and p not in modified for p in self.kept)
-        made = all(p in created for p in self.created)
-        return gone and kept and made
+        return gone and kept and exists
 
     def describe(self) -> str:
         parts = [f"gone:{p}" for p in self.gone] + [f"kept:{p}" for p in self.kept]

@@ -14,6 +14,7 @@ embedded offline model.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import re
@@ -52,6 +53,25 @@ def add_tools_subparser(subparsers: Any) -> None:
         default="auto",
         help="who proposes tool calls: the demo plan, or the LLM (auto: plan for the embedded "
         "model, which is too small to plan; llm otherwise)",
+    )
+    p.add_argument(
+        "--world-model",
+        choices=["composite", "llm"],
+        default="composite",
+        help="how calls are imagined: composite (default) runs the sandbox tools on a copy of "
+        "the folder (exact; the LLM only for tools that cannot be simulated); llm lets the LLM "
+        "predict every call",
+    )
+    p.add_argument(
+        "--plan-search",
+        action="store_true",
+        help="no LLM proposer: search tool plans with the simulator for --goal and run the best",
+    )
+    p.add_argument(
+        "--goal",
+        default=None,
+        help="with --plan-search: what must hold afterwards, e.g. "
+        "'gone:archive/old.log,kept:notes.txt' (the default)",
     )
     p.add_argument("--samples", type=int, default=2, help="predictions per candidate (2)")
     p.add_argument("--seed", type=int, default=0, help="predictor seed (0)")
@@ -117,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from wm_agents.llm.config import resolve_llm_settings
     from wm_agents.tools.persistence import RunInUseError, RunLease, open_sqlite
-    from wm_agents.tools.trace import trace_rows, trace_table
+    from wm_agents.tools.trace import plan_tree, trace_rows, trace_table
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.samples < 1 or args.max_steps < 1:
@@ -127,7 +147,10 @@ def _run(args: argparse.Namespace) -> int:
             f"--resume {args.resume!r} is not a run id (letters, digits, '-' and '_', at most "
             "64; the id printed when the run started)"
         )
-    console = Console(stderr=args.json, highlight=False, markup=False)
+    stream = sys.stderr if args.json else sys.stdout
+    # A log or a pipe gets a table wide enough to read (rich would fold it into 80 columns).
+    width = None if stream.isatty() else 160
+    console = Console(stderr=args.json, highlight=False, markup=False, width=width)
     db = (
         Path(args.db)
         if args.db
@@ -146,9 +169,19 @@ def _run(args: argparse.Namespace) -> int:
             "files its own calls left, so it cannot go on without them"
         )
     settings = resolve_llm_settings()
-    proposer = (
-        args.proposer if args.proposer != "auto" else ("plan" if settings.embedded else "llm")
-    )
+    if args.plan_search:
+        if args.proposer == "llm" or args.world_model == "llm":
+            return _error(
+                "--plan-search searches with the simulator: drop --proposer llm and "
+                "--world-model llm"
+            )
+        proposer = "search"
+    elif args.goal is not None:
+        return _error("--goal goes with --plan-search")
+    else:
+        proposer = (
+            args.proposer if args.proposer != "auto" else ("plan" if settings.embedded else "llm")
+        )
     if args.task and proposer == "plan":
         print(
             "note: --task is not followed: the demo's fixed plan proposes the calls ("
@@ -193,6 +226,15 @@ def _run(args: argparse.Namespace) -> int:
 
     trace = report.state.get("trace") or []
     console.print(trace_table(trace))
+    for search in report.state.get("plan_searches") or []:
+        console.print(plan_tree(search, title=f"imagined plans at decision {search['step']}"))
+    mismatches = sum(e.exact_match is False for e in trace)
+    checked = sum(e.exact_match is not None for e in trace)
+    if checked:
+        console.print(
+            f"simulated calls that ran: {checked}, matched reality: {checked - mismatches}"
+            + (f", MISMATCHED: {mismatches}" if mismatches else "")
+        )
     if report.pending is not None:
         console.print(
             Text.assemble(
@@ -216,7 +258,10 @@ def _run(args: argparse.Namespace) -> int:
             "humans": [e.human for e in trace],
             "trace": trace_rows(trace),
             "model": settings.describe(),
+            "world_model": args.world_model,
             "proposer": proposer,
+            "mismatches": sum(e.exact_match is False for e in trace),
+            "plan_searches": report.state.get("plan_searches") or [],
         }
         print(json.dumps(summary, default=str, allow_nan=False), flush=True)
     return EXIT_PENDING if report.pending is not None else 0
@@ -236,18 +281,28 @@ def _drive_run(
 ) -> Any:
     """Build the agent and drive the run (new or resumed) under its lease; ``None`` when the
     run to resume is not in the database."""
-    from langgraph.types import Command
-
-    from wm_agents.demos.fs_agent import DEMO_TASK, RunReport, build_fs_context, drive
+    from wm_agents.demos.fs_agent import DEMO_GOAL, build_fs_context
     from wm_agents.llm.config import open_chat_model
-    from wm_agents.tools.graph import create_tool_agent_graph
 
-    console.print(f"LLM: {settings.describe()}; run {thread_id} in {db}; sandbox {sandbox}")
-    with open_chat_model(settings, server_options={"parallel": 4, "threads": 1}) as chat:
+    needs_llm = proposer == "llm" or args.world_model == "llm"
+    what = (
+        f"LLM {settings.describe()}"
+        if needs_llm
+        else f"simulated sandbox (LLM {settings.describe()} only for calls it cannot simulate)"
+    )
+    console.print(f"world model: {what}; run {thread_id} in {db}; sandbox {sandbox}")
+    opened = (
+        open_chat_model(settings, server_options={"parallel": 4, "threads": 1})
+        if needs_llm
+        else contextlib.nullcontext(None)
+    )
+    with opened as chat:
         context = build_fs_context(
             sandbox,
             chat,
             proposer=proposer,
+            goal=args.goal or DEMO_GOAL,
+            world_model=args.world_model,
             native_tools=False,
             samples=args.samples,
             seed=args.seed,
@@ -258,21 +313,42 @@ def _drive_run(
             ),
             seed_files=not args.resume,
         )
-        graph = create_tool_agent_graph().compile(checkpointer=saver, store=store)
-        config = {"configurable": {"thread_id": thread_id}, "recursion_limit": 200}
-        first: Any = {"task": args.task or DEMO_TASK}
-        if args.resume:
-            snapshot = graph.get_state(config)
-            if not snapshot.values:
-                return None
-            first = None  # no interrupt pending: a killed run continues from its checkpoint
-            if snapshot.interrupts:
-                reply = answer(snapshot.interrupts[0].value)
-                if reply is None:
-                    pending = snapshot.interrupts[0].value
-                    return RunReport(state=dict(snapshot.values), pending=pending)
-                first = Command(resume=reply)
-        return drive(graph, config, context, first, answer)
+        try:
+            return _resume_or_start(args, context, saver, store, thread_id, answer)
+        finally:
+            close = getattr(context.predictor, "close", None)
+            if callable(close):
+                close()
+
+
+def _resume_or_start(
+    args: argparse.Namespace,
+    context: Any,
+    saver: Any,
+    store: Any,
+    thread_id: str,
+    answer: Any,
+) -> Any:
+    from langgraph.types import Command
+
+    from wm_agents.demos.fs_agent import DEMO_TASK, RunReport, drive
+    from wm_agents.tools.graph import create_tool_agent_graph
+
+    graph = create_tool_agent_graph().compile(checkpointer=saver, store=store)
+    config = {"configurable": {"thread_id": thread_id}, "recursion_limit": 200}
+    first: Any = {"task": args.task or DEMO_TASK}
+    if args.resume:
+        snapshot = graph.get_state(config)
+        if not snapshot.values:
+            return None
+        first = None  # no interrupt pending: a killed run continues from its checkpoint
+        if snapshot.interrupts:
+            reply = answer(snapshot.interrupts[0].value)
+            if reply is None:
+                pending = snapshot.interrupts[0].value
+                return RunReport(state=dict(snapshot.values), pending=pending)
+            first = Command(resume=reply)
+    return drive(graph, config, context, first, answer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -309,6 +309,20 @@ class CompositeToolModel:
             member_values=[value],
         )
 
+    def close(self) -> None:
+        """Close every source that holds something (a simulator's copy, an LLM's embedded
+        server).  Idempotent."""
+        for source in [*self.simulators, self.learned, self.llm]:
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
+
+    def __enter__(self) -> CompositeToolModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- learn ------------------------------------------------------------------------------
 
     def learn(self, transitions: Sequence[Transition]) -> LearnReport:

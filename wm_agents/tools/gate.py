@@ -25,7 +25,8 @@ was run on a throwaway copy, see :mod:`wm_agents.simulate`) is not a guess, so w
 the risk / uncertainty thresholds: a call that loses data for good (``reversible`` false) or
 deletes more than ``max_deleted`` files or rows goes to a person, and the reason says the
 numbers ("the simulation shows: deleted 1,243 files (2.1 GB, 2.1 GB lost); not reversible");
-one that changes nothing irreplaceable runs.
+one that changes nothing irreplaceable runs; one that fails is refused with the real error
+(running it would only repeat the failure).
 """
 
 from __future__ import annotations
@@ -238,14 +239,16 @@ class ToolGate:
             askable = policy.on_unknown == "ask"
             return Assessment(False, askable, (f"outcome unknown: {reason}",), -math.inf)
         p = float(pred.get("success_probability", 1.0 - outcome.risk))
-        if p < policy.min_success:
-            if is_exact(outcome):
+        if is_exact(outcome) and policy.trust_simulation:
+            # A simulated failure is not a guess: running the call would only repeat it (even
+            # a read-only one), and the agent reads the real error in the refusal.
+            if pred.get("success") is False:
                 result = str(pred.get("predicted_result") or "").strip()
                 problems.append(f"the simulation failed: {result[:200]}")
-            else:
-                problems.append(
-                    f"predicted to fail (success probability {p:.2f} < {policy.min_success:.2f})"
-                )
+        elif p < policy.min_success:
+            problems.append(
+                f"predicted to fail (success probability {p:.2f} < {policy.min_success:.2f})"
+            )
         harm = float(pred.get("harm", 0.0))
         if is_exact(outcome) and policy.trust_simulation:
             # Exact: loss is a fact, and a person decides about it (decide), unless the policy

@@ -28,6 +28,7 @@ tool call does not run that call again unasked (:mod:`wm_agents.tools.intents`).
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
@@ -86,6 +87,7 @@ class ToolAgentState(TypedDict, total=False):
     trace: Annotated[list[TraceEntry], merge_trace]
     executed: dict[str, Any] | None
     human: str | None
+    plan_searches: Annotated[list[dict[str, Any]], operator.add]
     step: int
     done: bool
     answer: str | None
@@ -187,6 +189,9 @@ def _propose(state: ToolAgentState, runtime: Runtime[ToolAgentContext]) -> dict[
             "answer": text,
         }
     proposal = ctx.proposer.propose(messages, ctx.tool_specs(), n=ctx.n_candidates, step=step)
+    if proposal.search is not None:
+        # The imagined plan tree of this decision, for the trace and Studio.
+        update["plan_searches"] = [{"step": step, **proposal.search}]
     if proposal.candidates:
         return {**update, "candidates": proposal.candidates, "done": False}
     text = proposal.answer or f"I could not go on: {proposal.error}"

@@ -28,7 +28,7 @@ from langgraph.types import Command, interrupt
 
 from wm_agents.core import Decision, Outcome, Transition
 from wm_agents.llm.schemas import message_text
-from wm_agents.tools.gate import ToolGate, call_text, not_simulated_outcome
+from wm_agents.tools.gate import ToolGate, call_text, is_exact, not_simulated_outcome
 from wm_agents.tools.intents import IntentLog, not_rerun_text, recovery, rerun_reason
 from wm_agents.tools.summary import mark_human
 from wm_agents.tools.trace import TraceEntry
@@ -44,6 +44,7 @@ __all__ = [
     "arun_once",
     "ask_for_review",
     "blocked_message",
+    "exact_match",
     "imagine_calls",
     "matching_prediction",
     "parse_review",
@@ -446,10 +447,24 @@ def with_real_outcome(
         "real_result": result[:500],
         "real_success": success,
         "prediction_error": error,
+        "exact_match": exact_match(prediction, result, success),
     }
     if human is not None:
         update["human"] = human
     return entry.model_copy(update=update)
+
+
+def exact_match(prediction: Outcome | None, result: str, success: bool) -> bool | None:
+    """For an exact (simulated) prediction, whether reality matched it: the same success and
+    the same result (a tool error compared by its type and message, which ``ToolNode`` words
+    differently).  ``None`` for guesses."""
+    if prediction is None or not is_exact(prediction):
+        return None
+    from wm_agents.simulate import results_match
+
+    predicted_success = bool(prediction.prediction.get("success"))
+    text = str(prediction.prediction.get("predicted_result") or "")
+    return predicted_success == success and results_match(text, predicted_success, result)
 
 
 def real_transition(

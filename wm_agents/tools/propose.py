@@ -63,6 +63,9 @@ class Proposal(BaseModel):
         answer: the final answer when there are no candidates.
         error: why proposing failed (a model fault), or None.
         dropped: candidates that named no known tool (kept for the trace).
+        search: the plan search behind the candidates, when there was one
+            (:meth:`~wm_agents.planning.plan_search.PlanSearchResult.as_dict`: the imagined
+            plan tree, shown in the trace and in LangGraph Studio).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -71,6 +74,7 @@ class Proposal(BaseModel):
     answer: str | None = None
     error: str | None = None
     dropped: list[str] = Field(default_factory=list)
+    search: dict[str, Any] | None = None
 
 
 @runtime_checkable
@@ -278,3 +282,67 @@ class FixedPlanProposer:
             for i, c in enumerate(list(entry)[:n])
         ]
         return Proposal(candidates=calls)
+
+
+class PlanSearchProposer:
+    """A :class:`Proposer` with no LLM: it searches tool plans with a world model that
+    imagines whole plans (a workspace simulator) and proposes the first call of the best one.
+
+    It searches again at every decision, from wherever the real workspace is (the simulator
+    copies the real folder on each call), like model-predictive control over tool plans: a
+    call that failed, was refused or rejected just leads to a new search, and nothing has to
+    be remembered between decisions (a run resumed in another process goes on the same way).
+    It answers when the goal holds, or when no plan reaches it (saying why).
+
+    Args:
+        model: imagines plans (``imagine(state, plans, horizon=H)``).
+        expand: offers next calls after a plan (see
+            :func:`~wm_agents.planning.plan_search.search_plans`).
+        goal: a :class:`~wm_agents.planning.plan_search.WorkspaceGoal` with a ``root`` (or any
+            goal with ``holds_now()``).
+        allow_loss: propose a plan that reaches the goal only by losing data (the gate still
+            asks a person about each lossy call); otherwise such a plan is only explained.
+        search_options: ``max_depth``, ``max_imagined``, ``time_budget_s``, ...
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        expand: Callable[..., Sequence[dict[str, Any]]],
+        goal: Any,
+        *,
+        allow_loss: bool = False,
+        **search_options: Any,
+    ) -> None:
+        self.model = model
+        self.expand = expand
+        self.goal = goal
+        self.allow_loss = allow_loss
+        self.search_options = search_options
+        self.last: Any = None
+        """The latest :class:`~wm_agents.planning.plan_search.PlanSearchResult`."""
+
+    def propose(
+        self, messages: Sequence[BaseMessage], tools: Sequence[ToolSpec], *, n: int, step: int
+    ) -> Proposal:
+        """The first call of the best plan from here (one candidate), or the final answer."""
+        from wm_agents.planning.plan_search import search_plans
+
+        del tools, n
+        if self.goal.holds_now():
+            done = summarize_tool_calls(messages)
+            return Proposal(answer=f"The goal holds ({self.goal.describe()}). {done}")
+        result = search_plans(
+            self.model,
+            {"messages": list(messages)},
+            self.expand,
+            self.goal,
+            allow_loss=self.allow_loss,
+            **self.search_options,
+        )
+        self.last = result
+        if result.best is None:
+            return Proposal(answer=result.explain(), search=result.as_dict())
+        first = result.best.calls[0]
+        call = {"name": first["name"], "args": dict(first["args"]), "id": f"call_{step}_0"}
+        return Proposal(candidates=[call], search=result.as_dict())

@@ -4,6 +4,7 @@ records) and printable as a ``rich`` table."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ __all__ = [
     "TraceCandidate",
     "TraceEntry",
     "merge_trace",
+    "plan_tree",
     "trace_entry",
     "trace_rows",
     "trace_table",
@@ -224,3 +226,37 @@ def trace_table(entries: Sequence[TraceEntry], *, title: str = "decision trace")
                 Text(detail),
             )
     return table
+
+
+def plan_tree(search: dict[str, Any], *, title: str = "imagined plans") -> Any:
+    """A ``rich.tree.Tree`` of a plan search (``PlanSearchResult.as_dict()``): each imagined
+    plan under the plan it extends, with what it does, whether it loses data and whether it
+    reaches the goal; the chosen plan is marked.  Every label is plain text."""
+    from rich.text import Text
+    from rich.tree import Tree
+
+    nodes = search.get("nodes") or []
+    best = (search.get("best") or {}).get("id")
+    header = Text(
+        f"{title}: {search.get('n_imagined', len(nodes))} imagined in "
+        f"{search.get('seconds', 0):.1f}s, stopped: {search.get('stopped')}"
+    )
+    tree = Tree(header)
+    branches: dict[int | None, Any] = {None: tree}
+    for node in nodes:
+        last = node["calls"][-1]
+        args = json.dumps(last.get("args") or {}, sort_keys=True, default=str)
+        marks = []
+        if not node.get("success"):
+            marks.append("fails" if node.get("status") == "ok" else "unknown")
+        if node.get("lost"):
+            marks.append("loses data")
+        if node.get("goal"):
+            marks.append("reaches the goal")
+        label = Text(f"{last['name']}({args})")
+        label.append(f"  [{', '.join(marks) or 'ok'}] {str(node.get('summary') or '')[:120]}")
+        if node["id"] == best:
+            label = Text("chosen: ", style="bold green") + label
+        parent = branches.get(node.get("parent"), tree)
+        branches[node["id"]] = parent.add(label)
+    return tree
