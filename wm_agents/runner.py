@@ -32,6 +32,7 @@ from wm_agents.neural.trainer import FitConfig
 from wm_agents.planning.gate import AgreementGate
 from wm_agents.planning.mpc import MPCController
 from wm_agents.planning.optimizers import CEMPlanner, RandomShootingPlanner
+from wm_agents.torch_threads import torch_threads
 
 __all__ = [
     "AgentConfig",
@@ -58,6 +59,8 @@ class AgentConfig:
     (4 iterations) scored -313 instead of -172 on seed 0; CartPole's 2 iterations never stop.
     ``fuse_graph``: each real step runs as one graph node (one LangGraph superstep and
     checkpoint per step); ``False`` runs the five nodes separately.
+    ``threads``: torch threads while the run lasts (the runner sets them and restores the
+    caller's count after); 1 is fastest for these small matmuls on a shared machine.
     """
 
     max_steps: int = 1000
@@ -84,6 +87,7 @@ class AgentConfig:
     use_value: bool = True
     value_kappa: float = 1.0
     fuse_graph: bool = True
+    threads: int = 1
     fit: FitConfig = field(default_factory=FitConfig)
 
     def __post_init__(self) -> None:
@@ -97,6 +101,8 @@ class AgentConfig:
             raise ValueError(f"planner must be 'cem' or 'random', got {self.planner!r}")
         if self.eval_episodes < 0:
             raise ValueError("eval_episodes must be >= 0")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
 
 _ENV_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -326,12 +332,27 @@ def run_gym(
     progress: bool = True,
     checkpointer: Any = None,
 ) -> RunResult:
-    """Learn ``env_id`` with the Dyna/MPC agent through the planning graph and evaluate it."""
-    from tqdm.auto import tqdm
+    """Learn ``env_id`` with the Dyna/MPC agent through the planning graph and evaluate it.
 
+    Torch runs on ``config.threads`` threads meanwhile (the caller's count is restored).
+    """
     cfg = config or default_config(env_id)
     # The terminal value is learned with the discount the planner applies beyond its horizon.
     cfg = replace(cfg, fit=replace(cfg.fit, seed=seed, value=cfg.use_value, value_gamma=cfg.gamma))
+    with torch_threads(cfg.threads):
+        return _run_gym(env_id, seed, cfg, out, progress, checkpointer)
+
+
+def _run_gym(
+    env_id: str,
+    seed: int,
+    cfg: AgentConfig,
+    out: str | Path | None,
+    progress: bool,
+    checkpointer: Any,
+) -> RunResult:
+    from tqdm.auto import tqdm
+
     t0 = time.perf_counter()
     actuator = GymActuator(gym.make(env_id))
     eval_actuator = GymActuator(gym.make(env_id))

@@ -50,7 +50,9 @@ def _agent(seed: int, train_steps: int, overrides: dict[str, Any]) -> tuple[Any,
     from wm_agents.runner import build_agent, default_config, run_gym
 
     cfg = default_config("CartPole-v1", **overrides)
-    learn_cfg = replace(cfg, max_steps=train_steps, eval_episodes=0)
+    learn_cfg = replace(
+        cfg, max_steps=train_steps, eval_episodes=0, threads=torch.get_num_threads()
+    )
     with tempfile.TemporaryDirectory() as tmp:
         run_gym("CartPole-v1", seed=seed, config=learn_cfg, out=tmp, progress=False)
         trained = EnsembleDynamicsModel.load(Path(tmp) / "model.pt")

@@ -45,9 +45,16 @@ LABELS = {
 
 
 def run_planner(seed: int, *, eval_episodes: int = 10, **overrides: Any) -> CurveRun:
-    """One seed of the Dyna/MPC agent with ``default_config("CartPole-v1")`` (+ overrides)."""
+    """One seed of the Dyna/MPC agent with ``default_config("CartPole-v1")`` (+ overrides).
+
+    Runs on the caller's torch thread count unless ``threads`` is overridden (the bench
+    commands set it from ``--threads``).
+    """
+    import torch
+
     from wm_agents.runner import _jsonable, default_config, run_gym
 
+    overrides.setdefault("threads", torch.get_num_threads())
     cfg = default_config("CartPole-v1", eval_episodes=eval_episodes, **overrides)
     res = run_gym("CartPole-v1", seed=seed, config=cfg, progress=False)
     evals = [EvalPoint(e.real_steps, tuple(e.returns)) for e in res.evals]

@@ -76,7 +76,6 @@ def run_agent_from_args(args: argparse.Namespace) -> int:
     one JSON summary object last."""
     from dataclasses import replace
 
-    import torch
     from rich.console import Console
 
     from wm_agents.imagination.mbpo import ImaginationConfig
@@ -84,9 +83,9 @@ def run_agent_from_args(args: argparse.Namespace) -> int:
     from wm_agents.reporting import summary_table
     from wm_agents.runner import default_config
 
-    torch.set_num_threads(max(1, getattr(args, "threads", 1)))
     config = default_config(
         args.env,
+        threads=args.threads,
         warmup_steps=args.warmup_steps,
         horizon=args.horizon,
         population=args.population,

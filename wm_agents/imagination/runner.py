@@ -58,6 +58,7 @@ from wm_agents.runner import (
     random_warmup,
     steps_to_hold,
 )
+from wm_agents.torch_threads import torch_threads
 
 __all__ = ["AgentKind", "ImaginationRunResult", "run_imagination_gym"]
 
@@ -139,9 +140,9 @@ def run_imagination_gym(
         policy_after: real steps before the hybrid considers trusting its policy.
         trust_return: imagined return that puts the hybrid's policy on probation (default: the
             env's reward threshold; ``-inf``: probation at the first chance).
-    """
-    from tqdm.auto import tqdm
 
+    Torch runs on ``config.threads`` threads meanwhile (the caller's count is restored).
+    """
     if agent not in _DEFAULT_STEPS:
         raise ValueError(f"agent must be one of {sorted(_DEFAULT_STEPS)}, got {agent!r}")
     steps = max_steps or _DEFAULT_STEPS[agent]
@@ -152,6 +153,45 @@ def run_imagination_gym(
     icfg = imagination or ImaginationConfig(learning_starts=cfg.warmup_steps)
     if agent == "dqn":
         icfg = replace(icfg, imagine=False, updates_per_step=1)
+    with torch_threads(cfg.threads):
+        return _run(
+            env_id,
+            agent=agent,
+            seed=seed,
+            steps=steps,
+            cfg=cfg,
+            icfg=icfg,
+            hybrid_threshold=hybrid_threshold,
+            hybrid_quantile=hybrid_quantile,
+            policy_after=policy_after,
+            trust_return=trust_return,
+            eval_every=eval_every,
+            eval_episodes=eval_episodes,
+            stop_when_solved=stop_when_solved,
+            progress=progress,
+        )
+
+
+def _run(
+    env_id: str,
+    *,
+    agent: AgentKind,
+    seed: int,
+    steps: int,
+    cfg: AgentConfig,
+    icfg: ImaginationConfig,
+    hybrid_threshold: float | None,
+    hybrid_quantile: float,
+    policy_after: int,
+    trust_return: float | None,
+    eval_every: int,
+    eval_episodes: int,
+    stop_when_solved: bool,
+    progress: bool,
+) -> ImaginationRunResult:
+    """The run of :func:`run_imagination_gym`, its options validated."""
+    from tqdm.auto import tqdm
+
     t0 = time.perf_counter()
     actuator = GymActuator(gym.make(env_id))
     if actuator.max_episode_steps:
