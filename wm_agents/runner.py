@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import gymnasium as gym
 import numpy as np
 
 from wm_agents.envs.gym_actuator import GymActuator
+from wm_agents.envs.make import make_env
 from wm_agents.graph.env_graph import (
     EnvPlanningContext,
     StepRecord,
@@ -354,8 +354,8 @@ def _run_gym(
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    actuator = GymActuator(gym.make(env_id))
-    eval_actuator = GymActuator(gym.make(env_id))
+    actuator = GymActuator(make_env(env_id))
+    eval_actuator = GymActuator(make_env(env_id))
     model, controller = build_agent(actuator, cfg, seed)
     # Evaluation plans with its own random stream, so when and how often it runs does not
     # change what the learning run does.

@@ -38,10 +38,10 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import gymnasium as gym
 import numpy as np
 
 from wm_agents.envs.gym_actuator import GymActuator
+from wm_agents.envs.make import make_env
 from wm_agents.graph.env_graph import EnvPlanningContext, create_env_planning_graph, episode_config
 from wm_agents.imagination.controllers import HybridController, PolicyController
 from wm_agents.imagination.dqn import DQNConfig, DQNLearner
@@ -193,10 +193,10 @@ def _run(
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    actuator = GymActuator(gym.make(env_id))
+    actuator = GymActuator(make_env(env_id))
     if actuator.max_episode_steps:
         icfg = replace(icfg, select_horizon=actuator.max_episode_steps)
-    eval_actuator = GymActuator(gym.make(env_id))
+    eval_actuator = GymActuator(make_env(env_id))
     model, mpc = build_agent(actuator, cfg, seed)
     # The model-free baseline never refits (its model is only the replay buffer).
     refit = 10**9 if agent == "dqn" else cfg.refit_every
