@@ -92,3 +92,46 @@ def test_llm_predict_rejects_non_finite_or_non_object_json(
 ) -> None:
     proc = run_cli("llm", "predict", "--tool", "t", option, text, "--json", "--retries", "0")
     assert_one_error_line(proc, needle)
+
+
+# ---------------------------------------------------------------- output paths (item 7)
+
+TINY_RUN = ("--max-steps", "30", "--warmup-steps", "20", "--eval-episodes", "1", "--quiet")
+
+
+def test_cartpole_out_that_is_a_file_fails_before_training(tmp_path: Path) -> None:
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    proc = run_cli("cartpole", *TINY_RUN, "--json", "--out", str(existing))
+    assert_one_error_line(proc, str(existing), "is a file, not a folder")
+    assert existing.read_text() == "keep me"
+
+
+def test_policy_agents_check_out_before_training(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    out = blocker / "run"
+    proc = run_cli("gym", "--env", "CartPole-v1", "--agent", "dqn", *TINY_RUN, "--out", str(out))
+    assert_one_error_line(proc, str(out), f"{blocker} is a file, not a folder")
+
+
+def test_out_folder_where_an_output_file_is_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "run" / "model.pt").mkdir(parents=True)
+    proc = run_cli("gym", "--env", "CartPole-v1", *TINY_RUN, "--out", str(tmp_path / "run"))
+    assert_one_error_line(proc, "model.pt: it is a folder")
+
+
+def test_bench_outputs_are_checked_before_measuring(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    bad = str(blocker / "x.json")
+    proc = run_cli("bench", "graph", "--seeds", "0", "--train-steps", "30", "--out", str(tmp_path))
+    assert_one_error_line(proc, f"cannot write {tmp_path}: it is a folder")
+    proc = run_cli("bench", "uncertainty", "--seeds", "0", "--variants", "E1:0", "--out", bad)
+    assert_one_error_line(proc, f"{blocker} is a file, not a folder")
+    proc = run_cli("bench", "sample-efficiency", "run", "--seeds", "0", "--results", str(blocker))
+    assert_one_error_line(proc, "is a file, not a folder")
+    tiny = ["--population", "8", "--horizons", "2", "--particles-list", "1", "--hidden", "8"]
+    tiny += ["--layers", "1", "--iterations", "1", "--states", "1", "--repeats", "1"]
+    proc = run_cli("bench", "plan-table", "--out", bad, "--modes", "float32", *tiny)
+    assert_one_error_line(proc, f"{blocker} is a file, not a folder")

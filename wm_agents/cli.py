@@ -98,7 +98,10 @@ def _run_gym(args: argparse.Namespace) -> int:
     console = Console(stderr=args.json)
     console.print(summary_table(result))
     if result.plot_path:
-        console.print(f"learning curve: {result.plot_path}\nmodel: {result.model_path}")
+        # Paths are user input: printed as text, never as rich markup.
+        console.print(
+            f"learning curve: {result.plot_path}\nmodel: {result.model_path}", markup=False
+        )
     if args.json:
         print(json.dumps(result.summary()))
     return 0

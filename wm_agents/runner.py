@@ -29,15 +29,18 @@ from wm_agents.graph.env_graph import (
 from wm_agents.neural.dyna import DynaLearner
 from wm_agents.neural.ensemble import EnsembleDynamicsModel
 from wm_agents.neural.trainer import FitConfig
+from wm_agents.outputs import OutputPathError, check_output_dir, save_with_fallback
 from wm_agents.planning.gate import AgreementGate
 from wm_agents.planning.mpc import MPCController
 from wm_agents.planning.optimizers import CEMPlanner, RandomShootingPlanner
 from wm_agents.torch_threads import torch_threads
 
 __all__ = [
+    "RUN_FILES",
     "AgentConfig",
     "EvalPoint",
     "Evaluation",
+    "OutputPathError",
     "RunResult",
     "build_agent",
     "build_controller",
@@ -45,6 +48,7 @@ __all__ = [
     "evaluate",
     "random_warmup",
     "run_gym",
+    "save_run",
     "steps_to_hold",
     "steps_to_reach",
 ]
@@ -335,7 +339,12 @@ def run_gym(
     """Learn ``env_id`` with the Dyna/MPC agent through the planning graph and evaluate it.
 
     Torch runs on ``config.threads`` threads meanwhile (the caller's count is restored).
+    With ``out``, the folder is checked before anything runs (:class:`OutputPathError` when
+    the run could not write there) and gets :data:`RUN_FILES` at the end (see
+    :func:`save_run`).
     """
+    if out is not None:
+        out = check_output_dir(out, RUN_FILES)
     cfg = config or default_config(env_id)
     # The terminal value is learned with the discount the planner applies beyond its horizon.
     cfg = replace(cfg, fit=replace(cfg.fit, seed=seed, value=cfg.use_value, value_gamma=cfg.gamma))
@@ -441,18 +450,39 @@ def _run_gym(
         seconds=time.perf_counter() - t0,
     )
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        result.model_path = str(model.save(out / "model.pt"))
-        from wm_agents.reporting import plot_learning_curve
-
-        result.plot_path = str(plot_learning_curve(result, out / "learning_curve.png"))
-        (out / "result.json").write_text(
-            json.dumps({**result.summary(), "config": _jsonable(asdict(cfg))}, indent=2)
-        )
+        save_run(out, result, model, {"config": _jsonable(asdict(cfg))})
     actuator.close()
     eval_actuator.close()
     return result
+
+
+RUN_FILES = ("model.pt", "learning_curve.png", "result.json")
+"""What a run with ``out`` writes there: the model, its learning curve, the summary + config."""
+
+
+def save_run(
+    out: str | Path, result: RunResult, model: EnsembleDynamicsModel, extra: dict[str, Any]
+) -> Path | None:
+    """Write :data:`RUN_FILES` into ``out`` (``result.json``: the summary plus ``extra``).
+
+    When that fails at the end of a run, everything goes to a new temporary folder instead,
+    said on stderr (:func:`~wm_agents.outputs.save_with_fallback`).  Sets
+    ``result.model_path`` / ``plot_path`` to where the files are; returns the folder (``None``
+    when nothing could be written anywhere).
+    """
+    from wm_agents.reporting import plot_learning_curve
+
+    def write(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        result.model_path = str(model.save(folder / "model.pt"))
+        result.plot_path = str(plot_learning_curve(result, folder / "learning_curve.png"))
+        (folder / "result.json").write_text(json.dumps({**result.summary(), **extra}, indent=2))
+        return folder
+
+    written = save_with_fallback(out, write, what="the model and results")
+    if written is None:
+        result.model_path = result.plot_path = None
+    return written
 
 
 def _jsonable(x: Any) -> Any:

@@ -37,6 +37,7 @@ import gymnasium as gym
 import torch
 
 from wm_agents.bench.common import RESULTS_DIR, machine_info, write_json
+from wm_agents.outputs import check_output_file
 
 __all__ = ["main", "measure_overhead"]
 
@@ -209,6 +210,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Measure and write the JSON; prints the summary."""
+    if args.out:
+        check_output_file(args.out)  # before minutes of measuring, not after
     torch.set_num_threads(max(1, args.threads))
     payload = measure_overhead(
         seeds=args.seeds,

@@ -32,6 +32,7 @@ from wm_agents.bench.common import (
     summarize_runs,
     write_json,
 )
+from wm_agents.outputs import check_output_dir
 
 __all__ = ["add_arguments", "main", "report", "run_method", "run_planner"]
 
@@ -198,6 +199,11 @@ def run_cli(args: argparse.Namespace) -> int:
     """Run (or report) as the parsed options say; prints JSON / markdown to stdout."""
     import torch
 
+    # Before hours of runs, not after: the folder must take what this action writes.
+    written = f"sample_efficiency_{args.method}.json"
+    if args.action == "report":
+        written = "sample_efficiency.png"
+    check_output_dir(args.results, [written])
     torch.set_num_threads(max(1, args.threads))
     if args.action == "report":
         print(report(args.results))

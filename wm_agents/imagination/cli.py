@@ -122,6 +122,7 @@ def run_agent_from_args(args: argparse.Namespace) -> int:
         imagination=icfg,
         stop_when_solved=args.stop_when_solved,
         progress=not args.quiet,
+        out=args.out,
         **kwargs,
     )
     console = Console(stderr=args.json)
@@ -131,6 +132,11 @@ def run_agent_from_args(args: argparse.Namespace) -> int:
         f"agent {s['agent']}: {s['act_ms_median']} ms per action (last evaluation), "
         f"actions by source {s['action_sources']}"
     )
+    if result.plot_path:
+        # Paths are user input: printed as text, never as rich markup.
+        console.print(
+            f"learning curve: {result.plot_path}\nmodel: {result.model_path}", markup=False
+        )
     if args.json:
         print(json.dumps(s))
     return 0

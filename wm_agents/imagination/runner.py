@@ -35,7 +35,8 @@ import math
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -49,13 +50,17 @@ from wm_agents.imagination.mbpo import ImaginationConfig, ImaginationLearner
 from wm_agents.imagination.sac import SACConfig, SACLearner
 from wm_agents.imagination.trust import calibrate_disagreement
 from wm_agents.neural.dyna import DynaLearner
+from wm_agents.outputs import check_output_dir
 from wm_agents.runner import (
+    RUN_FILES,
     AgentConfig,
     EvalPoint,
     RunResult,
+    _jsonable,
     build_agent,
     default_config,
     random_warmup,
+    save_run,
     steps_to_hold,
 )
 from wm_agents.torch_threads import torch_threads
@@ -126,6 +131,7 @@ def run_imagination_gym(
     eval_episodes: int = 10,
     stop_when_solved: bool = True,
     progress: bool = True,
+    out: str | Path | None = None,
 ) -> ImaginationRunResult:
     """Learn ``env_id`` with ``agent`` and report real steps to the threshold and ms per action.
 
@@ -142,7 +148,11 @@ def run_imagination_gym(
             env's reward threshold; ``-inf``: probation at the first chance).
 
     Torch runs on ``config.threads`` threads meanwhile (the caller's count is restored).
+    ``out``: as in :func:`~wm_agents.runner.run_gym` (checked first; the model, learning curve
+    and ``result.json`` with the agent and imagination options are written there at the end).
     """
+    if out is not None:
+        out = check_output_dir(out, RUN_FILES)
     if agent not in _DEFAULT_STEPS:
         raise ValueError(f"agent must be one of {sorted(_DEFAULT_STEPS)}, got {agent!r}")
     steps = max_steps or _DEFAULT_STEPS[agent]
@@ -169,6 +179,7 @@ def run_imagination_gym(
             eval_episodes=eval_episodes,
             stop_when_solved=stop_when_solved,
             progress=progress,
+            out=out,
         )
 
 
@@ -188,6 +199,7 @@ def _run(
     eval_episodes: int,
     stop_when_solved: bool,
     progress: bool,
+    out: Path | None,
 ) -> ImaginationRunResult:
     """The run of :func:`run_imagination_gym`, its options validated."""
     from tqdm.auto import tqdm
@@ -371,6 +383,9 @@ def _run(
         eval_sources=eval_sources,
         trust_log=list(trust.log),
     )
+    if out is not None:
+        options = {"agent": agent, "config": asdict(cfg), "imagination": asdict(icfg)}
+        save_run(out, result, model, _jsonable(options))
     actuator.close()
     eval_actuator.close()
     return result
