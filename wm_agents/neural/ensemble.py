@@ -31,11 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError
 from torch import nn
 
 from wm_agents.core import LearnReport, Outcome, Transition
 from wm_agents.neural.buffer import ReplayBuffer
+from wm_agents.neural.model_config import EnsembleConfig, ModelFileError, config_problem
 from wm_agents.spaces import ActionSpec
 
 __all__ = [
@@ -51,33 +52,6 @@ TerminationFn = Callable[[torch.Tensor], torch.Tensor]
 
 _FILE_FORMAT = "wm_agents.EnsembleDynamicsModel"
 _FILE_VERSION = 2
-
-
-class ModelFileError(ValueError):
-    """A model file is corrupt, not a wm_agents model, or does not match what was expected."""
-
-
-class EnsembleConfig(BaseModel):
-    """Everything needed to rebuild the network; saved with the weights."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    obs_dim: int = Field(gt=0)
-    action_kind: str
-    action_dim: int = Field(gt=0)
-    action_n: int = 0
-    action_low: tuple[float, ...] = ()
-    action_high: tuple[float, ...] = ()
-    ensemble_size: int = Field(default=5, gt=0)
-    hidden: int = Field(default=200, gt=0)
-    layers: int = Field(default=3, gt=0)
-    min_std: float = Field(default=1e-3, gt=0)
-
-    @property
-    def action_spec(self) -> ActionSpec:
-        if self.action_kind == "discrete":
-            return ActionSpec.discrete(self.action_n)
-        return ActionSpec.box(self.action_low, self.action_high)
 
 
 class EnsembleLinear(nn.Module):
@@ -149,17 +123,20 @@ class EnsembleDynamicsModel(nn.Module):
         fit_config: Any = None,
     ) -> None:
         super().__init__()
-        self.config = EnsembleConfig(
-            obs_dim=obs_dim,
-            action_kind=action_spec.kind,
-            action_dim=action_spec.dim,
-            action_n=action_spec.n,
-            action_low=action_spec.low,
-            action_high=action_spec.high,
-            ensemble_size=ensemble_size,
-            hidden=hidden,
-            layers=layers,
-        )
+        try:  # bounded sizes, checked before anything is allocated (see model_config)
+            self.config = EnsembleConfig(
+                obs_dim=obs_dim,
+                action_kind=action_spec.kind,
+                action_dim=action_spec.dim,
+                action_n=action_spec.n,
+                action_low=action_spec.low,
+                action_high=action_spec.high,
+                ensemble_size=ensemble_size,
+                hidden=hidden,
+                layers=layers,
+            )
+        except ValidationError as err:
+            raise ValueError(f"invalid model config: {config_problem(err)}") from None
         self.action_spec = action_spec
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
@@ -574,7 +551,9 @@ class EnsembleDynamicsModel(nn.Module):
         """Score action-sequence candidates with every member (the :class:`WorldModel` API).
 
         ``state`` is an observation ``[D]``; each candidate an action sequence ``[H][A]`` (or
-        ``[H]`` for discrete actions).  ``horizon`` truncates longer sequences.  Values are
+        ``[H]`` for discrete actions); Box actions outside the bounds are imagined clipped to
+        them, as the env runs them (:meth:`ActionSpec.encode`), while ``Outcome.candidate``
+        keeps them as given.  ``horizon`` truncates longer sequences.  Values are
         predicted returns per member; ``uncertainty`` is their standard deviation and ``risk``
         the mean probability that the episode ends within the horizon.  A candidate whose
         prediction is non-finite comes back ``status="unknown"``.  With ``use_value`` (and a
@@ -684,6 +663,8 @@ class EnsembleDynamicsModel(nn.Module):
             )
         try:
             config = EnsembleConfig(**blob["config"])
+        except ValidationError as err:
+            raise ModelFileError(f"{path} has an invalid config: {config_problem(err)}") from None
         except Exception as err:
             raise ModelFileError(f"{path} has an invalid config: {err}") from err
         if expect_obs_dim is not None and config.obs_dim != expect_obs_dim:
