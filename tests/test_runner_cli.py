@@ -84,6 +84,9 @@ def test_cli_cartpole_json_and_files(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert summary["solved_at_step"] is None or summary["solved_at_step"] <= 300
     assert summary["plan_ms_median"] > 0
     assert 0 < summary["model_val_mse"] < 1e-2
+    # Every final candidate's imagine is counted for clipping (issue 11, item 12).
+    clipped = summary["imagination_clipped"]
+    assert clipped["rows"] > 0 and 0 <= clipped["clipped"] <= clipped["rows"]
     # The human-readable table went to stderr, so stdout is machine-readable.
     assert "wm-agents CartPole-v1" in captured.err
 

@@ -188,6 +188,7 @@ class RunResult:
     seconds: float
     model_path: str | None = None
     plot_path: str | None = None
+    clipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def eval_returns(self) -> list[float]:
@@ -218,6 +219,10 @@ class RunResult:
             "seconds": round(self.seconds, 1),
             "model_path": self.model_path,
             "plot_path": self.plot_path,
+            # Imagined rows whose reward or terminal value was clipped to the real data's range
+            # (EnsembleDynamicsModel.clip_stats: the final candidates' imagine and the policy
+            # learners' predictions; the search clips the same way without counting).
+            "imagination_clipped": self.clipped,
         }
 
 
@@ -448,6 +453,7 @@ def _run_gym(
         model_val_mse=last_fit.val_mse if last_fit else math.nan,
         verdicts=dict(Counter(r.verdict for r in records)),
         seconds=time.perf_counter() - t0,
+        clipped=model.clip_stats.as_dict(),
     )
     if out is not None:
         save_run(out, result, model, {"config": _jsonable(asdict(cfg))})

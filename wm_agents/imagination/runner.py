@@ -376,6 +376,7 @@ def _run(
         model_val_mse=fits[-1].val_mse if fits else math.nan,
         verdicts=dict(verdicts),
         seconds=time.perf_counter() - t0,
+        clipped=model.clip_stats.as_dict(),
         agent=agent,
         act_ms=act_ms,
         action_sources=dict(sources),
