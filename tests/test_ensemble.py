@@ -431,6 +431,59 @@ def test_load_wrong_version_and_bad_weights(tmp_path: Path) -> None:
         EnsembleDynamicsModel.load(tmp_path / "c.pt")
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "bound"),
+    [("hidden", 10**9, "8192"), ("ensemble_size", 10**8, "100"), ("obs_dim", 10**7, "10000")],
+)
+def test_load_refuses_a_crafted_huge_config_before_allocating(
+    tmp_path: Path, field: str, value: int, bound: str
+) -> None:
+    model = EnsembleDynamicsModel(4, DISCRETE2, ensemble_size=2, hidden=8, layers=1, seed=0)
+    blob = torch.load(model.save(tmp_path / "m.pt"), weights_only=True)
+    torch.save({**blob, "config": {**blob["config"], field: value}}, tmp_path / "huge.pt")
+    with pytest.raises(
+        ModelFileError, match=f"{field}: Input should be less than or equal to {bound}"
+    ):
+        EnsembleDynamicsModel.load(tmp_path / "huge.pt")
+
+
+def test_model_size_is_bounded_as_a_whole_in_the_constructor(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="hidden: Input should be less than or equal to 8192"):
+        EnsembleDynamicsModel(4, DISCRETE2, hidden=10**9)
+    # Every field within its bound, the whole too large: refused by parameter count.
+    with pytest.raises(ValueError, match=r"parameters, more than the bound 268,435,456"):
+        EnsembleDynamicsModel(4, DISCRETE2, ensemble_size=100, hidden=8192, layers=16)
+    blob = torch.load(
+        EnsembleDynamicsModel(4, DISCRETE2, ensemble_size=2, hidden=8, layers=1).save(
+            tmp_path / "m.pt"
+        ),
+        weights_only=True,
+    )
+    big = {"ensemble_size": 100, "hidden": 8192, "layers": 16}
+    torch.save({**blob, "config": {**blob["config"], **big}}, tmp_path / "big.pt")
+    with pytest.raises(ModelFileError, match="invalid config: the network would have"):
+        EnsembleDynamicsModel.load(tmp_path / "big.pt")
+    # The count the bound is checked on is what the constructor allocates.
+    for spec, d in ((DISCRETE2, 4), (ActionSpec.box([-1.0] * 3, [1.0] * 3), 11)):
+        m = EnsembleDynamicsModel(d, spec, ensemble_size=3, hidden=40, layers=2)
+        assert m.config.n_parameters == sum(p.numel() for p in m.parameters())
+
+
+def test_out_of_bounds_box_actions_are_imagined_as_the_env_runs_them() -> None:
+    model = EnsembleDynamicsModel(3, BOX1, ensemble_size=3, hidden=16, layers=1, seed=0)
+    obs = [0.1, -0.2, 0.3]
+    far, edge = model.imagine(obs, [[[5.0], [-7.0]], [[1.0], [-1.0]]], horizon=2)
+    assert far.member_values == edge.member_values
+    assert far.prediction == edge.prediction
+    assert far.candidate == [[5.0], [-7.0]]  # the candidate as given
+    a = torch.tensor([[[5.0]], [[1.0]]])
+    roll = model.rollout(obs, a, particles=3)
+    assert torch.equal(roll.returns[0], roll.returns[1])
+    o = torch.zeros(3, 2, 3)
+    nxt, rew, _ = model.predict(o, torch.tensor([[[3.0], [1.0]]]).expand(3, -1, -1))
+    assert torch.equal(nxt[:, 0], nxt[:, 1]) and torch.equal(rew[:, 0], rew[:, 1])
+
+
 # ---------------------------------------------------------------- buffer
 
 

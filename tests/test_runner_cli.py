@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
 
 from wm_agents.cli import main
@@ -82,6 +84,9 @@ def test_cli_cartpole_json_and_files(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert summary["solved_at_step"] is None or summary["solved_at_step"] <= 300
     assert summary["plan_ms_median"] > 0
     assert 0 < summary["model_val_mse"] < 1e-2
+    # Every final candidate's imagine is counted for clipping (issue 11, item 12).
+    clipped = summary["imagination_clipped"]
+    assert clipped["rows"] > 0 and 0 <= clipped["clipped"] <= clipped["rows"]
     # The human-readable table went to stderr, so stdout is machine-readable.
     assert "wm-agents CartPole-v1" in captured.err
 
@@ -305,3 +310,72 @@ def test_gym_actuator_cartpole_and_sampling() -> None:
     sample = pend.sample_action(np.random.default_rng(0))
     assert sample.shape == (1,) and -2.0 <= sample[0] <= 2.0
     pend.close()
+
+
+# ---------------------------------------------------------------- torch threads (issue 11, 14)
+
+
+class ThreadProbeCartPole(gym.Env):
+    """CartPole recording torch's thread count at every reset (what the run runs with); with
+    ``fail_after`` its step raises after that many steps."""
+
+    seen: ClassVar[list[int]] = []
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.env = gym.make("CartPole-v1").unwrapped
+        self.observation_space = self.env.observation_space
+        self.action_space = self.env.action_space
+        self.fail_after, self.steps = fail_after, 0
+
+    def reset(self, *, seed=None, options=None):
+        ThreadProbeCartPole.seen.append(torch.get_num_threads())
+        return self.env.reset(seed=seed)
+
+    def step(self, action):
+        self.steps += 1
+        if self.fail_after is not None and self.steps > self.fail_after:
+            raise RuntimeError("the env broke")
+        return self.env.step(action)
+
+
+@pytest.fixture
+def thread_probe_env_ids():
+    ids = ("WmAgentsTest/ThreadProbe-v0", "WmAgentsTest/ThreadProbeBroken-v0")
+    gym.register(id=ids[0], entry_point=ThreadProbeCartPole, max_episode_steps=500)
+    gym.register(
+        id=ids[1], entry_point=ThreadProbeCartPole, max_episode_steps=500, kwargs={"fail_after": 5}
+    )
+    ThreadProbeCartPole.seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's count: the run must use its config's, then restore
+    yield ids
+    torch.set_num_threads(before)
+    for env_id in ids:
+        del gym.registry[env_id]
+
+
+def test_run_gym_sets_threads_from_its_config_and_restores_them(thread_probe_env_ids) -> None:
+    ok, broken = thread_probe_env_ids
+    run_gym(ok, seed=0, config=TINY, progress=False)
+    assert ThreadProbeCartPole.seen and set(ThreadProbeCartPole.seen) == {1}
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError, match="the env broke"):
+        run_gym(broken, seed=0, config=TINY, progress=False)
+    assert torch.get_num_threads() == 2  # restored after an error too
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        AgentConfig(threads=0)
+
+
+def test_run_imagination_gym_sets_and_restores_threads(thread_probe_env_ids) -> None:
+    from wm_agents.imagination import ImaginationConfig, run_imagination_gym
+
+    ok, broken = thread_probe_env_ids
+    cfg = AgentConfig(**{**TINY.__dict__, "threads": 1})
+    icfg = ImaginationConfig(learning_starts=20, rollout_starts=8, updates_per_step=1)
+    kw = dict(agent="dqn", max_steps=30, config=cfg, imagination=icfg, eval_episodes=1)
+    run_imagination_gym(ok, seed=0, progress=False, **kw)
+    assert ThreadProbeCartPole.seen and set(ThreadProbeCartPole.seen) == {1}
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError, match="the env broke"):
+        run_imagination_gym(broken, seed=0, progress=False, **kw)
+    assert torch.get_num_threads() == 2

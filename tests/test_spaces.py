@@ -157,4 +157,7 @@ def test_encode() -> None:
     assert enc.shape == (2, 2, 3)
     assert enc.tolist() == [[[1, 0, 0], [0, 0, 1]], [[0, 1, 0], [0, 1, 0]]]
     b = torch.randn(2, 3, 2, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(BOX.encode(b), b)
+    # In bounds: unchanged; outside: clipped, as to_env does before env.step.
+    assert torch.equal(BOX.encode(b), b.clamp(BOX.low_tensor(), BOX.high_tensor()))
+    inside = torch.tensor([[BOX.low[0], BOX.high[1]]])
+    assert torch.equal(BOX.encode(inside), inside)

@@ -75,14 +75,12 @@ def _run_gym(args: argparse.Namespace) -> int:
         from wm_agents.imagination.cli import run_agent_from_args
 
         return run_agent_from_args(args)
-    import torch
     from rich.console import Console
 
     from wm_agents.reporting import summary_table
     from wm_agents.runner import default_config, run_gym
 
-    # One visible seeding/threads block (CleanRL style); the library itself takes explicit seeds.
-    torch.set_num_threads(max(1, args.threads))
+    # The runner sets (and restores) torch's threads from the config; seeds are explicit.
     config = default_config(
         args.env,
         max_steps=args.max_steps,
@@ -94,12 +92,16 @@ def _run_gym(args: argparse.Namespace) -> int:
         planner=args.planner,
         risk_weight=args.risk_weight,
         stop_when_solved=args.stop_when_solved or None,
+        threads=args.threads,
     )
     result = run_gym(args.env, seed=args.seed, config=config, out=args.out, progress=not args.quiet)
     console = Console(stderr=args.json)
     console.print(summary_table(result))
     if result.plot_path:
-        console.print(f"learning curve: {result.plot_path}\nmodel: {result.model_path}")
+        # Paths are user input: printed as text, never as rich markup.
+        console.print(
+            f"learning curve: {result.plot_path}\nmodel: {result.model_path}", markup=False
+        )
     if args.json:
         print(json.dumps(result.summary()))
     return 0

@@ -60,6 +60,7 @@ def summary_table(result: RunResult):  # -> rich.table.Table
         ("median planning time per action (ms)", _fmt(s["plan_ms_median"])),
         ("model one-step validation MSE", _fmt(s["model_val_mse"], ".3g")),
         ("gate verdicts", ", ".join(f"{k} {v}" for k, v in sorted(s["verdicts"].items()))),
+        ("imagined rows clipped to the data's range", _clipped(s["imagination_clipped"])),
         ("wall time (s)", _fmt(s["seconds"])),
     ]
     for row in rows:
@@ -71,6 +72,10 @@ def summary_table(result: RunResult):  # -> rich.table.Table
 
 def _fmt(x: float | None, spec: str = ".1f") -> str:
     return "n/a" if x is None else format(x, spec)
+
+
+def _clipped(c: dict[str, int]) -> str:
+    return f"{c['clipped']} of {c['rows']}" if c else "n/a"
 
 
 def _minmax(xs: list[float]) -> str:

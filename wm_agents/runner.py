@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import gymnasium as gym
 import numpy as np
 
 from wm_agents.envs.gym_actuator import GymActuator
+from wm_agents.envs.make import make_env
 from wm_agents.graph.env_graph import (
     EnvPlanningContext,
     StepRecord,
@@ -29,14 +29,18 @@ from wm_agents.graph.env_graph import (
 from wm_agents.neural.dyna import DynaLearner
 from wm_agents.neural.ensemble import EnsembleDynamicsModel
 from wm_agents.neural.trainer import FitConfig
+from wm_agents.outputs import OutputPathError, check_output_dir, save_with_fallback
 from wm_agents.planning.gate import AgreementGate
 from wm_agents.planning.mpc import MPCController
 from wm_agents.planning.optimizers import CEMPlanner, RandomShootingPlanner
+from wm_agents.torch_threads import torch_threads
 
 __all__ = [
+    "RUN_FILES",
     "AgentConfig",
     "EvalPoint",
     "Evaluation",
+    "OutputPathError",
     "RunResult",
     "build_agent",
     "build_controller",
@@ -44,6 +48,7 @@ __all__ = [
     "evaluate",
     "random_warmup",
     "run_gym",
+    "save_run",
     "steps_to_hold",
     "steps_to_reach",
 ]
@@ -58,6 +63,8 @@ class AgentConfig:
     (4 iterations) scored -313 instead of -172 on seed 0; CartPole's 2 iterations never stop.
     ``fuse_graph``: each real step runs as one graph node (one LangGraph superstep and
     checkpoint per step); ``False`` runs the five nodes separately.
+    ``threads``: torch threads while the run lasts (the runner sets them and restores the
+    caller's count after); 1 is fastest for these small matmuls on a shared machine.
     """
 
     max_steps: int = 1000
@@ -84,6 +91,7 @@ class AgentConfig:
     use_value: bool = True
     value_kappa: float = 1.0
     fuse_graph: bool = True
+    threads: int = 1
     fit: FitConfig = field(default_factory=FitConfig)
 
     def __post_init__(self) -> None:
@@ -97,6 +105,8 @@ class AgentConfig:
             raise ValueError(f"planner must be 'cem' or 'random', got {self.planner!r}")
         if self.eval_episodes < 0:
             raise ValueError("eval_episodes must be >= 0")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
 
 _ENV_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -178,6 +188,7 @@ class RunResult:
     seconds: float
     model_path: str | None = None
     plot_path: str | None = None
+    clipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def eval_returns(self) -> list[float]:
@@ -208,6 +219,10 @@ class RunResult:
             "seconds": round(self.seconds, 1),
             "model_path": self.model_path,
             "plot_path": self.plot_path,
+            # Imagined rows whose reward or terminal value was clipped to the real data's range
+            # (EnsembleDynamicsModel.clip_stats: the final candidates' imagine and the policy
+            # learners' predictions; the search clips the same way without counting).
+            "imagination_clipped": self.clipped,
         }
 
 
@@ -326,15 +341,35 @@ def run_gym(
     progress: bool = True,
     checkpointer: Any = None,
 ) -> RunResult:
-    """Learn ``env_id`` with the Dyna/MPC agent through the planning graph and evaluate it."""
-    from tqdm.auto import tqdm
+    """Learn ``env_id`` with the Dyna/MPC agent through the planning graph and evaluate it.
 
+    Torch runs on ``config.threads`` threads meanwhile (the caller's count is restored).
+    With ``out``, the folder is checked before anything runs (:class:`OutputPathError` when
+    the run could not write there) and gets :data:`RUN_FILES` at the end (see
+    :func:`save_run`).
+    """
+    if out is not None:
+        out = check_output_dir(out, RUN_FILES)
     cfg = config or default_config(env_id)
     # The terminal value is learned with the discount the planner applies beyond its horizon.
     cfg = replace(cfg, fit=replace(cfg.fit, seed=seed, value=cfg.use_value, value_gamma=cfg.gamma))
+    with torch_threads(cfg.threads):
+        return _run_gym(env_id, seed, cfg, out, progress, checkpointer)
+
+
+def _run_gym(
+    env_id: str,
+    seed: int,
+    cfg: AgentConfig,
+    out: str | Path | None,
+    progress: bool,
+    checkpointer: Any,
+) -> RunResult:
+    from tqdm.auto import tqdm
+
     t0 = time.perf_counter()
-    actuator = GymActuator(gym.make(env_id))
-    eval_actuator = GymActuator(gym.make(env_id))
+    actuator = GymActuator(make_env(env_id))
+    eval_actuator = GymActuator(make_env(env_id))
     model, controller = build_agent(actuator, cfg, seed)
     # Evaluation plans with its own random stream, so when and how often it runs does not
     # change what the learning run does.
@@ -418,20 +453,42 @@ def run_gym(
         model_val_mse=last_fit.val_mse if last_fit else math.nan,
         verdicts=dict(Counter(r.verdict for r in records)),
         seconds=time.perf_counter() - t0,
+        clipped=model.clip_stats.as_dict(),
     )
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        result.model_path = str(model.save(out / "model.pt"))
-        from wm_agents.reporting import plot_learning_curve
-
-        result.plot_path = str(plot_learning_curve(result, out / "learning_curve.png"))
-        (out / "result.json").write_text(
-            json.dumps({**result.summary(), "config": _jsonable(asdict(cfg))}, indent=2)
-        )
+        save_run(out, result, model, {"config": _jsonable(asdict(cfg))})
     actuator.close()
     eval_actuator.close()
     return result
+
+
+RUN_FILES = ("model.pt", "learning_curve.png", "result.json")
+"""What a run with ``out`` writes there: the model, its learning curve, the summary + config."""
+
+
+def save_run(
+    out: str | Path, result: RunResult, model: EnsembleDynamicsModel, extra: dict[str, Any]
+) -> Path | None:
+    """Write :data:`RUN_FILES` into ``out`` (``result.json``: the summary plus ``extra``).
+
+    When that fails at the end of a run, everything goes to a new temporary folder instead,
+    said on stderr (:func:`~wm_agents.outputs.save_with_fallback`).  Sets
+    ``result.model_path`` / ``plot_path`` to where the files are; returns the folder (``None``
+    when nothing could be written anywhere).
+    """
+    from wm_agents.reporting import plot_learning_curve
+
+    def write(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        result.model_path = str(model.save(folder / "model.pt"))
+        result.plot_path = str(plot_learning_curve(result, folder / "learning_curve.png"))
+        (folder / "result.json").write_text(json.dumps({**result.summary(), **extra}, indent=2))
+        return folder
+
+    written = save_with_fallback(out, write, what="the model and results")
+    if written is None:
+        result.model_path = result.plot_path = None
+    return written
 
 
 def _jsonable(x: Any) -> Any:

@@ -92,11 +92,19 @@ class ActionSpec:
         return torch.tensor(self.high, **kw)
 
     def encode(self, actions: torch.Tensor) -> torch.Tensor:
-        """``[..., A]`` actions -> ``[..., encoded_dim]`` model inputs (one-hot for discrete)."""
+        """``[..., A]`` actions -> ``[..., encoded_dim]`` model inputs (one-hot for discrete).
+
+        Box actions outside the bounds are clipped to them, as :meth:`to_env` clips them before
+        ``env.step``: a model imagines (and learns from) the action the env really runs.
+        Rejecting them instead would refuse plans the real env accepts, and leave an imagined
+        ``a = 5`` on Pendulum (``[-2, 2]``) extrapolating a torque that never happens.
+        """
         if self.kind == "discrete":
             idx = actions[..., 0].round().long().clamp_(0, self.n - 1)
             return torch.nn.functional.one_hot(idx, self.n).to(actions.dtype)
-        return actions
+        lo = torch.tensor(self.low, dtype=actions.dtype)
+        hi = torch.tensor(self.high, dtype=actions.dtype)
+        return actions.clamp(lo, hi)
 
     def check_sequences(self, actions: torch.Tensor, *, name: str = "actions") -> torch.Tensor:
         """Validate a ``[B, H, A]`` batch of action sequences; return it as float32.

@@ -31,8 +31,8 @@ def add_bench_subparser(subparsers: Any) -> None:
     plan.set_defaults(func=planning_speed.run_cli)
 
     table = sub.add_parser("plan-table", help="the whole planning-speed table (JSON file)")
-    table.add_argument("args", nargs=argparse.REMAINDER, help="options of planning_speed.py")
-    table.set_defaults(func=lambda a: planning_speed.main(a.args))
+    planning_speed.add_table_arguments(table)
+    table.set_defaults(func=planning_speed.run_table)
 
     se = sub.add_parser("sample-efficiency", help="planner vs. SB3 DQN vs. the seed's recipe")
     sample_efficiency.add_arguments(se)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from wm_agents.outputs import write_text_with_fallback
 from wm_agents.runner import steps_to_hold, steps_to_reach
 
 __all__ = [
@@ -165,11 +166,13 @@ def matmul_ceiling(dtype: str = "float32", size: int = 1024, repeats: int = 5) -
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (plus nothing else) as indented JSON; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1, default=_default) + "\n")
-    return path
+    """Write ``payload`` (plus nothing else) as indented JSON; returns the path written.
+
+    A benchmark's results are minutes or hours of measurement: when ``path`` cannot be written
+    they go to a temporary file instead, said on stderr
+    (:func:`~wm_agents.outputs.write_text_with_fallback`).
+    """
+    return write_text_with_fallback(path, json.dumps(payload, indent=1, default=_default) + "\n")
 
 
 def _default(x: Any) -> Any:

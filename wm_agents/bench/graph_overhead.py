@@ -37,6 +37,7 @@ import gymnasium as gym
 import torch
 
 from wm_agents.bench.common import RESULTS_DIR, machine_info, write_json
+from wm_agents.outputs import check_output_file
 
 __all__ = ["main", "measure_overhead"]
 
@@ -50,7 +51,9 @@ def _agent(seed: int, train_steps: int, overrides: dict[str, Any]) -> tuple[Any,
     from wm_agents.runner import build_agent, default_config, run_gym
 
     cfg = default_config("CartPole-v1", **overrides)
-    learn_cfg = replace(cfg, max_steps=train_steps, eval_episodes=0)
+    learn_cfg = replace(
+        cfg, max_steps=train_steps, eval_episodes=0, threads=torch.get_num_threads()
+    )
     with tempfile.TemporaryDirectory() as tmp:
         run_gym("CartPole-v1", seed=seed, config=learn_cfg, out=tmp, progress=False)
         trained = EnsembleDynamicsModel.load(Path(tmp) / "model.pt")
@@ -207,6 +210,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Measure and write the JSON; prints the summary."""
+    if args.out:
+        check_output_file(args.out)  # before minutes of measuring, not after
     torch.set_num_threads(max(1, args.threads))
     payload = measure_overhead(
         seeds=args.seeds,

@@ -50,6 +50,7 @@ from torch import nn
 from wm_agents.bench.common import RESULTS_DIR, machine_info, matmul_ceiling, write_json
 from wm_agents.neural.ensemble import EnsembleDynamicsModel, search_dtype
 from wm_agents.neural.trainer import FitConfig, fit_ensemble
+from wm_agents.outputs import check_output_file
 from wm_agents.planning.gate import AgreementGate
 from wm_agents.planning.mpc import model_objective
 from wm_agents.planning.optimizers import CEMPlanner, Objective
@@ -58,6 +59,7 @@ from wm_agents.spaces import ActionSpec
 __all__ = [
     "MODES",
     "Mode",
+    "add_table_arguments",
     "decide",
     "flops_per_row_step",
     "make_model",
@@ -65,6 +67,7 @@ __all__ = [
     "parse_mode",
     "planning_mode",
     "plot",
+    "run_table",
     "seed_style_objective",
     "test_states",
 ]
@@ -676,9 +679,8 @@ def run_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python benchmarks/planning_speed.py``: the whole table to JSON."""
-    p = argparse.ArgumentParser(description="planning speed table (see BENCHMARKS.md)")
+def add_table_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of the whole table (``wm-agents bench plan-table``, ``planning_speed.py``)."""
     p.add_argument("--population", type=int, default=500)
     p.add_argument("--horizons", type=int, nargs="+", default=[15, 30])
     p.add_argument("--particles-list", type=int, nargs="+", default=[1, 5, 20])
@@ -695,7 +697,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--plot-only", action="store_true", help="redraw the PNG (and table) from --out's JSON"
     )
-    args = p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python benchmarks/planning_speed.py``: the whole table to JSON."""
+    p = argparse.ArgumentParser(description="planning speed table (see BENCHMARKS.md)")
+    add_table_arguments(p)
+    return run_table(p.parse_args(argv))
+
+
+def run_table(args: argparse.Namespace) -> int:
+    """Measure the whole table (or redraw it with ``--plot-only``); write JSON and PNG."""
+    if not args.plot_only:
+        check_output_file(args.out)  # before the suite runs, not after
+    check_output_file(Path(args.out).with_suffix(".png"))
     torch.set_num_threads(max(1, args.threads))
     if args.plot_only:
         payload = json.loads(Path(args.out).read_text())

@@ -32,6 +32,7 @@ from wm_agents.bench.common import (
     summarize_runs,
     write_json,
 )
+from wm_agents.outputs import check_output_dir
 
 __all__ = ["add_arguments", "main", "report", "run_method", "run_planner"]
 
@@ -45,9 +46,16 @@ LABELS = {
 
 
 def run_planner(seed: int, *, eval_episodes: int = 10, **overrides: Any) -> CurveRun:
-    """One seed of the Dyna/MPC agent with ``default_config("CartPole-v1")`` (+ overrides)."""
+    """One seed of the Dyna/MPC agent with ``default_config("CartPole-v1")`` (+ overrides).
+
+    Runs on the caller's torch thread count unless ``threads`` is overridden (the bench
+    commands set it from ``--threads``).
+    """
+    import torch
+
     from wm_agents.runner import _jsonable, default_config, run_gym
 
+    overrides.setdefault("threads", torch.get_num_threads())
     cfg = default_config("CartPole-v1", eval_episodes=eval_episodes, **overrides)
     res = run_gym("CartPole-v1", seed=seed, config=cfg, progress=False)
     evals = [EvalPoint(e.real_steps, tuple(e.returns)) for e in res.evals]
@@ -191,6 +199,11 @@ def run_cli(args: argparse.Namespace) -> int:
     """Run (or report) as the parsed options say; prints JSON / markdown to stdout."""
     import torch
 
+    # Before hours of runs, not after: the folder must take what this action writes.
+    written = f"sample_efficiency_{args.method}.json"
+    if args.action == "report":
+        written = "sample_efficiency.png"
+    check_output_dir(args.results, [written])
     torch.set_num_threads(max(1, args.threads))
     if args.action == "report":
         print(report(args.results))

@@ -29,6 +29,7 @@ from wm_agents.bench.common import (
     write_json,
 )
 from wm_agents.bench.sample_efficiency import THRESHOLD, run_planner
+from wm_agents.outputs import check_output_file
 from wm_agents.runner import default_config
 
 __all__ = ["main", "parse_variant", "table"]
@@ -127,6 +128,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run every variant on every seed; write JSON, print the markdown table."""
+    if args.out:
+        check_output_file(args.out)  # before hours of runs, not after
     torch.set_num_threads(max(1, args.threads))
     baseline = _baseline_runs(args)
     earlier = _earlier_runs(args)

@@ -20,6 +20,7 @@ from gymnasium import spaces
 
 from wm_agents.dyna_q.agent import DynaQAgent, DynaQConfig
 from wm_agents.dyna_q.maze import DYNA_MAZE_ID, DynaMazeEnv, shortest_path_length
+from wm_agents.envs.make import env_spec, make_env
 
 __all__ = [
     "DynaRunResult",
@@ -64,9 +65,11 @@ class DynaTask:
 def make_discrete_env(env_id: str, **kwargs: Any) -> gym.Env:
     """``gym.make`` for ids and the aliases ``DynaMaze`` / ``DynaMaze-v0``.
 
-    Raises ``ValueError`` when the env's observation or action space is not ``Discrete``.
+    Raises ``ValueError`` when the env's observation or action space is not ``Discrete``, and
+    :class:`~wm_agents.envs.EnvUnavailableError` (a ``ValueError``) when gymnasium cannot make
+    it (unknown or deprecated id, missing package).
     """
-    env = gym.make(_ALIASES.get(env_id, env_id), **kwargs)
+    env = make_env(_ALIASES.get(env_id, env_id), **kwargs)
     if not (
         isinstance(env.observation_space, spaces.Discrete)
         and isinstance(env.action_space, spaces.Discrete)
@@ -102,7 +105,7 @@ def dyna_task(env_id: str) -> DynaTask:
         return DynaTask(env_id, 0.7, eval_episodes=200, eval_every=10, episodes=2000)
     if env_id.startswith("Taxi"):
         return DynaTask(env_id, 7.0, eval_episodes=50, eval_every=10, episodes=1000)
-    spec = gym.spec(env_id)
+    spec = env_spec(env_id)
     return DynaTask(env_id, float(spec.reward_threshold or 0.0))
 
 

@@ -76,7 +76,6 @@ def run_agent_from_args(args: argparse.Namespace) -> int:
     one JSON summary object last."""
     from dataclasses import replace
 
-    import torch
     from rich.console import Console
 
     from wm_agents.imagination.mbpo import ImaginationConfig
@@ -84,9 +83,9 @@ def run_agent_from_args(args: argparse.Namespace) -> int:
     from wm_agents.reporting import summary_table
     from wm_agents.runner import default_config
 
-    torch.set_num_threads(max(1, getattr(args, "threads", 1)))
     config = default_config(
         args.env,
+        threads=args.threads,
         warmup_steps=args.warmup_steps,
         horizon=args.horizon,
         population=args.population,
@@ -123,6 +122,7 @@ def run_agent_from_args(args: argparse.Namespace) -> int:
         imagination=icfg,
         stop_when_solved=args.stop_when_solved,
         progress=not args.quiet,
+        out=args.out,
         **kwargs,
     )
     console = Console(stderr=args.json)
@@ -132,6 +132,11 @@ def run_agent_from_args(args: argparse.Namespace) -> int:
         f"agent {s['agent']}: {s['act_ms_median']} ms per action (last evaluation), "
         f"actions by source {s['action_sources']}"
     )
+    if result.plot_path:
+        # Paths are user input: printed as text, never as rich markup.
+        console.print(
+            f"learning curve: {result.plot_path}\nmodel: {result.model_path}", markup=False
+        )
     if args.json:
         print(json.dumps(s))
     return 0

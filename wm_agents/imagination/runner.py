@@ -35,13 +35,14 @@ import math
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
-import gymnasium as gym
 import numpy as np
 
 from wm_agents.envs.gym_actuator import GymActuator
+from wm_agents.envs.make import make_env
 from wm_agents.graph.env_graph import EnvPlanningContext, create_env_planning_graph, episode_config
 from wm_agents.imagination.controllers import HybridController, PolicyController
 from wm_agents.imagination.dqn import DQNConfig, DQNLearner
@@ -49,15 +50,20 @@ from wm_agents.imagination.mbpo import ImaginationConfig, ImaginationLearner
 from wm_agents.imagination.sac import SACConfig, SACLearner
 from wm_agents.imagination.trust import calibrate_disagreement
 from wm_agents.neural.dyna import DynaLearner
+from wm_agents.outputs import check_output_dir
 from wm_agents.runner import (
+    RUN_FILES,
     AgentConfig,
     EvalPoint,
     RunResult,
+    _jsonable,
     build_agent,
     default_config,
     random_warmup,
+    save_run,
     steps_to_hold,
 )
+from wm_agents.torch_threads import torch_threads
 
 __all__ = ["AgentKind", "ImaginationRunResult", "run_imagination_gym"]
 
@@ -125,6 +131,7 @@ def run_imagination_gym(
     eval_episodes: int = 10,
     stop_when_solved: bool = True,
     progress: bool = True,
+    out: str | Path | None = None,
 ) -> ImaginationRunResult:
     """Learn ``env_id`` with ``agent`` and report real steps to the threshold and ms per action.
 
@@ -139,9 +146,13 @@ def run_imagination_gym(
         policy_after: real steps before the hybrid considers trusting its policy.
         trust_return: imagined return that puts the hybrid's policy on probation (default: the
             env's reward threshold; ``-inf``: probation at the first chance).
-    """
-    from tqdm.auto import tqdm
 
+    Torch runs on ``config.threads`` threads meanwhile (the caller's count is restored).
+    ``out``: as in :func:`~wm_agents.runner.run_gym` (checked first; the model, learning curve
+    and ``result.json`` with the agent and imagination options are written there at the end).
+    """
+    if out is not None:
+        out = check_output_dir(out, RUN_FILES)
     if agent not in _DEFAULT_STEPS:
         raise ValueError(f"agent must be one of {sorted(_DEFAULT_STEPS)}, got {agent!r}")
     steps = max_steps or _DEFAULT_STEPS[agent]
@@ -152,11 +163,52 @@ def run_imagination_gym(
     icfg = imagination or ImaginationConfig(learning_starts=cfg.warmup_steps)
     if agent == "dqn":
         icfg = replace(icfg, imagine=False, updates_per_step=1)
+    with torch_threads(cfg.threads):
+        return _run(
+            env_id,
+            agent=agent,
+            seed=seed,
+            steps=steps,
+            cfg=cfg,
+            icfg=icfg,
+            hybrid_threshold=hybrid_threshold,
+            hybrid_quantile=hybrid_quantile,
+            policy_after=policy_after,
+            trust_return=trust_return,
+            eval_every=eval_every,
+            eval_episodes=eval_episodes,
+            stop_when_solved=stop_when_solved,
+            progress=progress,
+            out=out,
+        )
+
+
+def _run(
+    env_id: str,
+    *,
+    agent: AgentKind,
+    seed: int,
+    steps: int,
+    cfg: AgentConfig,
+    icfg: ImaginationConfig,
+    hybrid_threshold: float | None,
+    hybrid_quantile: float,
+    policy_after: int,
+    trust_return: float | None,
+    eval_every: int,
+    eval_episodes: int,
+    stop_when_solved: bool,
+    progress: bool,
+    out: Path | None,
+) -> ImaginationRunResult:
+    """The run of :func:`run_imagination_gym`, its options validated."""
+    from tqdm.auto import tqdm
+
     t0 = time.perf_counter()
-    actuator = GymActuator(gym.make(env_id))
+    actuator = GymActuator(make_env(env_id))
     if actuator.max_episode_steps:
         icfg = replace(icfg, select_horizon=actuator.max_episode_steps)
-    eval_actuator = GymActuator(gym.make(env_id))
+    eval_actuator = GymActuator(make_env(env_id))
     model, mpc = build_agent(actuator, cfg, seed)
     # The model-free baseline never refits (its model is only the replay buffer).
     refit = 10**9 if agent == "dqn" else cfg.refit_every
@@ -324,6 +376,7 @@ def run_imagination_gym(
         model_val_mse=fits[-1].val_mse if fits else math.nan,
         verdicts=dict(verdicts),
         seconds=time.perf_counter() - t0,
+        clipped=model.clip_stats.as_dict(),
         agent=agent,
         act_ms=act_ms,
         action_sources=dict(sources),
@@ -331,6 +384,9 @@ def run_imagination_gym(
         eval_sources=eval_sources,
         trust_log=list(trust.log),
     )
+    if out is not None:
+        options = {"agent": agent, "config": asdict(cfg), "imagination": asdict(icfg)}
+        save_run(out, result, model, _jsonable(options))
     actuator.close()
     eval_actuator.close()
     return result

@@ -38,7 +38,9 @@ def imagined_policy_return(
     """``[N, D]`` real start states -> ``[N]`` imagined return of ``policy`` (mean over members).
 
     ``policy`` maps ``[n, D] -> [n, A]`` (greedy).  A member's trajectory ends after the first
-    step it predicts termination with probability > 0.5 (that step's reward counts).
+    step it predicts termination with probability > 0.5 (that step's reward counts).  Rewards
+    are the model's, clipped to the range of its real data (``model.predict``): a young
+    model's absurd reward cannot carry a policy past the trust bar.
     """
     if starts.ndim != 2:
         raise ValueError(f"starts must be [N, D], got {list(starts.shape)}")

@@ -18,7 +18,7 @@ import math
 import sys
 from typing import Any
 
-__all__ = ["add_llm_subparser", "main", "outcome_summary"]
+__all__ = ["add_llm_subparser", "json_object", "main", "outcome_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,30 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     return run_from_args(args)
+
+
+def json_object(text: str, option: str) -> dict[str, Any]:
+    """``text`` parsed as a JSON object of finite numbers; ``ValueError`` naming ``option``.
+
+    Python's ``json`` accepts ``NaN`` / ``Infinity`` (and turns ``1e999`` into ``inf``), which
+    strict JSON has no way to write back: such input would pass here and break the JSON output
+    after the model was asked, so it is refused before any work.
+    """
+
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{option} has {token}: JSON numbers must be finite")
+
+    def finite(token: str) -> float:
+        value = float(token)
+        return value if math.isfinite(value) else refuse(token)
+
+    try:
+        value = json.loads(text, parse_constant=refuse, parse_float=finite)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{option} must be JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _finite(x: float) -> float | None:
@@ -152,13 +176,10 @@ def _predict(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        tool_args = json.loads(args.args)
-        schema = json.loads(args.schema) if args.schema else {}
-    except json.JSONDecodeError as exc:
-        print(f"error: --args/--schema must be JSON: {exc}", file=sys.stderr)
-        return 2
-    if not isinstance(tool_args, dict):
-        print("error: --args must be a JSON object", file=sys.stderr)
+        tool_args = json_object(args.args, "--args")
+        schema = json_object(args.schema, "--schema") if args.schema else {}
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.samples < 1:
         print("error: --samples must be >= 1", file=sys.stderr)

@@ -31,11 +31,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError
 from torch import nn
 
 from wm_agents.core import LearnReport, Outcome, Transition
+from wm_agents.neural.bounds import NOTHING_SEEN, ClipStats, clip_range
 from wm_agents.neural.buffer import ReplayBuffer
+from wm_agents.neural.model_config import EnsembleConfig, ModelFileError, config_problem
 from wm_agents.spaces import ActionSpec
 
 __all__ = [
@@ -50,34 +52,10 @@ RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 TerminationFn = Callable[[torch.Tensor], torch.Tensor]
 
 _FILE_FORMAT = "wm_agents.EnsembleDynamicsModel"
-_FILE_VERSION = 2
-
-
-class ModelFileError(ValueError):
-    """A model file is corrupt, not a wm_agents model, or does not match what was expected."""
-
-
-class EnsembleConfig(BaseModel):
-    """Everything needed to rebuild the network; saved with the weights."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    obs_dim: int = Field(gt=0)
-    action_kind: str
-    action_dim: int = Field(gt=0)
-    action_n: int = 0
-    action_low: tuple[float, ...] = ()
-    action_high: tuple[float, ...] = ()
-    ensemble_size: int = Field(default=5, gt=0)
-    hidden: int = Field(default=200, gt=0)
-    layers: int = Field(default=3, gt=0)
-    min_std: float = Field(default=1e-3, gt=0)
-
-    @property
-    def action_spec(self) -> ActionSpec:
-        if self.action_kind == "discrete":
-            return ActionSpec.discrete(self.action_n)
-        return ActionSpec.box(self.action_low, self.action_high)
+_FILE_VERSION = 3
+# Version 2 files lack the data ranges of version 3 (``reward_seen``, ``value_seen``); they load
+# with nothing seen (no clipping) until the model is fitted again.
+_READABLE_VERSIONS = {2: {"reward_seen", "value_seen"}, _FILE_VERSION: set()}
 
 
 class EnsembleLinear(nn.Module):
@@ -110,11 +88,14 @@ class ImaginedRollout:
         returns: ``[B, K]`` discounted return per particle (reward stops after a predicted end).
         survival: ``[B, K]`` probability the episode is still running after the horizon.
         first_obs: ``[B, K, D]`` predicted observation after the first action.
+        clipped: ``[B, K]`` whether a particle's reward or terminal value was clipped to the
+            range of the real data (``None`` when not counted, see ``count_clipped``).
     """
 
     returns: torch.Tensor
     survival: torch.Tensor
     first_obs: torch.Tensor
+    clipped: torch.Tensor | None = None
 
 
 class EnsembleDynamicsModel(nn.Module):
@@ -149,17 +130,20 @@ class EnsembleDynamicsModel(nn.Module):
         fit_config: Any = None,
     ) -> None:
         super().__init__()
-        self.config = EnsembleConfig(
-            obs_dim=obs_dim,
-            action_kind=action_spec.kind,
-            action_dim=action_spec.dim,
-            action_n=action_spec.n,
-            action_low=action_spec.low,
-            action_high=action_spec.high,
-            ensemble_size=ensemble_size,
-            hidden=hidden,
-            layers=layers,
-        )
+        try:  # bounded sizes, checked before anything is allocated (see model_config)
+            self.config = EnsembleConfig(
+                obs_dim=obs_dim,
+                action_kind=action_spec.kind,
+                action_dim=action_spec.dim,
+                action_n=action_spec.n,
+                action_low=action_spec.low,
+                action_high=action_spec.high,
+                ensemble_size=ensemble_size,
+                hidden=hidden,
+                layers=layers,
+            )
+        except ValidationError as err:
+            raise ValueError(f"invalid model config: {config_problem(err)}") from None
         self.action_spec = action_spec
         self.reward_fn = reward_fn
         self.termination_fn = termination_fn
@@ -196,11 +180,16 @@ class EnsembleDynamicsModel(nn.Module):
         self.register_buffer("v_mean", torch.zeros(()))
         self.register_buffer("v_std", torch.ones(()))
         self.register_buffer("value_fitted", torch.zeros((), dtype=torch.bool))
+        # (min, max) of the real rewards fitted on and of the value's targets: the range
+        # imagined rewards and terminal values are clipped to (see neural.bounds).
+        self.register_buffer("reward_seen", torch.tensor(NOTHING_SEEN))
+        self.register_buffer("value_seen", torch.tensor(NOTHING_SEEN))
         for layer in [*self.hidden_layers, self.head, *self.term_layers, *self.value_layers]:
             layer.reset_parameters(self.generator)
         self.buffer = ReplayBuffer(obs_dim, action_spec.dim, buffer_capacity)
         self.fit_config = fit_config
         self.last_fit: Any = None
+        self.clip_stats = ClipStats()  # rows of imagination clipped to the data's range
         # Search options of :meth:`rollout` (see there); :meth:`imagine` always runs float32,
         # every row to the horizon, without sharing (the reference numbers).
         self.planning_dtype: torch.dtype | str = "auto"
@@ -245,31 +234,56 @@ class EnsembleDynamicsModel(nn.Module):
             h = self.activation(layer(h))
         return self.value_layers[-1](h)[..., 0]
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
+    def value(self, obs: torch.Tensor, *, clip: bool = True) -> torch.Tensor:
         """Terminal value ``V(s)`` per member: raw observations ``[E, N, D]`` -> ``[E, N]``.
 
         Member ``i`` scores row ``[i]``, so a TS-infinity particle is valued by its own member.
+        Each member's value is clipped to :meth:`value_bounds` (``clip=False``: raw).
         """
-        return self.value_normalized(obs) * self.v_std + self.v_mean
+        v = self.value_normalized(obs) * self.v_std + self.v_mean
+        return v.clamp(*self.value_bounds()) if clip else v
 
     def value_lcb(self, obs: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:
         """Pessimistic terminal value: every member scores every state, ``mean - kappa * std``.
 
         ``[E, N, D] -> [E, N]``.  Imagined states outside the data are where members disagree,
-        so the planner cannot chase a value that only one member extrapolated.
+        so the planner cannot chase a value that only one member extrapolated.  The members'
+        values are clipped (:meth:`value`) before they are combined: the bound stops a member's
+        absurd value, and the spread of the clipped values still makes a state the members
+        disagree about look worse than one they agree about (clipping the combined value
+        instead floored that pessimism, and CartPole learned worse on 4 of 5 seeds).
         """
         e, n, d = obs.shape
         v = self.value(obs.reshape(1, e * n, d).expand(e, -1, -1))  # [E members, E*N states]
-        lcb = v.mean(0) - kappa * v.std(0, correction=0) if kappa else v.mean(0)
-        return lcb.view(e, n)
+        return _lcb(v, kappa).view(e, n)
+
+    def value_lcb_clipped(
+        self, obs: torch.Tensor, kappa: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`value_lcb` and, per row ``[E, N]``, whether any member's value was clipped."""
+        e, n, d = obs.shape
+        raw = self.value(obs.reshape(1, e * n, d).expand(e, -1, -1), clip=False)
+        lo, hi = self.value_bounds()
+        hit = ((raw < lo) | (raw > hi)).any(0)
+        return _lcb(raw.clamp(lo, hi), kappa).view(e, n), hit.view(e, n)
+
+    def reward_bounds(self) -> tuple[float, float]:
+        """Imagined rewards are clipped to this (:func:`~wm_agents.neural.bounds.clip_range`
+        of the rewards fitted on; unbounded before the first fit)."""
+        return clip_range(self.reward_seen)
+
+    def value_bounds(self) -> tuple[float, float]:
+        """Terminal values are clipped to this (the value targets' range, with the margin)."""
+        return clip_range(self.value_seen)
 
     def terminal_value_fn(
         self, kappa: float = 1.0
     ) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """The terminal value the planner should add (``None`` while no value is fitted)."""
+        """The terminal value the planner should add (``None`` while no value is fitted): the
+        clipped pessimistic value of :meth:`value_lcb`, ``[E, M, D] -> [E, M]``."""
         if not bool(self.value_fitted):
             return None
-        return lambda states: self.value_lcb(states, kappa)
+        return _TerminalValue(self, kappa)
 
     def normalize_inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, self.action_spec.encode(action)], dim=-1)
@@ -282,12 +296,30 @@ class EnsembleDynamicsModel(nn.Module):
         *,
         sample: bool = False,
         generator: torch.Generator | None = None,
+        clip: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step for every member: ``[E, N, D]``, ``[E, N, A]`` -> next obs ``[E, N, D]``,
         reward ``[E, N]``, termination probability ``[E, N]``.
 
-        With ``sample=True`` each member draws from its Gaussian using ``generator``.
+        With ``sample=True`` each member draws from its Gaussian using ``generator``.  The
+        learned reward is clipped to :meth:`reward_bounds` and the clipped predictions counted
+        in :attr:`clip_stats`; ``clip=False`` gives the raw prediction (validation errors).  A
+        ``reward_fn``'s reward is known, not imagined, and never clipped.
         """
+        next_obs, reward, term, clipped = self._step(obs, action, sample, generator, clip)
+        if clipped is not None:
+            self.clip_stats.add(clipped.numel(), clipped.sum())
+        return next_obs, reward, term
+
+    def _step(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        sample: bool,
+        generator: torch.Generator | None,
+        clip: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`predict`, plus which rewards were clipped (``[E, N]``; ``None``: not clipped)."""
         mean, logvar = self.forward_normalized(self.normalize_inputs(obs, action))
         out = mean
         if sample:
@@ -295,15 +327,20 @@ class EnsembleDynamicsModel(nn.Module):
             out = mean + torch.exp(0.5 * logvar) * noise
         out = out * self.out_std + self.out_mean
         next_obs = obs + out[..., :-1]
+        clipped = None
         if self.reward_fn is not None:
             reward = self.reward_fn(obs, action, next_obs)
         else:
             reward = out[..., -1]
+            if clip:
+                lo, hi = self.reward_bounds()
+                clipped = (reward < lo) | (reward > hi)  # NaN is not "clipped": it stays NaN
+                reward = reward.clamp(lo, hi)
         if self.termination_fn is not None:
             term = self.termination_fn(next_obs).to(next_obs.dtype)
         else:
             term = torch.sigmoid(self.termination_logit(next_obs))
-        return next_obs, reward, term
+        return next_obs, reward, term, clipped
 
     # ------------------------------------------------------------------ imagination
     def planning_weights(self, dtype: torch.dtype | None = None) -> dict[str, Any]:
@@ -347,6 +384,7 @@ class EnsembleDynamicsModel(nn.Module):
                     -self.term_layers[2].weight.detach(),
                     -self.term_layers[2].bias.detach(),
                 ),
+                "reward_clip": self.reward_bounds(),
             }
         self._plan_cache = (key, weights)
         return _weights_in(weights, dtype)
@@ -362,8 +400,18 @@ class EnsembleDynamicsModel(nn.Module):
         dtype: torch.dtype = torch.float32,
         share_prefixes: bool = False,
         min_survival: float = 0.0,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean-prediction rollout on folded weights: ``[E, M]`` returns, survival, first obs.
+        count_clipped: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Mean-prediction rollout on folded weights: ``[E, M]`` returns, survival, first obs,
+        and (with ``count_clipped``) which rows had a reward or terminal value clipped.
+
+        Rewards are clamped to :meth:`reward_bounds` at every step (one op, paid for by doing
+        the return and survival updates in place: measured within a few percent of the
+        unclipped loop); the model's own terminal value clips its members' values (see
+        :meth:`value_lcb`).  Counting clipped rows
+        costs one more op per step (the unclipped return, accumulated beside the clipped one:
+        the two differ only where a clip changed a reward), so only :meth:`imagine`'s
+        reference rollout counts, where sharing and skipping are off.
 
         Discrete actions enter the first layer as a one-hot beside the state (one ``K = D + n``
         matmul with the bias per step).  With
@@ -379,6 +427,7 @@ class EnsembleDynamicsModel(nn.Module):
         The batch is compacted when that drops at least a quarter of its rows.
         """
         w = self.planning_weights(dtype)
+        r_lo, r_hi = w["reward_clip"]
         low = dtype != torch.float32
         e, m = cand.shape
         h = actions.shape[1]
@@ -408,6 +457,9 @@ class EnsembleDynamicsModel(nn.Module):
         first = state
         discount = 1.0
         compact = _Compactor() if min_survival > 0 and tree is None else None
+        if count_clipped and (tree is not None or compact is not None):
+            raise ValueError("count_clipped needs share_prefixes and min_survival off")
+        raw = ret.clone() if count_clipped else None  # the return without clipping
         for t in range(h):
             if tree is not None:
                 parent, action = tree.step(t)  # [E, U] nodes at depth t
@@ -434,8 +486,11 @@ class EnsembleDynamicsModel(nn.Module):
             z = silu(torch.baddbmm(bt1, state, wt1), inplace=True)
             z = silu(torch.baddbmm(bt2, z, wt2), inplace=True)
             cont = torch.sigmoid(torch.baddbmm(bt3, z, wt3)[..., 0])
-            ret = ret.addcmul(alive, out[..., d], value=discount)
-            alive = alive * cont
+            if raw is not None:
+                raw.addcmul_(alive, out[..., d], value=discount)
+            # In place (the rows are this loop's own tensors): pays for the clamp's extra op.
+            ret.addcmul_(alive, out[..., d].clamp_(r_lo, r_hi), value=discount)
+            alive.mul_(cont)
             discount *= gamma
             if compact is not None and t < h - 1:
                 order = compact.plan(alive, min_survival)
@@ -449,12 +504,18 @@ class EnsembleDynamicsModel(nn.Module):
                         act_in = _take(act_in, order)
         if tree is not None:
             state, ret, alive = tree.to_rows(state), tree.to_rows(ret), tree.to_rows(alive)
+        clipped = None
+        if raw is not None:
+            clipped = (raw != ret) & ~torch.isnan(raw)
         if terminal_value is not None:
-            ret.addcmul_(alive, terminal_value(state), value=discount)
+            v, hit = _terminal(terminal_value, state, clipped is not None)
+            if hit is not None and clipped is not None:
+                clipped |= hit
+            ret.addcmul_(alive, v, value=discount)
         if compact is not None and compact.slots is not None:
             compact.save(state, ret, alive)
             state, ret, alive = compact.state, compact.ret, compact.alive
-        return ret, alive, first
+        return ret, alive, first, clipped
 
     @torch.no_grad()
     def rollout(
@@ -470,6 +531,7 @@ class EnsembleDynamicsModel(nn.Module):
         dtype: torch.dtype | str | None = None,
         share_prefixes: bool | None = None,
         min_survival: float | None = None,
+        count_clipped: bool = False,
     ) -> ImaginedRollout:
         """Imagine ``[B, H, A]`` action sequences from one observation ``[D]``.
 
@@ -481,6 +543,14 @@ class EnsembleDynamicsModel(nn.Module):
         time.  Reward after a predicted termination is weighted by the probability of still
         running.  ``terminal_value`` (``[E, M, D] -> [E, M]``, e.g. :meth:`value`) adds
         ``gamma^H * survival * V(s_H)`` at the horizon.
+
+        Imagined rewards (learned ones; a ``reward_fn`` is known) are clipped to
+        :meth:`reward_bounds`, and the members' values inside the model's own terminal value
+        (:meth:`terminal_value_fn`) to :meth:`value_bounds`: the range of the real data, with
+        a margin (:mod:`wm_agents.neural.bounds`); a caller's own ``terminal_value`` is used
+        as given.  ``count_clipped``
+        (with sharing and skipping off) fills ``ImaginedRollout.clipped`` and
+        :attr:`clip_stats`; the search leaves it off (one op per step less).
 
         Three search options speed up the mean rollout (``sample=False``, learned heads);
         ``None`` takes the model's ``planning_dtype`` / ``share_prefixes`` /
@@ -517,8 +587,9 @@ class EnsembleDynamicsModel(nn.Module):
         m = -(-p // e)  # rows per member, padding the last row
         cand = torch.arange(m * e) // k
         cand = cand.clamp_(max=b - 1).view(m, e).T  # [E, M]: particle j = row * E + member
+        clipped: torch.Tensor | None
         if not sample and self.reward_fn is None and self.termination_fn is None:
-            ret, alive, first = self._fast_rollout(
+            ret, alive, first, clipped = self._fast_rollout(
                 obs_t,
                 actions,
                 cand,
@@ -527,28 +598,41 @@ class EnsembleDynamicsModel(nn.Module):
                 dtype=dtype,
                 share_prefixes=(self.share_prefixes if share_prefixes is None else share_prefixes),
                 min_survival=float(min_survival),
+                count_clipped=count_clipped,
             )
         else:
             state = obs_t.expand(e, m, -1)
             alive = torch.ones(e, m)
             ret = torch.zeros(e, m)
+            clipped = torch.zeros(e, m, dtype=torch.bool)
             first = state
             discount = 1.0
             for t in range(h):
                 a = actions[cand, t]  # [E, M, A]
-                state, reward, term = self.predict(state, a, sample=sample, generator=generator)
+                state, reward, term, hit = self._step(state, a, sample, generator, True)
+                if hit is not None:
+                    clipped |= hit
                 if t == 0:
                     first = state
                 ret = ret + discount * alive * reward
                 alive = alive * (1.0 - term)
                 discount *= gamma
             if terminal_value is not None:
-                ret = ret + discount * alive * terminal_value(state)
+                v, hit = _terminal(terminal_value, state, count_clipped)
+                if hit is not None:
+                    clipped |= hit
+                ret = ret + discount * alive * v
 
         def per_particle(x: torch.Tensor) -> torch.Tensor:
             return x.transpose(0, 1).reshape(m * e, *x.shape[2:])[:p].reshape(b, k, *x.shape[2:])
 
-        return ImaginedRollout(per_particle(ret), per_particle(alive), per_particle(first))
+        rows_clipped = None
+        if count_clipped and clipped is not None:
+            rows_clipped = per_particle(clipped)
+            self.clip_stats.add(rows_clipped.numel(), rows_clipped.sum())
+        return ImaginedRollout(
+            per_particle(ret), per_particle(alive), per_particle(first), rows_clipped
+        )
 
     def check_obs(self, obs: torch.Tensor | np.ndarray | Sequence[float]) -> torch.Tensor:
         """Validate one observation; returns a float32 ``[D]`` tensor or raises ``ValueError``."""
@@ -574,12 +658,16 @@ class EnsembleDynamicsModel(nn.Module):
         """Score action-sequence candidates with every member (the :class:`WorldModel` API).
 
         ``state`` is an observation ``[D]``; each candidate an action sequence ``[H][A]`` (or
-        ``[H]`` for discrete actions).  ``horizon`` truncates longer sequences.  Values are
+        ``[H]`` for discrete actions); Box actions outside the bounds are imagined clipped to
+        them, as the env runs them (:meth:`ActionSpec.encode`), while ``Outcome.candidate``
+        keeps them as given.  ``horizon`` truncates longer sequences.  Values are
         predicted returns per member; ``uncertainty`` is their standard deviation and ``risk``
         the mean probability that the episode ends within the horizon.  A candidate whose
         prediction is non-finite comes back ``status="unknown"``.  With ``use_value`` (and a
         fitted value, see ``trainer.fit_value``) values include ``gamma^H * survival * V(s_H)``
-        with the pessimistic ``V`` of :meth:`value_lcb` (``value_kappa``).
+        with the pessimistic ``V`` of :meth:`value_lcb` (``value_kappa``).  Rewards and terminal
+        values are clipped to the range of the real data (see :meth:`rollout`);
+        ``prediction["clipped_members"]`` counts the members whose value was clipped.
         """
         actions = self.candidates_to_tensor(candidates)
         if horizon >= 1:
@@ -594,6 +682,7 @@ class EnsembleDynamicsModel(nn.Module):
             dtype=torch.float32,
             share_prefixes=False,
             min_survival=0.0,
+            count_clipped=True,
         )
         return outcomes_from_rollout(candidates, roll)
 
@@ -678,12 +767,16 @@ class EnsembleDynamicsModel(nn.Module):
             raise ModelFileError(f"{path} is not a readable model file (corrupt?): {err}") from err
         if not isinstance(blob, dict) or blob.get("format") != _FILE_FORMAT:
             raise ModelFileError(f"{path} is not an {_FILE_FORMAT} file")
-        if blob.get("version") != _FILE_VERSION:
+        version = blob.get("version")
+        if version not in _READABLE_VERSIONS:
             raise ModelFileError(
-                f"{path} has file version {blob.get('version')}, this library reads {_FILE_VERSION}"
+                f"{path} has file version {version}, this library reads "
+                f"{', '.join(map(str, sorted(_READABLE_VERSIONS)))}"
             )
         try:
             config = EnsembleConfig(**blob["config"])
+        except ValidationError as err:
+            raise ModelFileError(f"{path} has an invalid config: {config_problem(err)}") from None
         except Exception as err:
             raise ModelFileError(f"{path} has an invalid config: {err}") from err
         if expect_obs_dim is not None and config.obs_dim != expect_obs_dim:
@@ -703,9 +796,15 @@ class EnsembleDynamicsModel(nn.Module):
             **kwargs,
         )
         try:
-            model.load_state_dict(blob["state_dict"])
+            missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
         except (RuntimeError, KeyError, TypeError) as err:
             raise ModelFileError(f"{path} weights do not match its config: {err}") from err
+        absent = sorted(set(missing) - _READABLE_VERSIONS[version])
+        if absent or unexpected:
+            raise ModelFileError(
+                f"{path} weights do not match its config: missing {absent}, "
+                f"unexpected {sorted(unexpected)}"
+            )
         return model
 
 
@@ -890,6 +989,36 @@ class _PrefixTree:
         return x if self.dense else _take(x, self.node)
 
 
+def _terminal(
+    terminal_value: Callable[[torch.Tensor], torch.Tensor], state: torch.Tensor, count: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A rollout's terminal values, and (when counting, for the model's own value) which rows
+    had a member's value clipped; a caller's own ``terminal_value`` is used as given."""
+    if count and isinstance(terminal_value, _TerminalValue):
+        return terminal_value.with_clipped(state)
+    return terminal_value(state), None
+
+
+def _lcb(v: torch.Tensor, kappa: float) -> torch.Tensor:
+    """``[E members, N]`` values -> ``[N]`` ``mean - kappa * std`` over members."""
+    return v.mean(0) - kappa * v.std(0, correction=0) if kappa else v.mean(0)
+
+
+@dataclass(frozen=True)
+class _TerminalValue:
+    """The model's own terminal value (:meth:`EnsembleDynamicsModel.terminal_value_fn`); a
+    rollout that counts clipped rows asks it which rows had a member's value clipped."""
+
+    model: EnsembleDynamicsModel
+    kappa: float
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        return self.model.value_lcb(states, self.kappa)
+
+    def with_clipped(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.value_lcb_clipped(states, self.kappa)
+
+
 def outcomes_from_rollout(candidates: Sequence[Any], roll: ImaginedRollout) -> list[Outcome]:
     """Turn per-particle returns into one :class:`Outcome` per candidate."""
     returns = roll.returns.double()
@@ -897,6 +1026,7 @@ def outcomes_from_rollout(candidates: Sequence[Any], roll: ImaginedRollout) -> l
     std = returns.std(dim=1, correction=0) if returns.shape[1] > 1 else torch.zeros_like(mean)
     risk = (1.0 - roll.survival.double().mean(dim=1)).clamp(0.0, 1.0)
     first = roll.first_obs.double().mean(dim=1)
+    n_clipped = roll.clipped.sum(dim=1).tolist() if roll.clipped is not None else None
     outcomes = []
     for i, cand in enumerate(candidates):
         members = returns[i].tolist()
@@ -916,6 +1046,7 @@ def outcomes_from_rollout(candidates: Sequence[Any], roll: ImaginedRollout) -> l
                 prediction={
                     "next_obs": first[i].tolist(),
                     "termination_prob": float(risk[i]),
+                    **({"clipped_members": n_clipped[i]} if n_clipped is not None else {}),
                 },
                 value=float(mean[i]),
                 uncertainty=float(std[i]),

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wm_agents.neural.bounds import seen_range
 from wm_agents.neural.buffer import TransitionBatch
 from wm_agents.neural.ensemble import EnsembleDynamicsModel, EnsembleLinear
 
@@ -185,6 +186,8 @@ def fit_ensemble(
         val_idx = train_idx
     x, y, term, nxt = _tensors(model, data, train_idx)
     _set_normalizers(model, x, y)
+    with torch.no_grad():
+        model.reward_seen.copy_(seen_range(data.reward))  # imagined rewards are clipped to it
     xn = (x - model.in_mean) / model.in_std
     yn = (y - model.out_mean) / model.out_std
     xv, yv, termv, nxtv = _tensors(model, data, val_idx)
@@ -305,7 +308,7 @@ def _one_step_errors(
     e = model.ensemble_size
     obs = torch.from_numpy(data.obs[idx]).expand(e, -1, -1)
     act = torch.from_numpy(data.action[idx]).expand(e, -1, -1)
-    nxt, rew, term = model.predict(obs, act)
+    nxt, rew, term = model.predict(obs, act, clip=False)  # the model's own error
     mse = float(((nxt.mean(0) - torch.from_numpy(data.next_obs[idx])) ** 2).mean())
     rmse = float(((rew.mean(0) - torch.from_numpy(data.reward[idx])) ** 2).mean())
     acc = float(((term.mean(0) > 0.5).numpy() == data.terminated[idx]).mean())
@@ -338,7 +341,7 @@ def multistep_mse(
     state = torch.from_numpy(data.obs[s]).expand(e, -1, -1)
     for j in range(k):
         act = torch.from_numpy(data.action[s + j]).expand(e, -1, -1)
-        nxt, _, _ = model.predict(state, act)
+        nxt, _, _ = model.predict(state, act, clip=False)
         state = nxt.mean(0, keepdim=True).expand(e, -1, -1)
     return float(((state[0] - torch.from_numpy(data.next_obs[s + k - 1])) ** 2).mean())
 
@@ -391,7 +394,7 @@ def fit_value(model: EnsembleDynamicsModel, data: TransitionBatch, config: FitCo
     for _ in range(max(1, cfg.value_rounds)):
         with torch.no_grad():
             if bool(model.value_fitted):
-                v_next = model.value(nxt.expand(e, -1, -1)).mean(0).numpy()
+                v_next = model.value(nxt.expand(e, -1, -1), clip=False).mean(0).numpy()
             else:
                 v_next = np.zeros(n, np.float32)
         target = torch.from_numpy(
@@ -407,6 +410,7 @@ def fit_value(model: EnsembleDynamicsModel, data: TransitionBatch, config: FitCo
         with torch.no_grad():
             model.v_mean.fill_(float(target.mean()))
             model.v_std.fill_(max(float(target.std()), 1e-6))
+            model.value_seen.copy_(seen_range(target))  # terminal values are clipped to it
         tn = (target - model.v_mean) / model.v_std
         model.train()
         for _ in range(cfg.value_epochs):
