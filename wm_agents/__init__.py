@@ -5,7 +5,17 @@ outcome predictor and workspace simulators (tool calls run on a throwaway copy);
 gates and one planning graph read only :class:`Outcome` and :class:`Decision`.
 """
 
-from wm_agents.core import Decision, LearnReport, Outcome, Transition, Verdict, WorldModel
+from wm_agents.core import (
+    Controller,
+    Decision,
+    Gate,
+    LearnReport,
+    Outcome,
+    Transition,
+    Verdict,
+    WorldModel,
+    plan_step,
+)
 from wm_agents.envs import GymActuator
 from wm_agents.graph import (
     EnvPlanningContext,
@@ -63,6 +73,7 @@ __all__ = [
     "AgentConfig",
     "AgreementGate",
     "CEMPlanner",
+    "Controller",
     "Decision",
     "DryRun",
     "DynaLearner",
@@ -72,6 +83,7 @@ __all__ = [
     "ExperienceMemory",
     "FitConfig",
     "FolderSimulator",
+    "Gate",
     "GitSimulator",
     "GymActuator",
     "ImagineToolCalls",
@@ -107,6 +119,7 @@ __all__ = [
     "make_decide_node",
     "make_imagine_node",
     "open_chat_model",
+    "plan_step",
     "resolve_llm_settings",
     "run_gym",
     "trace_table",

@@ -264,6 +264,7 @@ def build_controller(model: EnsembleDynamicsModel, config: AgentConfig, seed: in
         agreement_threshold=config.agreement_threshold,
         lcb_kappa=config.lcb_kappa,
         max_replans=config.max_replans,
+        action_spec=model.action_spec,
     )
     return MPCController(
         model,

@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ from wm_agents.neural.ensemble import EnsembleDynamicsModel, search_dtype
 from wm_agents.neural.trainer import FitConfig, fit_ensemble
 from wm_agents.outputs import check_output_file
 from wm_agents.planning.gate import AgreementGate
-from wm_agents.planning.mpc import model_objective
+from wm_agents.planning.mpc import MPCController, ObjectiveFactory
 from wm_agents.planning.optimizers import CEMPlanner, Objective
 from wm_agents.spaces import ActionSpec
 
@@ -280,16 +281,24 @@ def decide(
         keep_elites=mode.keep,
         seed=seed,
     )
+    objective: ObjectiveFactory | None = None  # the library's own: the ensemble's rollout
     if seed_loop == "modules":
-        objective = seed_module_objective(model, obs, particles=particles)
+        objective = partial(seed_module_objective, model, particles=particles)
     elif seed_loop:
-        objective = seed_style_objective(model, obs, particles=particles)
-    else:
-        objective = model_objective(model, obs, particles=particles, use_value=False)
+        objective = partial(seed_style_objective, model, particles=particles)
+    # Cold start, no re-plan, no terminal value, undiscounted: a fixed amount of work.
+    controller = MPCController(
+        model,
+        planner,
+        AgreementGate(max_replans=0),
+        objective=objective,
+        particles=particles,
+        gamma=1.0,
+        use_value=False,
+    )
     with torch.inference_mode(), planning_mode(model, mode):
-        proposal = planner.propose(objective)
-        outcomes = model.imagine(obs, proposal.candidates.tolist(), horizon=horizon)
-        decision = AgreementGate(max_replans=0).decide(outcomes, model.action_spec)
+        planned = controller.plan(obs)
+    proposal, decision = planned.proposal, planned.decision
     assert decision.action is not None
     facts = {
         "n_evaluated": proposal.n_evaluated,

@@ -27,7 +27,7 @@ from typing import Any, get_type_hints
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from wm_agents.core import Decision
+from wm_agents.core import Decision, plan_step
 
 __all__ = ["build_planning_graph", "route_verdict"]
 
@@ -242,18 +242,22 @@ def _fused_step(
             view.update(out)
             update.update(out)
 
-        while True:
-            run(propose)
-            run(imagine)
+        def decided(_outcomes: Any, _replans: int) -> Any:
             run(decide)
-            nxt = route_verdict(view.get(decision_key))
-            if nxt == "act":
-                break
-            if nxt != "propose":
-                raise ValueError(
-                    f"the decide node returned verdict {nxt!r}, which a fused graph cannot "
-                    "route; build the graph with fuse=False and pass ask=/refuse="
-                )
+            decision = view.get(decision_key)
+            if decision is None:
+                raise ValueError("decide node wrote no decision")
+            return decision
+
+        # The rounds of one step, as every controller plans them: each node updates the view
+        # (the decide node counts the re-plans in state).
+        planned = plan_step(lambda _: run(propose), lambda _: run(imagine), decided)
+        nxt = route_verdict(planned.decision)
+        if nxt != "act":
+            raise ValueError(
+                f"the decide node returned verdict {nxt!r}, which a fused graph cannot "
+                "route; build the graph with fuse=False and pass ask=/refuse="
+            )
         run(act)
         run(learn)
         return update

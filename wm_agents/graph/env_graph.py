@@ -3,8 +3,14 @@
 One invocation runs one episode: ``start`` resets the env, then per real step
 propose (CEM search) -> imagine (every ensemble member scores the best candidates) -> decide
 (agreement gate: act, re-plan wider, or take the lower confidence bound) -> act (``env.step``)
--> learn (Dyna: record, refit on schedule).  The env, model, planner and learner travel in the
+-> learn (Dyna: record, refit on schedule).  The env, controller and learner travel in the
 runtime context (:class:`EnvPlanningContext`); the checkpointed state holds only small values.
+
+The controller is any :class:`~wm_agents.core.Controller` (MPC on any world model, a learned
+policy, the hybrid).  The imagine and decide nodes are the public
+:func:`~wm_agents.graph.nodes.make_imagine_node` / :func:`~wm_agents.graph.nodes.make_decide_node`
+reading the context's ``world_model`` and ``gate``: both are the controller, which imagines with
+its model and value options and decides with its gate (recording who decided).
 """
 
 from __future__ import annotations
@@ -12,19 +18,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 from langgraph.runtime import Runtime
 
-from wm_agents.core import Decision, Outcome
+from wm_agents.core import Controller, Decision, Outcome
 from wm_agents.envs.gym_actuator import GymActuator
 from wm_agents.graph.builder import build_planning_graph
-from wm_agents.graph.nodes import make_decide_node
-from wm_agents.neural.dyna import DynaLearner
-from wm_agents.planning.mpc import MPCController
+from wm_agents.graph.nodes import make_decide_node, make_imagine_node
 
 __all__ = [
+    "EnvLearner",
     "EnvPlanningContext",
     "EnvPlanningState",
     "StepRecord",
@@ -33,12 +38,46 @@ __all__ = [
 ]
 
 
+class EnvLearner(Protocol):
+    """What the learn node (and the run loop's warm-up) feeds real transitions to:
+    :class:`~wm_agents.neural.dyna.DynaLearner` and
+    :class:`~wm_agents.imagination.ImaginationLearner` both qualify."""
+
+    @property
+    def steps(self) -> int:
+        """Real steps recorded so far."""
+        ...
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the real-step budget is spent."""
+        ...
+
+    @property
+    def model(self) -> Any:
+        """The model whose replay ``buffer`` holds the transitions."""
+        ...
+
+    def observe(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: float,
+        next_obs: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+    ) -> Any:
+        """Record one real transition (and learn from it on the learner's schedule)."""
+        ...
+
+
 class EnvPlanningState(TypedDict, total=False):
     """Checkpointed state of one episode (small, serializable values only)."""
 
     seed: int | None
     observation: list[float]
     candidates: list[list[list[float]]]
+    horizon: int
     outcomes: list[Outcome]
     decision: Decision | None
     replans: int
@@ -65,6 +104,7 @@ class StepRecord:
     plan_ms: float
     prediction_error: float = float("nan")
     reason: str = ""
+    source: str = ""
 
 
 @dataclass
@@ -73,27 +113,30 @@ class EnvPlanningContext:
 
     Attributes:
         actuator: the real env (:class:`GymActuator`).
-        controller: propose/imagine/decide pieces (:class:`MPCController`).
-        learner: Dyna learner; ``None`` for evaluation (nothing is learned).
+        controller: propose/imagine/decide pieces (a :class:`~wm_agents.core.Controller`:
+            :class:`~wm_agents.planning.MPCController`, a policy, the hybrid).
+        learner: what learns from real steps (:class:`EnvLearner`); ``None`` for evaluation.
         max_steps: optional cap on steps in this episode (besides the env's own time limit).
         records: filled with one :class:`StepRecord` per real step.
         on_step: optional callback called with each :class:`StepRecord` (progress bars).
     """
 
     actuator: GymActuator
-    controller: MPCController
-    learner: DynaLearner | None = None
+    controller: Controller
+    learner: EnvLearner | None = None
     max_steps: int | None = None
     records: list[StepRecord] = field(default_factory=list)
-    on_step: Any = None
+    on_step: Callable[[StepRecord], Any] | None = None
 
     @property
-    def world_model(self) -> Any:
-        return self.controller.model
+    def world_model(self) -> Controller:
+        """What the imagine node calls: the controller (its model, with its value options)."""
+        return self.controller
 
     @property
-    def gate(self) -> Any:
-        return self.controller.gate
+    def gate(self) -> Controller:
+        """What the decide node calls: the controller (its gate, saying who decided)."""
+        return self.controller
 
 
 def _start(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dict[str, Any]:
@@ -115,19 +158,19 @@ def _propose(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> d
     proposal = runtime.context.controller.propose(
         state["observation"], warm_start=state.get("plan"), replans=int(state.get("replans") or 0)
     )
+    cands = proposal.candidates
+    candidates = cands.tolist() if hasattr(cands, "tolist") else [list(c) for c in cands]
     return {
-        "candidates": proposal.candidates.tolist(),
+        "candidates": candidates,
+        # How many steps the candidates run: the controller's horizon, or 1 for a policy's
+        # one-step candidate (the imagine node passes it on).
+        "horizon": len(candidates[0]),
         "plan_started": started or time.perf_counter(),
     }
 
 
-def _imagine(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dict[str, Any]:
-    return {
-        "outcomes": runtime.context.controller.imagine(state["observation"], state["candidates"])
-    }
-
-
-_decide = make_decide_node(gate_args=lambda rt: (rt.context.controller.model.action_spec,))
+_imagine = make_imagine_node(horizon="horizon")
+_decide = make_decide_node()
 
 
 def _act(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dict[str, Any]:
@@ -180,6 +223,7 @@ def _learn(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dic
         plan_ms=decision.plan_ms,
         prediction_error=error,
         reason=decision.reason,
+        source=decision.source,
     )
     ctx.records.append(record)
     if ctx.on_step is not None:

@@ -1,7 +1,12 @@
 """Planning: trajectory optimizers (random shooting, CEM), the agreement gate, MPC."""
 
 from wm_agents.planning.gate import AgreementGate, member_agreement
-from wm_agents.planning.mpc import MPCController, model_objective
+from wm_agents.planning.mpc import (
+    MPCController,
+    ObjectiveFactory,
+    imagined_objective,
+    model_objective,
+)
 from wm_agents.planning.optimizers import (
     CEMPlanner,
     Objective,
@@ -15,8 +20,10 @@ __all__ = [
     "CEMPlanner",
     "MPCController",
     "Objective",
+    "ObjectiveFactory",
     "Proposal",
     "RandomShootingPlanner",
+    "imagined_objective",
     "member_agreement",
     "model_objective",
     "risk_aware_score",

@@ -8,13 +8,18 @@ from a dynamics ensemble or from an LLM.  For environment control the verdicts a
 * ``replan``: members disagree and a wider search has not been tried yet;
 * ``lcb``: members still disagree; take the candidate with the best lower confidence bound
   ``mean - lcb_kappa * std`` (the cautious choice).
+
+The gate is a :class:`~wm_agents.core.Gate`: ``decide(outcomes, *, replans=0)``, like the tool
+gate.  What it needs beyond the outcomes, the action space (to say whether members agree on the
+first action), is bound when it is built (``action_spec=``, or :meth:`AgreementGate.for_actions`;
+:class:`~wm_agents.planning.mpc.MPCController` binds its planner's).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,6 +66,8 @@ class AgreementGate:
         lcb_kappa: kappa of the lower confidence bound used when members keep disagreeing.
         max_replans: wider re-plans tried before falling back to the lower confidence bound.
         action_tolerance: for Box actions, agreement tolerance as a fraction of the range.
+        action_spec: the env's action space; needed to decide (``None`` until bound, see
+            :meth:`for_actions`).
     """
 
     risk_weight: float = 0.0
@@ -68,6 +75,7 @@ class AgreementGate:
     lcb_kappa: float = 1.0
     max_replans: int = 1
     action_tolerance: float = 0.1
+    action_spec: ActionSpec | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.agreement_threshold <= 1.0:
@@ -77,12 +85,26 @@ class AgreementGate:
         if self.risk_weight < 0 or self.lcb_kappa < 0 or self.max_replans < 0:
             raise ValueError("risk_weight, lcb_kappa and max_replans must be >= 0")
 
-    def decide(
-        self, outcomes: Sequence[Outcome], action_spec: ActionSpec, *, replans: int = 0
-    ) -> Decision:
-        """Return the :class:`Decision` for these outcomes; ``replans`` = re-plans already done."""
+    def for_actions(self, action_spec: ActionSpec) -> AgreementGate:
+        """This gate bound to ``action_spec`` (itself when it already is)."""
+        if self.action_spec == action_spec:
+            return self
+        return replace(self, action_spec=action_spec)
+
+    def decide(self, outcomes: Sequence[Outcome], *, replans: int = 0) -> Decision:
+        """Return the :class:`Decision` for these outcomes; ``replans`` = re-plans already done.
+
+        Raises:
+            ValueError: no outcomes, or no action space bound.
+        """
         if len(outcomes) == 0:
             raise ValueError("cannot decide among zero candidates")
+        action_spec = self.action_spec
+        if action_spec is None:
+            raise ValueError(
+                "AgreementGate has no action space: build it with AgreementGate(action_spec=...) "
+                "or bind one with gate.for_actions(spec) (MPCController binds its planner's)"
+            )
         n_bad = sum(not o.is_known for o in outcomes)
         if n_bad == len(outcomes):
             if replans < self.max_replans:
