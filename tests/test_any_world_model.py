@@ -1,5 +1,6 @@
 """Any WorldModel plans: a toy model with only imagine / aimagine / learn drives the env graph
-with CEM, and the Controller / Gate protocols and plan_step hold for every controller."""
+with CEM; the Controller / Gate protocols and plan_step hold for every controller; risky steps
+go to a person (ask) or a fallback policy (refuse)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
 
 from wm_agents.core import (
     Controller,
@@ -23,7 +26,9 @@ from wm_agents.core import (
 )
 from wm_agents.envs import GymActuator
 from wm_agents.graph import EnvPlanningContext, create_env_planning_graph, episode_config
+from wm_agents.graph.env_review import review_answer
 from wm_agents.planning import AgreementGate, CEMPlanner, MPCController, imagined_objective
+from wm_agents.serialization import checkpoint_serializer
 from wm_agents.spaces import ActionSpec
 
 BOX1 = ActionSpec.box([-1.0], [1.0])
@@ -49,18 +54,29 @@ class PointEnv(gym.Env):
 
 
 class PointModel:
-    """The toy world model: exact point dynamics, nothing else (no rollout, no check_obs)."""
+    """The toy world model: exact point dynamics, nothing else (no rollout, no check_obs).
+
+    ``risk``: the share of the positions (the start included) farther than ``danger`` from 0.
+    """
+
+    def __init__(self, danger: float = math.inf) -> None:
+        self.danger = danger
 
     def imagine(self, state: Any, candidates, *, horizon: int = 1) -> list[Outcome]:
         out = []
         for cand in candidates:
             x, total, seq = float(np.asarray(state).reshape(-1)[0]), 0.0, []
+            far = [abs(x) > self.danger]
             for a in np.asarray(cand, dtype=float).reshape(-1)[:horizon]:
                 x += float(np.clip(a, -1.0, 1.0))
                 total -= abs(x)
                 seq.append([x])
+                far.append(abs(x) > self.danger)
             pred = {"next_obs": seq[0]}
-            out.append(Outcome(candidate=cand, prediction=pred, value=total, uncertainty=0, risk=0))
+            risk = float(np.mean(far))
+            out.append(
+                Outcome(candidate=cand, prediction=pred, value=total, uncertainty=0, risk=risk)
+            )
         return out
 
     async def aimagine(self, state: Any, candidates, *, horizon: int = 1) -> list[Outcome]:
@@ -70,9 +86,10 @@ class PointModel:
         return LearnReport(n_transitions=len(transitions), updated=False)
 
 
-def point_controller(seed: int = 0) -> MPCController:
+def point_controller(seed: int = 0, **gate: Any) -> MPCController:
     planner = CEMPlanner(BOX1, horizon=5, population=64, elites=8, iterations=3, seed=seed)
-    return MPCController(PointModel(), planner)
+    danger = 2.5 if gate else math.inf  # only 3.3, the start, is past it
+    return MPCController(PointModel(danger), planner, AgreementGate(**gate) if gate else None)
 
 
 @pytest.mark.parametrize("fuse", [False, True])
@@ -178,3 +195,128 @@ def test_plan_step_runs_rounds_until_the_gate_stops_replanning() -> None:
 def test_the_toy_model_async_path() -> None:
     out = asyncio.run(PointModel().aimagine([1.0], [[[-1.0]]], horizon=1))
     assert out[0].value == 0.0
+
+
+# ---------------------------------------------------------------- ask / refuse on imagined risk
+
+
+def review_graph(**options: Any):
+    saver = InMemorySaver(serde=checkpoint_serializer())
+    return create_env_planning_graph(**options).compile(checkpointer=saver)
+
+
+def run_config(thread: str) -> dict[str, Any]:
+    return episode_config(20, review=True, configurable={"thread_id": thread})
+
+
+def test_a_risky_step_goes_to_a_person_who_approves_or_edits() -> None:
+    # From 3.3 every plan starts in the danger zone: risk 1/6 > 0.1, so the gate asks once.
+    controller = point_controller(max_risk=0.1, on_risk="ask")
+    graph = review_graph(ask=True)
+    for answer, first_action, source in (
+        ("approve", None, "mpc"),
+        ({"type": "edit", "action": [-1.0]}, -1.0, "person"),
+    ):
+        ctx = EnvPlanningContext(actuator=GymActuator(PointEnv()), controller=controller)
+        config = run_config(f"ask-{source}")
+        paused = graph.invoke({"seed": 0}, context=ctx, config=config)
+        question = paused["__interrupt__"][0].value
+        assert question["risk"] == pytest.approx(1 / 6) and question["step"] == 0
+        assert question["observation"] == pytest.approx([3.3])
+        assert question["action"][0] < -0.8 and "imagined risk 17%" in question["reason"]
+        assert ctx.records == []  # nothing ran while the person thinks
+        final = graph.invoke(Command(resume=answer), context=ctx, config=config)
+        first = ctx.records[0]
+        assert first.verdict == "ask" and first.source == source
+        if first_action is not None:
+            assert first.action == [first_action]
+        # The rest of the episode is out of the danger zone: the planner acts alone.
+        assert [r.verdict for r in ctx.records[1:]] == ["act"] * (len(ctx.records) - 1)
+        assert final["terminated"] is True
+
+
+def test_a_rejected_risky_step_ends_the_episode_without_a_refuse_node() -> None:
+    controller = point_controller(max_risk=0.1, on_risk="ask")
+    graph = review_graph(ask=True)
+    ctx = EnvPlanningContext(actuator=GymActuator(PointEnv()), controller=controller)
+    config = run_config("reject")
+    graph.invoke({"seed": 0}, context=ctx, config=config)
+    final = graph.invoke(Command(resume="reject"), context=ctx, config=config)
+    assert final["done"] is True and final["step"] == 0 and ctx.records == []
+    assert final["decision"].verdict == "refuse"
+    assert "a person rejected it; the episode ends here" in final["decision"].reason
+    with pytest.raises(ValueError, match="answer an env ask with 'approve'"):
+        graph.invoke({"seed": 0}, context=ctx, config=run_config("bad"))
+        graph.invoke(Command(resume="maybe"), context=ctx, config=run_config("bad"))
+
+
+@pytest.mark.parametrize("via", ["gate", "person"])
+def test_a_refused_risky_step_is_taken_by_the_fallback_policy(via: str) -> None:
+    on_risk = "refuse" if via == "gate" else "ask"
+    controller = point_controller(max_risk=0.1, on_risk=on_risk)
+    graph = review_graph(ask=True, refuse=True)
+    seen: list[np.ndarray] = []
+
+    def fallback(obs: np.ndarray) -> list[float]:
+        seen.append(obs)
+        return [-0.25]  # a cautious step
+
+    ctx = EnvPlanningContext(
+        actuator=GymActuator(PointEnv()), controller=controller, fallback=fallback
+    )
+    config = run_config(f"fallback-{via}")
+    final = graph.invoke({"seed": 0}, context=ctx, config=config)
+    while "__interrupt__" in final:  # the person rejects every risky step
+        final = graph.invoke(Command(resume={"type": "reject"}), context=ctx, config=config)
+    # The cautious fallback takes four steps out of the danger zone (3.3 -> 2.3), then the
+    # planner acts alone.
+    assert [round(float(o[0]), 2) for o in seen] == [3.3, 3.05, 2.8, 2.55]
+    for r in ctx.records[:4]:
+        assert (r.verdict, r.source, r.action) == ("refuse", "fallback", [-0.25])
+        assert math.isnan(r.prediction_error)  # the fallback's step was not imagined
+    assert all((r.verdict, r.source) == ("act", "mpc") for r in ctx.records[4:])
+    assert final["terminated"] is True
+
+
+def test_a_refused_step_without_a_fallback_ends_the_episode() -> None:
+    controller = point_controller(max_risk=0.1, on_risk="refuse")
+    ctx = EnvPlanningContext(actuator=GymActuator(PointEnv()), controller=controller)
+    final = review_graph(refuse=True).invoke({"seed": 0}, context=ctx, config=run_config("end"))
+    assert final["done"] is True and ctx.records == []
+    assert "refused; a fallback acts" in final["decision"].reason
+
+
+def test_risk_verdicts_need_their_nodes_and_never_fuse() -> None:
+    controller = point_controller(max_risk=0.1, on_risk="ask")
+    ctx = EnvPlanningContext(actuator=GymActuator(PointEnv()), controller=controller)
+    with pytest.raises(ValueError, match="verdict 'ask' but the graph has no 'ask' node"):
+        create_env_planning_graph().compile().invoke({"seed": 0}, context=ctx)
+    for options in ({"ask": True}, {"refuse": True}):
+        with pytest.raises(ValueError, match=r"fuse=True .* cannot route to ask / refuse"):
+            create_env_planning_graph(fuse=True, **options)
+
+
+def test_agreement_gate_risk_options() -> None:
+    outs = [Outcome(candidate=[[0.5]], value=1.0, uncertainty=0.0, risk=0.3)]
+    calm = AgreementGate(action_spec=BOX1, max_risk=0.3).decide(outs)
+    assert calm.verdict == "act"  # at the threshold is not above it
+    asked = AgreementGate(action_spec=BOX1, max_risk=0.2).decide(outs)
+    assert asked.verdict == "ask" and asked.action == [0.5]
+    refused = AgreementGate(action_spec=BOX1, max_risk=0.2, on_risk="refuse").decide(outs)
+    assert refused.verdict == "refuse" and "imagined risk 30% is above 20%" in refused.reason
+    with pytest.raises(ValueError, match="max_risk"):
+        AgreementGate(max_risk=1.5)
+    with pytest.raises(ValueError, match="on_risk"):
+        AgreementGate(on_risk="panic")  # type: ignore[arg-type]
+
+
+def test_review_answers_are_checked_against_the_action_space() -> None:
+    assert review_answer("approve", BOX1) == ("approve", None)
+    assert review_answer({"type": "reject", "message": "no"}, BOX1) == ("reject", None)
+    assert review_answer({"type": "edit", "action": [0.5]}, BOX1) == ("edit", [0.5])
+    with pytest.raises(ValueError, match=r"shape \[B, H, 1\]"):
+        review_answer({"type": "edit", "action": [0.5, 0.1]}, BOX1)
+    with pytest.raises(ValueError, match="list of numbers"):
+        review_answer({"type": "edit", "action": "left"}, BOX1)
+    with pytest.raises(ValueError, match="integer action indices"):
+        review_answer({"type": "edit", "action": [2.5]}, ActionSpec.discrete(3))

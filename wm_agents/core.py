@@ -156,7 +156,8 @@ class Decision(_Frozen):
 
     Attributes:
         action: the action to execute now (first step of the chosen sequence, or a tool call);
-            ``None`` when the verdict is ``ask``/``refuse``/``replan``.
+            ``None`` for ``replan``; an ``ask`` (and a ``refuse`` that has one) carries the
+            action proposed, for a person to review or a log to show.
         value: predicted return (mean over members) of the chosen candidate.
         uncertainty: spread of member values for the chosen candidate.
         risk: predicted probability of failure / termination for the chosen candidate.

@@ -82,11 +82,12 @@ def build_planning_graph(
     start: Node | None = None,
     ask: Node | None = None,
     refuse: Node | None = None,
-    after_refuse: str = END,
+    after_refuse: str | None = END,
     decision_key: str = "decision",
     done_key: str = "done",
     finish_from_propose: bool = False,
     ask_destinations: tuple[str, ...] = (),
+    refuse_destinations: tuple[str, ...] = (),
     default_context: Callable[[], Any] | None = None,
     context_hint: str = "context=... at invoke time",
     fuse: bool = False,
@@ -103,13 +104,14 @@ def build_planning_graph(
             a ``Command(goto=...)``); without it an ``ask`` verdict is an error.
         refuse: optional node for the ``refuse`` verdict.
         after_refuse: where ``refuse`` goes next (``END``, or ``"propose"`` to let the agent
-            try something else).
+            try something else); ``None``: the node routes itself with ``Command(goto=...)``.
         decision_key, done_key: state keys the routers read.
         finish_from_propose: when true, ``propose`` may end the run: it goes to ``END`` when it
             sets ``state[done_key]`` (an agent that answers instead of calling a tool), else
             to ``imagine``.
-        ask_destinations: nodes the ``ask`` node may ``Command(goto=...)`` to (for drawing the
-            graph, e.g. in LangGraph Studio; routing works without it).
+        ask_destinations, refuse_destinations: nodes the ``ask`` (``refuse``) node may
+            ``Command(goto=...)`` to (for drawing the graph, e.g. in LangGraph Studio; routing
+            works without it).
         default_context: builds a runtime context (once, lazily) for runs invoked without one,
             such as LangGraph Studio / ``langgraph dev``, whose clients can only send JSON.
             Without it a run with no context fails with a ``ValueError`` naming
@@ -155,8 +157,9 @@ def build_planning_graph(
         graph.add_node("ask", ask, destinations=ask_destinations or None)
         targets.append("ask")
     if refuse is not None:
-        graph.add_node("refuse", refuse)
-        graph.add_edge("refuse", after_refuse)
+        graph.add_node("refuse", refuse, destinations=refuse_destinations or None)
+        if after_refuse is not None:
+            graph.add_edge("refuse", after_refuse)
         targets.append("refuse")
 
     _add_entry(graph, start, "propose")

@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
 import numpy as np
+from langgraph.graph import END
 from langgraph.runtime import Runtime
 
 from wm_agents.core import Controller, Decision, Outcome
 from wm_agents.envs.gym_actuator import GymActuator
 from wm_agents.graph.builder import build_planning_graph
+from wm_agents.graph.env_review import make_ask_node, refuse_node
 from wm_agents.graph.nodes import make_decide_node, make_imagine_node
 
 __all__ = [
@@ -119,6 +121,8 @@ class EnvPlanningContext:
         max_steps: optional cap on steps in this episode (besides the env's own time limit).
         records: filled with one :class:`StepRecord` per real step.
         on_step: optional callback called with each :class:`StepRecord` (progress bars).
+        fallback: ``observation [D] -> action [A]``, the policy a refused step is handed to
+            (graphs built with ``refuse=True``); ``None``: a refused step ends the episode.
     """
 
     actuator: GymActuator
@@ -127,6 +131,7 @@ class EnvPlanningContext:
     max_steps: int | None = None
     records: list[StepRecord] = field(default_factory=list)
     on_step: Callable[[StepRecord], Any] | None = None
+    fallback: Callable[[np.ndarray], Any] | None = None
 
     @property
     def world_model(self) -> Controller:
@@ -176,7 +181,8 @@ _decide = make_decide_node()
 def _act(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dict[str, Any]:
     ctx = runtime.context
     decision = state["decision"]
-    assert decision is not None and decision.action is not None  # routed here only on act/lcb
+    # Routed here on act / lcb, and from ask (approved or edited) and refuse (the fallback).
+    assert decision is not None and decision.action is not None
     ms = (time.perf_counter() - state["plan_started"]) * 1e3
     result = ctx.actuator.step(decision.action)
     return {
@@ -250,6 +256,8 @@ def create_env_planning_graph(
     *,
     default_context: Callable[[], EnvPlanningContext] | None = None,
     fuse: bool = False,
+    ask: bool = False,
+    refuse: bool = False,
 ) -> Any:
     """The uncompiled env planning graph (``StateGraph``).
 
@@ -259,6 +267,11 @@ def create_env_planning_graph(
     only send JSON.  ``fuse=True`` runs each real step as one node ``step`` (same callables,
     same decisions, one superstep and one checkpoint per step: see ``BENCHMARKS.md``, graph
     overhead); the default shows every node, as Studio draws it.
+
+    ``ask`` / ``refuse`` wire the nodes for a gate's ``ask`` / ``refuse`` verdicts (a gate with
+    ``max_risk``, see :mod:`wm_agents.graph.env_review`): a person reviews the risky step
+    (``interrupt``; compile with a checkpointer), or the context's ``fallback`` policy takes
+    it.  A fused graph cannot route to them and refuses to build with either.
     """
     return build_planning_graph(
         EnvPlanningState,
@@ -269,17 +282,25 @@ def create_env_planning_graph(
         decide=_decide,
         act=_act,
         learn=_learn,
+        ask=make_ask_node(refuse=refuse) if ask else None,
+        refuse=refuse_node if refuse else None,
+        after_refuse=None,  # the refuse node routes itself: to act (the fallback) or the end
+        ask_destinations=("act", "refuse", END) if refuse else ("act", END),
+        refuse_destinations=("act", END),
         default_context=default_context,
         context_hint="context=EnvPlanningContext(actuator=..., controller=...) at invoke time",
         fuse=fuse,
     )
 
 
-def episode_config(max_episode_steps: int, max_replans: int = 1, **config: Any) -> dict[str, Any]:
+def episode_config(
+    max_episode_steps: int, max_replans: int = 1, *, review: bool = False, **config: Any
+) -> dict[str, Any]:
     """A run config whose recursion limit fits a whole episode of the 5-node loop.
 
     LangGraph counts every node execution against ``recursion_limit`` (default 25); an episode
-    of 500 steps runs ~2,500 nodes, more when the gate re-plans.
+    of 500 steps runs ~2,500 nodes, more when the gate re-plans.  ``review``: the graph has
+    ``ask`` / ``refuse`` nodes (up to two more per step).
     """
-    per_step = 5 + 3 * max_replans
+    per_step = 5 + 3 * max_replans + (2 if review else 0)
     return {**config, "recursion_limit": per_step * max_episode_steps + 10}
