@@ -17,8 +17,12 @@ precision and optional suffixes:
   in float32 (``model.imagine``) and the gate decides on those;
 * ``-fixed``: CEM runs every iteration (``stop_tol=None``), the pre-iCEM planner;
 * ``-keep``: CEM carries its elites with their scores (``keep_elites=True``);
-* ``-shared``: ``share_prefixes``: each distinct action prefix per member computed once;
-* ``-skip``: ``min_survival=1e-6``: rows whose imagined episode ended stop being computed.
+* ``-shared``: each distinct action prefix per member computed once
+  (:mod:`wm_agents.bench.prefix_sharing`, this benchmark's own rollout since issue 12).
+
+The ``-skip`` mode (rows whose imagined episode had ended stopped being computed) was removed
+with issue 12: it never paid (``BENCHMARKS.md`` keeps its numbers), and it was a switch inside
+the library's rollout loop that only this benchmark turned on.
 
 Achieved GFLOP/s counts the *nominal* work of the dense search (every candidate, every particle,
 every step), divided by the measured time; the machine's matmul ceiling (1024x1024 through
@@ -31,7 +35,6 @@ row are timed interleaved, state by state, so machine noise hits them alike.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import statistics
 import sys
@@ -49,8 +52,8 @@ import torch
 from torch import nn
 
 from wm_agents.bench.common import RESULTS_DIR, machine_info, matmul_ceiling, write_json
-from wm_agents.neural.ensemble import EnsembleDynamicsModel, search_dtype
-from wm_agents.neural.trainer import FitConfig, fit_ensemble
+from wm_agents.bench.prefix_sharing import shared_prefix_objective
+from wm_agents.neural import EnsembleDynamicsModel, FitConfig, fit_ensemble, search_dtype
 from wm_agents.outputs import check_output_file
 from wm_agents.planning.gate import AgreementGate
 from wm_agents.planning.mpc import MPCController, ObjectiveFactory
@@ -228,27 +231,15 @@ def seed_module_objective(
     return objective
 
 
-def _supports_modes() -> bool:
-    """Whether this build's rollout has the planning modes (``dtype``, ``share_prefixes``)."""
-    params = inspect.signature(EnsembleDynamicsModel.rollout).parameters
-    return "dtype" in params and "share_prefixes" in params
-
-
 @contextmanager
 def planning_mode(model: EnsembleDynamicsModel, mode: Mode) -> Iterator[None]:
-    """Temporarily set the model's search options to ``mode`` (its own settings after)."""
-    if mode != Mode() and not _supports_modes():
-        raise ValueError("this build's rollout has no dtype / share_prefixes options")
-    names = ("planning_dtype", "share_prefixes", "planning_min_survival")
-    old = {k: getattr(model, k, None) for k in names}
+    """Temporarily set the model's search precision to ``mode``'s (its own setting after)."""
+    old = model.planning_dtype
     model.planning_dtype = mode.dtype
-    model.share_prefixes = mode.shared
-    model.planning_min_survival = 1e-6 if mode.skip else 0.0
     try:
         yield
     finally:
-        for k, v in old.items():
-            setattr(model, k, v)
+        model.planning_dtype = old
 
 
 def decide(
@@ -286,6 +277,8 @@ def decide(
         objective = partial(seed_module_objective, model, particles=particles)
     elif seed_loop:
         objective = partial(seed_style_objective, model, particles=particles)
+    elif mode.shared:
+        objective = partial(shared_prefix_objective, model, particles=particles)
     # Cold start, no re-plan, no terminal value, undiscounted: a fixed amount of work.
     controller = MPCController(
         model,
@@ -310,12 +303,11 @@ def decide(
 
 @dataclass(frozen=True)
 class Mode:
-    """A search configuration: precision, CEM stopping and elites, prefix sharing, skipping."""
+    """A search configuration: precision, CEM stopping and elites, prefix sharing."""
 
     dtype: str = "auto"
     fixed: bool = False
     shared: bool = False
-    skip: bool = False
     keep: bool = False
 
     @property
@@ -324,14 +316,13 @@ class Mode:
         return "-".join([self.dtype, *flags])
 
 
-_FLAGS = ("fixed", "keep", "shared", "skip")
+_FLAGS = ("fixed", "keep", "shared")
 MODES = (
     "float32",
     "auto",
     "float32-fixed",
     "bfloat16-fixed",
     "auto-keep",
-    "float32-skip",
     "float32-shared",
 )
 """The suite's modes; the first (float32, CEM stopping early) is the reference."""
@@ -342,7 +333,7 @@ def parse_mode(mode: str) -> Mode:
     dtype, *flags = mode.split("-")
     if dtype not in ("auto", "float32", "bfloat16") or not set(flags) <= set(_FLAGS):
         raise ValueError(
-            f"mode must be auto|float32|bfloat16 with optional -fixed, -keep, -shared, -skip "
+            f"mode must be auto|float32|bfloat16 with optional -fixed, -keep, -shared "
             f"(e.g. {', '.join(MODES)}), got {mode!r}"
         )
     return Mode(dtype, **{f: True for f in flags})
@@ -451,7 +442,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     """The BENCHMARKS.md table: every horizon x particles x mode, plus the seed's loop."""
     model, visited = make_model(args.ensemble, args.hidden, args.layers)
     ceiling = {dt: round(matmul_ceiling(dt), 1) for dt in ("float32", "bfloat16")}
-    modes = [m for m in args.modes if _supports_modes() or parse_mode(m) == Mode("float32")]
+    modes = list(args.modes)
     rows = []
     for h in args.horizons:
         for k in args.particles_list:
@@ -627,9 +618,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compute action prefixes shared by several candidates once (discrete actions)",
     )
-    p.add_argument(
-        "--skip-ended", action="store_true", help="stop computing rows whose episode ended"
-    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--states", type=int, default=8, help="test states (median over them)")
     p.add_argument("--repeats", type=int, default=3, help="timed decisions per state (min)")
@@ -656,7 +644,6 @@ def run_cli(args: argparse.Namespace) -> int:
     flags = dict(
         fixed=args.fixed_iterations,
         shared=args.share_prefixes,
-        skip=args.skip_ended,
         keep=args.keep_elites,
     )
     mode, ref = Mode(args.dtype, **flags), Mode("float32", **flags)
