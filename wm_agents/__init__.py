@@ -48,6 +48,7 @@ from wm_agents.planning import (
     MPCController,
     RandomShootingPlanner,
 )
+from wm_agents.run_loop import run_env_loop
 from wm_agents.runner import AgentConfig, default_config, run_gym
 from wm_agents.serialization import checkpoint_serializer
 from wm_agents.simulate import DryRun, FolderSimulator, GitSimulator, SQLiteSimulator
@@ -121,6 +122,7 @@ __all__ = [
     "open_chat_model",
     "plan_step",
     "resolve_llm_settings",
+    "run_env_loop",
     "run_gym",
     "trace_table",
 ]

@@ -2,6 +2,7 @@
 
 from wm_agents.graph.builder import build_planning_graph, route_verdict
 from wm_agents.graph.env_graph import (
+    EnvLearner,
     EnvPlanningContext,
     EnvPlanningState,
     StepRecord,
@@ -11,6 +12,7 @@ from wm_agents.graph.env_graph import (
 from wm_agents.graph.nodes import make_decide_node, make_imagine_node
 
 __all__ = [
+    "EnvLearner",
     "EnvPlanningContext",
     "EnvPlanningState",
     "StepRecord",

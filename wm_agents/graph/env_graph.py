@@ -55,11 +55,6 @@ class EnvLearner(Protocol):
         """Whether the real-step budget is spent."""
         ...
 
-    @property
-    def model(self) -> Any:
-        """The model whose replay ``buffer`` holds the transitions."""
-        ...
-
     def observe(
         self,
         obs: np.ndarray,
@@ -70,6 +65,10 @@ class EnvLearner(Protocol):
         truncated: bool,
     ) -> Any:
         """Record one real transition (and learn from it on the learner's schedule)."""
+        ...
+
+    def mark_episode_end(self) -> None:
+        """The last recorded transition ends its episode (the run stopped there)."""
         ...
 
 
@@ -248,7 +247,7 @@ def _learn(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dic
         )
         if ctx.learner.exhausted:
             done = True
-            ctx.learner.model.buffer.mark_episode_end()
+            ctx.learner.mark_episode_end()
     return {"done": bool(done)}
 
 

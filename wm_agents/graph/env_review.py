@@ -135,6 +135,6 @@ def _end_refused(decision: Decision, ctx: Any) -> Command:
     """End the episode on a refused step (nothing is executed); the learner's buffer marks the
     last real step as an episode end, as a run that stops there does."""
     if ctx.learner is not None:
-        ctx.learner.model.buffer.mark_episode_end()
+        ctx.learner.mark_episode_end()
     ended = decision.model_copy(update={"reason": f"{decision.reason}; the episode ends here"})
     return Command(goto=END, update={"decision": ended, "done": True})

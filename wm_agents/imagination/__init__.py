@@ -14,6 +14,7 @@ from wm_agents.imagination.rollouts import (
 )
 from wm_agents.imagination.runner import AgentKind, ImaginationRunResult, run_imagination_gym
 from wm_agents.imagination.sac import SACConfig, SACLearner
+from wm_agents.imagination.strategies import HybridStrategy, HybridTrust, PolicyStrategy
 from wm_agents.imagination.trust import calibrate_disagreement, imagined_policy_return
 
 __all__ = [
@@ -23,11 +24,14 @@ __all__ = [
     "DistilledPolicy",
     "HybridController",
     "HybridStep",
+    "HybridStrategy",
+    "HybridTrust",
     "ImaginationConfig",
     "ImaginationLearner",
     "ImaginationRunResult",
     "ImaginedBatch",
     "PolicyController",
+    "PolicyStrategy",
     "SACConfig",
     "SACLearner",
     "TensorReplay",
