@@ -68,7 +68,7 @@ def test_run_waits_for_approval_then_resumes_from_the_database(scripted_llm, tmp
 def test_example_agent_end_to_end_against_the_embedded_llm(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.pop("WM_AGENTS_LLM_MODEL", None)
-    cmd = [sys.executable, "-m", "wm_agents.cli", "tools", "--db", str(tmp_path / "r.sqlite")]
+    cmd = [sys.executable, "-m", "wm_agents", "tools", "--db", str(tmp_path / "r.sqlite")]
     cmd += ["--world-model", "llm", "--on-ask", "approve", "--samples", "1", "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
