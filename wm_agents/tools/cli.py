@@ -172,6 +172,9 @@ def _run(args: argparse.Namespace) -> int:
                 "--world-model llm"
             )
         proposer = "search"
+        from wm_agents.planning.plan_search import WorkspaceGoal
+
+        WorkspaceGoal.parse(args.goal or "gone:x")  # a bad goal fails before any work
     elif args.goal is not None:
         return _error("--goal goes with --plan-search")
     else:
