@@ -130,7 +130,7 @@ def test_server_killed_mid_run_marks_outcomes_unknown(tools):
 def test_cli_predict_starts_the_embedded_model_itself(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.pop("WM_AGENTS_LLM_MODEL", None)
-    cmd = [sys.executable, "-m", "wm_agents.llm.cli", "llm", "predict", "--tool", "read_file"]
+    cmd = [sys.executable, "-m", "wm_agents", "llm", "predict", "--tool", "read_file"]
     cmd += ["--args", '{"path": "missing.txt"}', "--context", "empty folder", "--json"]
     cmd += ["--samples", "1"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -152,7 +152,7 @@ def test_cli_serve_runs_until_interrupted(tmp_path):
     from wm_agents.llm.server import find_free_port
 
     port = find_free_port()
-    cmd = [sys.executable, "-m", "wm_agents.llm.cli", "llm", "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "wm_agents", "llm", "serve", "--port", str(port)]
     cmd += ["--parallel", "1", "--ctx", "1024"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
