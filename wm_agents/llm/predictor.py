@@ -26,6 +26,10 @@ The call cap: at most ``max_calls_per_decision`` sample slots per :meth:`aimagin
 ``candidates x samples`` exceeds it, every candidate gets fewer samples (``cap // n``, the
 first ``cap % n`` one more); when there are more candidates than the cap, the candidates
 beyond it are unknown with reason "call cap reached".  Cached samples still take their slot.
+
+The prompt puts everything the candidates of one decision share first (the system prompt, the
+tools, task, context and recent messages) and the call last, so a server that caches prompt
+prefixes reads the shared part once per decision and only the call for each candidate.
 """
 
 from __future__ import annotations
@@ -95,6 +99,16 @@ class _SampleResult:
 
 class _Fault(Exception):
     """A model fault already described in words (timeout, refusal, truncation, bad output)."""
+
+
+def _tool_line(spec: ToolSpec) -> str:
+    """``- name(a, b?): description`` (``?``: optional); parameter types are left out, since
+    the call's arguments show them and every prompt token costs time on a small CPU."""
+    props = spec.parameters.get("properties") or {}
+    required = set(spec.parameters.get("required") or [])
+    params = ", ".join(p if p in required else f"{p}?" for p in props)
+    description = _truncate(" ".join(spec.description.split()), 200) or "(no description)"
+    return f"- {spec.name}({params}): {description}"
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -330,27 +344,29 @@ class LLMOutcomePredictor:
             specs[spec.name] = spec
         return specs
 
-    def _render(
-        self, state: LLMState, candidate: ToolCallCandidate, spec: ToolSpec | None
-    ) -> list[BaseMessage]:
+    def _render_shared(self, state: LLMState, specs: dict[str, ToolSpec]) -> dict[str, str]:
+        """The prompt values every candidate of one decision shares (see :meth:`_render`)."""
         recent = state.messages[-self.max_messages :] if self.max_messages > 0 else []
         lines = [
             f"- {message_role(m)}: {_truncate(' '.join(message_text(m).split()), 300)}"
             for m in recent
         ]
-        values = {
+        return {
+            "tools": "\n".join(_tool_line(spec) for spec in specs.values()) or "(not given)",
             "task": _truncate(state.task.strip(), 600) or "(not given)",
             "context": _truncate(state.context.strip(), 600) or "(none)",
             "messages": "\n".join(lines) or "(none)",
-            "tool_name": candidate.name,
-            "tool_description": _truncate(spec.description.strip(), 500)
-            if spec and spec.description
-            else "(not given)",
-            "tool_parameters": _truncate(canonical_json(spec.parameters), 600)
-            if spec and spec.parameters
-            else "(not given)",
-            "arguments": _truncate(canonical_json(candidate.args), 800),
         }
+
+    def _render(self, shared: dict[str, str], candidate: ToolCallCandidate) -> list[BaseMessage]:
+        """System and user message for one candidate.
+
+        Only ``$call``, the last line of the user template, depends on the candidate: the text
+        before it is the same for every candidate of a decision (a cacheable prefix), and the
+        tools, task and context before the messages stay the same from one decision to the next.
+        """
+        call = f"{candidate.name}({_truncate(canonical_json(candidate.args), 800)})"
+        values = {**shared, "call": call}
         return [
             SystemMessage(self._system_template.safe_substitute(values).strip()),
             HumanMessage(self._user_template.safe_substitute(values).strip()),
@@ -488,6 +504,7 @@ class LLMOutcomePredictor:
         allocation = allocate_samples(len(calls), self.samples, self.max_calls_per_decision)
         model = await asyncio.to_thread(self._ensure_model) if self.model is None else self.model
         semaphore = asyncio.Semaphore(self.max_concurrency)
+        shared = self._render_shared(llm_state, specs)
         in_flight: dict[str, asyncio.Task[_SampleResult]] = {}
 
         plans: list[tuple[ToolCallCandidate, str | None, list[asyncio.Task[_SampleResult]]]] = []
@@ -503,7 +520,7 @@ class LLMOutcomePredictor:
             if model is None:
                 plans.append((call, self._startup_error or "no chat model", []))
                 continue
-            messages = self._render(llm_state, call, specs.get(call.name))
+            messages = self._render(shared, call)
             prompt_key = stable_hash([m.content for m in messages])
             tasks = []
             for i in range(n_samples):
