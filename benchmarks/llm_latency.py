@@ -18,7 +18,7 @@ HTTP hook).
 Reproducibility: 10 prompts (the five decisions x 2 candidates) x 3 samples with seed 1000,
 imagined twice by fresh predictors: first decision by decision, then, after other prompts have
 gone through the server, in reverse order with the candidates swapped.  Counted: samples whose
-every field is the same both times.
+every field (or whose failure) is the same both times.
 
 Run (about 30 minutes on a shared 2-core machine)::
 
@@ -213,14 +213,18 @@ class _Worker:
                 for call, o in zip(calls, predictor.imagine(self._state(step), calls), strict=True):
                     for s in o.prediction.get("samples", []):
                         key = (f"{step}:{json.dumps(call, sort_keys=True)}", s["index"])
-                        out[key] = tuple(s.get(f) for f in fields) if "error" not in s else None
+                        out[key] = tuple(s.get(f) for f in (*fields, "error"))
             return out
 
         first = run(pairs)
         self._predictor(seed + 1).imagine(self._state(0), [STEPS[0]["candidates"][3]])
         second = run([(step, calls[::-1]) for step, calls in reversed(pairs)])
-        same = sum(1 for k, v in first.items() if v is not None and second.get(k) == v)
-        return {"identical": same, "total": len(first)}
+        return {
+            "identical": sum(second.get(k) == v for k, v in first.items()),
+            "total": len(first),
+            "failed_first_run": sum(v[-1] is not None for v in first.values()),
+            "failed_second_run": sum(v[-1] is not None for v in second.values()),
+        }
 
     def close(self) -> None:
         self.server.stop()
