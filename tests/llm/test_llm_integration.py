@@ -174,3 +174,26 @@ def test_cli_serve_runs_until_interrupted(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_same_seed_gives_the_same_samples_twice(embedded_server, tools):
+    """Samples are reproducible on the embedded server whatever is cached or decoded alongside:
+    first both candidates together on prompts the server has not seen, then one at a time in
+    the other order, with their prompts (and the shared prefix) already cached."""
+    calls = [CALLS[1], CALLS[3]]
+
+    def samples(outcomes: list[Outcome]) -> list[dict]:
+        return [
+            {k: s[k] for k in ("seed", "success_probability", "predicted_result", "side_effects")}
+            for o in outcomes
+            for s in o.prediction["samples"]
+        ]
+
+    state = STATE | {"context": "reproducibility run"}
+    first = LLMOutcomePredictor(embedded_server.chat_model(), tools=tools, samples=2, seed=21)
+    together = first.imagine(state, calls)
+    second = LLMOutcomePredictor(embedded_server.chat_model(), tools=tools, samples=2, seed=21)
+    apart = second.imagine(state, [calls[1]]) + second.imagine(state, [calls[0]])
+    assert all(o.status == "ok" for o in together + apart), [o.reason for o in together + apart]
+    assert second.stats["cache_hits"] == 0  # a new predictor: every sample came from the server
+    assert samples(together) == samples([apart[1], apart[0]])
