@@ -8,12 +8,12 @@ see the same machine load.
 
 The calls are the sandbox demo's (``wm_agents/demos/fs_agent.py``; ``tools/demo.py`` before):
 its five tools, task and situation, and five decisions in a row whose messages grow as the
-agent's do (each tool call and its result are appended).  Every decision imagines 1, 2 or 4 candidates x 3 samples with a
-fresh predictor (no cached samples) and seeds that differ per decision but are the same for
-before and after; the predictor is set up like the demo's (``max_tokens=256``,
-``max_messages=2``, ``max_concurrency=4``).  Per call the server's own timings are summed over
-its requests (prompt tokens read and ms, tokens generated and ms; read from each response by an
-HTTP hook).
+agent's do (each tool call and its result are appended). Every decision imagines 1, 2 or 4
+candidates x 3 samples with a fresh predictor (no cached samples) and seeds that differ per
+decision but are the same for before and after; the predictor is set up like the demo's
+(``max_tokens=256``, ``max_messages=2``, ``max_concurrency=4``). Per call the server's own
+timings are summed over its requests (prompt tokens read and ms, tokens generated and ms; read
+from each response by an HTTP hook).
 
 Reproducibility: 10 prompts (the five decisions x 2 candidates) x 3 samples with seed 1000,
 imagined twice by fresh predictors: first decision by decision, then, after other prompts have
