@@ -1,0 +1,180 @@
+"""The learned-outcomes benchmark's summary: spread over seeds, the target check, markdown
+tables and the reliability diagram."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wm_agents.learned.metrics import brier, reliability
+
+__all__ = ["markdown", "plot_reliability", "summarize", "target_check"]
+
+METRICS = ("auroc", "brier", "accuracy")
+_HIGHER_IS_BETTER = {"auroc": True, "brier": False, "accuracy": True}
+SUBSETS = {
+    "held_out": "held-out first-time calls (new workspaces, new argument patterns)",
+    "llm_subset": "the LLM subset of the held-out calls",
+    "seen_families": "new workspaces, argument patterns seen in training",
+}
+BASELINES = {
+    "held_out": ("majority", "experience"),
+    "llm_subset": ("majority", "llm", "experience+llm"),
+    "seen_families": ("majority", "experience"),
+}
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    vals = [v for v in values if not math.isnan(v)]
+    if not vals:
+        return {"mean": math.nan, "min": math.nan, "max": math.nan, "values": values}
+    return {"mean": float(np.mean(vals)), "min": min(vals), "max": max(vals), "values": values}
+
+
+def summarize(
+    results: dict[str, list[dict[str, Any]]],
+    report_seeds: tuple[int, ...],
+    tune_seeds: tuple[int, ...],
+) -> dict[str, Any]:
+    """Mean, min and max over seeds, per mode, subset, predictor and metric: over the report
+    seeds and, separately, the tuning seeds."""
+    out: dict[str, Any] = {}
+    for mode, runs in results.items():
+        out[mode] = {}
+        for group, seeds in (("report", report_seeds), ("tune", tune_seeds)):
+            chosen = [r for r in runs if r["seed"] in seeds]
+            if not chosen:
+                continue
+            block: dict[str, Any] = {}
+            for subset in SUBSETS:
+                names = chosen[0][subset].keys()
+                block[subset] = {
+                    name: {
+                        m: _spread([r[subset][name][m] for r in chosen]) for m in (*METRICS, "n")
+                    }
+                    for name in names
+                }
+            block["fit_s"] = _spread([r["fit_s"] for r in chosen])
+            block["target"] = target_check(chosen)
+            out[mode][group] = block
+    return out
+
+
+def target_check(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Does ``learned`` (and ``learned+llm`` on the LLM subset) beat every baseline, on every
+    metric, on the mean over seeds, and on how many seeds?"""
+    out: dict[str, Any] = {}
+    for subset, baselines in BASELINES.items():
+        for ours in ("learned", "learned+llm"):
+            if ours not in runs[0][subset]:
+                continue
+            rows = {}
+            for base in baselines:
+                for m in METRICS:
+                    ups = _HIGHER_IS_BETTER[m]
+                    wins = sum(
+                        (r[subset][ours][m] > r[subset][base][m])
+                        if ups
+                        else (r[subset][ours][m] < r[subset][base][m])
+                        for r in runs
+                    )
+                    mean_ours = float(np.mean([r[subset][ours][m] for r in runs]))
+                    mean_base = float(np.mean([r[subset][base][m] for r in runs]))
+                    better = mean_ours > mean_base if ups else mean_ours < mean_base
+                    if base == "majority" and m == "auroc":
+                        better, wins = mean_ours > 0.5, sum(r[subset][ours][m] > 0.5 for r in runs)
+                    rows[f"{base}.{m}"] = {"mean_better": better, "seeds_won": wins}
+            out[f"{subset}.{ours}"] = {
+                "beats_all_on_mean": all(v["mean_better"] for v in rows.values()),
+                "beats_all_on_every_seed": all(v["seeds_won"] == len(runs) for v in rows.values()),
+                "detail": rows,
+            }
+    return out
+
+
+def _fmt(spread: dict[str, Any], digits: int = 3) -> str:
+    if math.isnan(spread["mean"]):
+        return "n/a"
+    return f"{spread['mean']:.{digits}f} ({spread['min']:.{digits}f}-{spread['max']:.{digits}f})"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The summary as markdown tables (report seeds), one per split mode and subset."""
+    lines = []
+    for mode, groups in report["summary"].items():
+        block = groups.get("report")
+        if block is None:
+            continue
+        for subset, title in SUBSETS.items():
+            lines += [
+                "",
+                f"**{mode} split, {title}** (mean over report seeds, min-max in brackets)",
+                "",
+                "| predictor | calls per seed | AUROC | Brier | accuracy |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            for name, m in block[subset].items():
+                lines.append(
+                    f"| {name} | {m['n']['mean']:.0f} | {_fmt(m['auroc'])} | {_fmt(m['brier'])} "
+                    f"| {_fmt(m['accuracy'])} |"
+                )
+        lines.append("")
+        for key, t in block["target"].items():
+            lost = [k for k, v in t["detail"].items() if not v["mean_better"]]
+            seeds = min(v["seeds_won"] for v in t["detail"].values())
+            lines.append(
+                f"- {mode} / {key}: beats every baseline on every metric on the mean: "
+                f"{'yes' if t['beats_all_on_mean'] else 'no (' + ', '.join(lost) + ')'}; "
+                f"on every seed: {'yes' if t['beats_all_on_every_seed'] else 'no'} "
+                f"(fewest seeds won on one comparison: {seeds})"
+            )
+    return "\n".join(lines)
+
+
+def _pooled(report: dict[str, Any], key: str, seeds: set[int]) -> dict[str, np.ndarray]:
+    runs = [r for r in report["results"]["pattern"] if r["seed"] in seeds]
+    names = runs[0][key].keys()
+    return {n: np.concatenate([np.asarray(r[key][n], float) for r in runs]) for n in names}
+
+
+def plot_reliability(report: dict[str, Any], path: Path) -> Path:
+    """Reliability diagram (pattern split, report seeds pooled): predicted probability against
+    observed success rate in ten bins, one line per predictor; left all held-out calls, right
+    the LLM subset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seeds = set(report["split"]["report_seeds"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+    panels = (
+        ("calls", "all held-out first-time calls"),
+        ("llm_calls", "LLM subset of the held-out calls"),
+    )
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        data = _pooled(report, key, seeds)
+        y = data.pop("y")
+        ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1)
+        for name, p in data.items():
+            bins = reliability(p, y)
+            xs = [b["mean_p"] for b in bins]
+            ys = [b["rate"] for b in bins]
+            sizes = [max(8.0, 120.0 * b["n"] / len(p)) for b in bins]
+            line = ax.plot(xs, ys, marker=None, label=f"{name} (Brier {brier(p, y):.3f})")[0]
+            ax.scatter(xs, ys, s=sizes, color=line.get_color())
+        ax.set_title(f"{title}\n{len(y)} calls, seeds {sorted(seeds)}")
+        ax.set_xlabel("predicted probability of success (bin mean)")
+        ax.set_ylabel("observed success rate")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle("Reliability of first-time success predictions (marker area ~ calls in bin)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
