@@ -1,8 +1,8 @@
 """wm_agents: LangGraph agents that imagine before they act.
 
-One ``imagine`` interface (:class:`WorldModel`) over a learned ensemble dynamics model and an
-LLM outcome predictor; planners, gates and one planning graph read only :class:`Outcome` and
-:class:`Decision`.
+One ``imagine`` interface (:class:`WorldModel`) over a learned ensemble dynamics model, an
+LLM outcome predictor and a learned outcome model for tool calls; planners, gates and one
+planning graph read only :class:`Outcome` and :class:`Decision`.
 """
 
 from wm_agents.core import Decision, LearnReport, Outcome, Transition, Verdict, WorldModel
@@ -14,6 +14,7 @@ from wm_agents.graph import (
     make_decide_node,
     make_imagine_node,
 )
+from wm_agents.learned import LearnedConfig, LearnedOutcomeModel
 from wm_agents.llm import (
     EmbeddedLLMServer,
     ExperienceMemory,
@@ -76,6 +77,8 @@ __all__ = [
     "LLMProposer",
     "LLMState",
     "LearnReport",
+    "LearnedConfig",
+    "LearnedOutcomeModel",
     "MPCController",
     "ModelFileError",
     "Outcome",
