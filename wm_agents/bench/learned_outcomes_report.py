@@ -141,40 +141,61 @@ def _pooled(report: dict[str, Any], key: str, seeds: set[int]) -> dict[str, np.n
 
 
 def plot_reliability(report: dict[str, Any], path: Path) -> Path:
-    """Reliability diagram (pattern split, report seeds pooled): predicted probability against
-    observed success rate in ten bins, one line per predictor; left all held-out calls, right
-    the LLM subset."""
+    """Reliability diagrams (pattern split, report seeds pooled), one panel per predictor:
+    in ten equal-width bins of predicted probability, the bin's mean prediction against the
+    observed success rate (on the diagonal = calibrated), with the number of calls per bin as
+    grey bars.  Top row: all held-out calls; bottom row: the LLM subset."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     seeds = set(report["split"]["report_seeds"])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
-    panels = (
-        ("calls", "all held-out first-time calls"),
-        ("llm_calls", "LLM subset of the held-out calls"),
+    rows = (
+        ("calls", "held-out calls"),
+        ("llm_calls", "LLM subset"),
     )
-    for ax, (key, title) in zip(axes, panels, strict=True):
-        data = _pooled(report, key, seeds)
-        y = data.pop("y")
-        ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1)
-        for name, p in data.items():
+    data = {key: _pooled(report, key, seeds) for key, _ in rows}
+    ncols = max(len(d) - 1 for d in data.values())
+    fig, axes = plt.subplots(2, ncols, figsize=(3.4 * ncols, 7.2), squeeze=False)
+    for r, (key, label) in enumerate(rows):
+        columns = dict(data[key])
+        y = columns.pop("y")
+        for c in range(ncols):
+            ax = axes[r][c]
+            if c >= len(columns):
+                ax.axis("off")
+                continue
+            name, p = list(columns.items())[c]
             bins = reliability(p, y)
-            xs = [b["mean_p"] for b in bins]
-            ys = [b["rate"] for b in bins]
-            sizes = [max(8.0, 120.0 * b["n"] / len(p)) for b in bins]
-            line = ax.plot(xs, ys, marker=None, label=f"{name} (Brier {brier(p, y):.3f})")[0]
-            ax.scatter(xs, ys, s=sizes, color=line.get_color())
-        ax.set_title(f"{title}\n{len(y)} calls, seeds {sorted(seeds)}")
-        ax.set_xlabel("predicted probability of success (bin mean)")
-        ax.set_ylabel("observed success rate")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.legend(loc="upper left", fontsize=8)
-    fig.suptitle("Reliability of first-time success predictions (marker area ~ calls in bin)")
+            counts = ax.twinx()
+            counts.bar(
+                [(b["lo"] + b["hi"]) / 2 for b in bins],
+                [b["n"] for b in bins],
+                width=0.09,
+                color="0.85",
+                zorder=0,
+            )
+            counts.set_yticks([])
+            ax.set_zorder(counts.get_zorder() + 1)
+            ax.patch.set_visible(False)
+            ax.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=1)
+            ax.plot([b["mean_p"] for b in bins], [b["rate"] for b in bins], marker="o")
+            ece = sum(b["n"] * abs(b["rate"] - b["mean_p"]) for b in bins) / max(1, len(p))
+            ax.set_title(f"{name}, {label}\nBrier {brier(p, y):.3f}, ECE {ece:.3f}", fontsize=9)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            if r == 1:
+                ax.set_xlabel("predicted p(success)")
+            if c == 0:
+                ax.set_ylabel(f"observed success rate\n({len(y)} calls)")
+    fig.suptitle(
+        f"Reliability of first-time success predictions (report seeds {sorted(seeds)} pooled;"
+        " grey: calls per bin)",
+        fontsize=10,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
