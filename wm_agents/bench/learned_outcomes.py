@@ -38,6 +38,7 @@ from wm_agents.bench.learned_outcomes_eval import (
     learned_probabilities,
     probabilities_table,
     score,
+    selective,
 )
 from wm_agents.bench.learned_outcomes_llm import llm_subset, load_llm_cache, measure_llm_priors
 from wm_agents.bench.learned_outcomes_report import markdown, plot_reliability, summarize
@@ -174,6 +175,7 @@ def evaluate_seed(
         "predict_ms_per_call": round(predict_ms, 3),
         "learned_unknown": unknown_test,
         "learned_uncertainty_mean": float(u_test.mean()) if len(u_test) else math.nan,
+        "learned_by_uncertainty": selective(p_test, u_test, y_test),
         "calibration": {k: metrics[k] for k in sorted(metrics) if not k.startswith("n_")}
         | {"n_with_prior": metrics.get("n_with_prior", 0.0)},
         "held_out": _scores(

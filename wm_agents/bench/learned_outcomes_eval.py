@@ -28,7 +28,16 @@ from wm_agents.learned import LearnedConfig, LearnedOutcomeModel, accuracy, auro
 from wm_agents.llm.memory import ExperienceMemory
 from wm_agents.llm.schemas import LLMState, ToolCallCandidate
 
-__all__ = ["arecord_calls", "experience_probabilities", "fit_learned", "score", "transitions"]
+__all__ = [
+    "arecord_calls",
+    "experience_probabilities",
+    "fit_learned",
+    "learned_probabilities",
+    "probabilities_table",
+    "score",
+    "selective",
+    "transitions",
+]
 
 PRIOR_STRENGTH = 2.0
 """``LLMOutcomePredictor``'s default weight of the prior against experience."""
@@ -44,6 +53,25 @@ def score(p: Sequence[float] | np.ndarray, y: Sequence[bool] | np.ndarray) -> di
         "brier": brier(ps, ys),
         "accuracy": accuracy(ps, ys),
     }
+
+
+UNCERTAINTY_CUTS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+
+
+def selective(
+    p: np.ndarray, u: np.ndarray, y: np.ndarray, cuts: Sequence[float] = UNCERTAINTY_CUTS
+) -> list[dict[str, float]]:
+    """For each cut: the share of calls whose uncertainty is at most the cut (what a router
+    would leave to this model), and Brier and accuracy on them: is low uncertainty worth
+    trusting?"""
+    out = []
+    for cut in cuts:
+        mask = u <= cut
+        row: dict[str, float] = {"max_uncertainty": cut, "coverage": float(mask.mean())}
+        if mask.any():
+            row |= {"brier": brier(p[mask], y[mask]), "accuracy": accuracy(p[mask], y[mask])}
+        out.append(row)
+    return out
 
 
 def transitions(

@@ -58,6 +58,17 @@ def summarize(
                     for name in names
                 }
             block["fit_s"] = _spread([r["fit_s"] for r in chosen])
+            block["by_uncertainty"] = [
+                {
+                    k: float(
+                        np.nanmean(
+                            [r["learned_by_uncertainty"][i].get(k, math.nan) for r in chosen]
+                        )
+                    )
+                    for k in ("max_uncertainty", "coverage", "brier", "accuracy")
+                }
+                for i in range(len(chosen[0]["learned_by_uncertainty"]))
+            ]
             block["target"] = target_check(chosen)
             out[mode][group] = block
     return out
@@ -121,6 +132,19 @@ def markdown(report: dict[str, Any]) -> str:
                     f"| {name} | {m['n']['mean']:.0f} | {_fmt(m['auroc'])} | {_fmt(m['brier'])} "
                     f"| {_fmt(m['accuracy'])} |"
                 )
+        lines += [
+            "",
+            f"**{mode} split, learned model on held-out calls, by its uncertainty** (mean over "
+            "report seeds)",
+            "",
+            "| uncertainty at most | share of calls | Brier | accuracy |",
+            "|---:|---:|---:|---:|",
+        ]
+        for row in block["by_uncertainty"]:
+            lines.append(
+                f"| {row['max_uncertainty']:.2f} | {row['coverage']:.2f} | {row['brier']:.3f} "
+                f"| {row['accuracy']:.3f} |"
+            )
         lines.append("")
         for key, t in block["target"].items():
             lost = [k for k, v in t["detail"].items() if not v["mean_better"]]
