@@ -132,7 +132,8 @@ def evaluate_seed(
     llm_ids: set[str],
     config: LearnedConfig,
 ) -> dict[str, Any]:
-    """Every predictor on one split (see :mod:`wm_agents.bench.learned_outcomes_eval`)."""
+    """Every predictor on one split (see :mod:`wm_agents.bench.learned_outcomes_eval`); the
+    learned model's own seed is ``config.seed``."""
     sp = splits(rows, (seed,), mode)[seed]
     priors = _llm_priors(llm_cache)
     train_priors = {r.id: priors.get(r.id) for r in sp.train if r.id in priors}
@@ -220,7 +221,10 @@ def _run_stage(args: argparse.Namespace) -> int:
     for mode in ("pattern", "cause"):
         for seed in TUNE_SEEDS + REPORT_SEEDS:
             ids = {r.id for r in subsets[seed]} if seed in subsets else set(cache)
-            res = evaluate_seed(rows, seed, mode, cache, ids, config)
+            # The split seed seeds the model too, so the spread covers both.
+            res = evaluate_seed(
+                rows, seed, mode, cache, ids, config.model_copy(update={"seed": seed})
+            )
             results[mode].append(res)
             ho = res["held_out"]
             print(

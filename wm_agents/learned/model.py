@@ -534,11 +534,15 @@ def _fitted_from(
 ) -> FittedPredictor:
     vocab = Vocabulary.from_dict(data["vocabulary"])
     featurizer = CallFeaturizer(vocab)
+    columns = tensors.get("columns")
+    if columns is None or columns.dim() != 1:
+        raise ValueError("the weights do not say which feature columns the network reads")
     net = EnsembleClassifier(
         featurizer.dim,
         ensemble_size=config.ensemble_size,
         hidden=config.hidden,
         generator=torch.Generator().manual_seed(0),  # overwritten by the saved weights
+        columns=[int(c) for c in columns.tolist()],
     )
     net.load_state_dict(tensors, strict=True)  # RuntimeError names missing/mismatched weights
     net.eval()

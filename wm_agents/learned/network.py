@@ -23,33 +23,50 @@ class EnsembleClassifier(nn.Module):
     """E independent MLP classifiers as one module: ``[N, D] -> [E, N]`` logits.
 
     Args:
-        in_features: D.
+        in_features: D, the featurizer's row length.
         ensemble_size: E.
         hidden: width of the two hidden layers.
         generator: draws the initial weights.
+        columns: the columns the network reads (by default all ``D``).  Training keeps only
+            columns that are non-zero in some training row: a feature never seen in training
+            has no learned meaning, and its random initial weights would otherwise add noise
+            to every call that shows it (and the smaller matmul is faster).
     """
 
     def __init__(
-        self, in_features: int, *, ensemble_size: int, hidden: int, generator: torch.Generator
+        self,
+        in_features: int,
+        *,
+        ensemble_size: int,
+        hidden: int,
+        generator: torch.Generator,
+        columns: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if in_features < 1 or ensemble_size < 1 or hidden < 1:
             raise ValueError("in_features, ensemble_size and hidden must be >= 1")
+        cols = list(range(in_features)) if columns is None else [int(c) for c in columns]
+        if not cols or min(cols) < 0 or max(cols) >= in_features:
+            raise ValueError(f"columns must be a non-empty subset of range({in_features})")
         self.in_features, self.ensemble_size, self.hidden = in_features, ensemble_size, hidden
+        self.register_buffer("columns", torch.tensor(cols, dtype=torch.long))
         self.layers = nn.ModuleList(
             [
-                EnsembleLinear(ensemble_size, in_features, hidden),
+                EnsembleLinear(ensemble_size, len(cols), hidden),
                 EnsembleLinear(ensemble_size, hidden, hidden),
                 EnsembleLinear(ensemble_size, hidden, 1),
             ]
         )
         for layer in self.layers:
             layer.reset_parameters(generator)
-        # Which input columns each member sees (its random subspace); all of them by default.
-        self.register_buffer("input_mask", torch.ones(ensemble_size, 1, in_features))
+        # Which read columns each member sees (its random subspace); all of them by default.
+        self.register_buffer("input_mask", torch.ones(ensemble_size, 1, len(cols)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[E, N]`` for rows ``[N, D]`` (or per-member rows ``[E, N, D]``)."""
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"expected rows of {self.in_features} features, got {x.shape[-1]}")
+        x = x.index_select(-1, self.columns)
         h = x.expand(self.ensemble_size, *x.shape) if x.dim() == 2 else x
         h = h * self.input_mask
         for layer in self.layers[:-1]:
@@ -121,15 +138,19 @@ def train_classifier(
     n = x.shape[0]
     if n == 0:
         raise ValueError("no training rows")
+    used = torch.nonzero(x.abs().sum(dim=0) > 0).flatten().tolist() or [0]
     net = EnsembleClassifier(
-        x.shape[1], ensemble_size=config.ensemble_size, hidden=config.hidden, generator=generator
+        x.shape[1],
+        ensemble_size=config.ensemble_size,
+        hidden=config.hidden,
+        generator=generator,
+        columns=used,
     )
     if groups is not None and config.group_keep < 1.0:
         if len(groups) != x.shape[1]:
             raise ValueError(f"groups has {len(groups)} entries for {x.shape[1]} columns")
-        net.input_mask.copy_(
-            subspace_masks(groups, config.ensemble_size, config.group_keep, generator, always)
-        )
+        masks = subspace_masks(groups, config.ensemble_size, config.group_keep, generator, always)
+        net.input_mask.copy_(masks[:, :, used])
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batch = min(config.batch_size, n)
     steps = max(config.min_steps, config.epochs * n // batch)
@@ -137,7 +158,7 @@ def train_classifier(
     net.train()
     for _ in range(steps):
         idx = torch.randint(0, n, (config.ensemble_size, batch), generator=generator)
-        logits = net(x[idx])
+        logits = net(x[idx])  # [E, B]: member e on its own bootstrap rows
         loss = loss_fn(logits, y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
