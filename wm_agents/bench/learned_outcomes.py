@@ -164,7 +164,17 @@ def evaluate_seed(
     y_sub = np.array([r.success for r in sub], float)
     y_seen = np.array([r.success for r in seen], float)
     metrics = model.fitted.metrics if model.fitted else {}
-    return {
+    per_call = {
+        "calls": probabilities_table(
+            y=y_test, majority=np.full(len(test), base), experience=exp_test, learned=p_test
+        ),
+        "llm_calls": probabilities_table(
+            y=y_sub,
+            llm=p_llm,
+            **{"experience+llm": exp_sub_llm, "learned": p_sub, "learned+llm": p_sub_llm},
+        ),
+    }
+    return per_call | {
         "seed": seed,
         "mode": mode,
         "n_train": len(sp.train),
@@ -193,14 +203,6 @@ def evaluate_seed(
         "seen_families": _scores(
             y_seen, majority=np.full(len(seen), base), experience=exp_seen, learned=p_seen
         ),
-        "calls": probabilities_table(
-            y=y_test, majority=np.full(len(test), base), experience=exp_test, learned=p_test
-        ),
-        "llm_calls": probabilities_table(
-            y=y_sub,
-            llm=p_llm,
-            **{"experience+llm": exp_sub_llm, "learned": p_sub, "learned+llm": p_sub_llm},
-        ),
     }
 
 
@@ -225,6 +227,9 @@ def _run_stage(args: argparse.Namespace) -> int:
             res = evaluate_seed(
                 rows, seed, mode, cache, ids, config.model_copy(update={"seed": seed})
             )
+            if mode != "pattern" or seed not in REPORT_SEEDS:
+                # Per-call probabilities only where the reliability diagram reads them.
+                res = {k: v for k, v in res.items() if k not in ("calls", "llm_calls")}
             results[mode].append(res)
             ho = res["held_out"]
             print(

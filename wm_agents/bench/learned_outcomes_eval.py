@@ -156,4 +156,4 @@ def experience_probabilities(
 
 def probabilities_table(**columns: Any) -> dict[str, list[float]]:
     """Per-call probabilities as plain lists (kept in the JSON for the reliability diagram)."""
-    return {k: [round(float(v), 5) for v in vals] for k, vals in columns.items()}
+    return {k: [round(float(v), 4) for v in vals] for k, vals in columns.items()}
