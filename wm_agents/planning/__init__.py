@@ -7,11 +7,15 @@ _EXPORTS = {
     "CEMPlanner": "wm_agents.planning.optimizers",
     "MPCController": "wm_agents.planning.mpc",
     "Objective": "wm_agents.planning.optimizers",
+    "PlanNode": "wm_agents.planning.plan_search",
+    "PlanSearchResult": "wm_agents.planning.plan_search",
     "Proposal": "wm_agents.planning.optimizers",
     "RandomShootingPlanner": "wm_agents.planning.optimizers",
+    "WorkspaceGoal": "wm_agents.planning.plan_search",
     "member_agreement": "wm_agents.planning.gate",
     "model_objective": "wm_agents.planning.mpc",
     "risk_aware_score": "wm_agents.planning.optimizers",
+    "search_plans": "wm_agents.planning.plan_search",
 }
 """Each public name and the module it lives in (imported on first use)."""
 
@@ -21,11 +25,15 @@ __all__ = [
     "CEMPlanner",
     "MPCController",
     "Objective",
+    "PlanNode",
+    "PlanSearchResult",
     "Proposal",
     "RandomShootingPlanner",
+    "WorkspaceGoal",
     "member_agreement",
     "model_objective",
     "risk_aware_score",
+    "search_plans",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -13,6 +13,7 @@ from wm_agents._lazy import lazy_exports
 
 _EXPORTS = {
     "Assessment": "wm_agents.tools.gate",
+    "CompositeToolModel": "wm_agents.tools.composite",
     "FixedPlanProposer": "wm_agents.tools.propose",
     "GatedModel": "wm_agents.tools.guard",
     "ImagineToolCalls": "wm_agents.tools.middleware",
@@ -20,6 +21,7 @@ _EXPORTS = {
     "Intent": "wm_agents.tools.intents",
     "IntentLog": "wm_agents.tools.intents",
     "LLMProposer": "wm_agents.tools.propose",
+    "PlanSearchProposer": "wm_agents.tools.propose",
     "Proposal": "wm_agents.tools.propose",
     "Proposer": "wm_agents.tools.propose",
     "Review": "wm_agents.tools.guard",
@@ -59,6 +61,7 @@ _EXPORTS = {
 
 __all__ = [
     "Assessment",
+    "CompositeToolModel",
     "FixedPlanProposer",
     "GatedModel",
     "ImagineToolCalls",
@@ -66,6 +69,7 @@ __all__ = [
     "Intent",
     "IntentLog",
     "LLMProposer",
+    "PlanSearchProposer",
     "Proposal",
     "Proposer",
     "Review",
