@@ -1,4 +1,4 @@
-"""Thin entry point: see ``wm_agents.bench.learned_outcomes`` (and LEARNED_OUTCOMES.md)."""
+"""Thin entry point: see ``wm_agents.bench.learned_outcomes`` (BENCHMARKS.md: learned model)."""
 
 import sys
 

@@ -16,7 +16,7 @@ feature group (value types, numbers, strings, paths, the listing, links, call fa
 with probability ``group_keep``, drawn once per member: a member that cannot see a shortcut
 must learn another cue, and members that learned different cues disagree on calls where the
 cues disagree (measured on the benchmark's tuning seeds: AUROC 0.81 -> 0.835 on held-out
-argument patterns, see benchmarks/LEARNED_OUTCOMES.md).
+argument patterns, see BENCHMARKS.md, "Learned outcome model").
 
 :func:`predict` returns calibrated probabilities and each member's, batched.
 """
@@ -47,7 +47,7 @@ class LearnedConfig(BaseModel):
     Attributes:
         ensemble_size, hidden, epochs, batch_size, lr, weight_decay, min_steps, group_keep:
             the network and its training (:class:`~wm_agents.learned.network.TrainConfig`).
-            Chosen on the benchmark's tuning seeds (benchmarks/LEARNED_OUTCOMES.md): about
+            Chosen on the benchmark's tuning seeds (BENCHMARKS.md, "Learned outcome model"): about
             200 steps of 512 rows; longer training memorises the training patterns and
             generalises worse to new ones.
         calibration_folds: folds (by situation) for the out-of-fold logits calibration is
