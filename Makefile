@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/wm-agents cartpole --out runs/cartpole
 
-test: $(STAMP)
+# The tests include the lint: CI (.ci/run) runs exactly this target.
+test: lint
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

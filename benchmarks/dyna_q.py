@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wm_agents.bench.common import code_state
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -131,21 +133,6 @@ def _png(env: str) -> Path:
     return RESULTS / f"imagination_{env}.png"
 
 
-def _code_state() -> dict[str, object]:
-    """The commit and the files that differ from it, so a reader knows what code ran."""
-    import subprocess
-
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *a], capture_output=True, text=True, check=True, cwd=RESULTS.parent
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    return {"commit": git("rev-parse", "HEAD"), "modified": git("status", "--short").splitlines()}
-
-
 def imagination_runs(args: argparse.Namespace) -> None:
     """Every agent x seed on ``args.env``, seed by seed; the JSON is rewritten after each run
     (``--resume`` skips runs already in it)."""
@@ -199,7 +186,7 @@ def imagination_runs(args: argparse.Namespace) -> None:
                 {
                     "benchmark": f"imagination_{args.env}",
                     "machine": machine_info(),
-                    "code": _code_state(),
+                    "code": code_state(),
                     "settings": settings,
                     "runs": done,
                 },

@@ -29,11 +29,11 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wm_agents.bench.toolworld.tools import WorkspaceTool, object_schema
 from wm_agents.core import Transition
 from wm_agents.llm.config import open_chat_model, resolve_llm_settings
 from wm_agents.llm.memory import ExperienceMemory
@@ -84,26 +84,9 @@ def _lookup(root: Path, key: str) -> str:
     return CITIES[key]
 
 
-@dataclass(frozen=True)
-class ToyTool:
-    """A real tool: its metadata for the predictor and the function that runs it."""
-
-    name: str
-    description: str
-    parameters: dict[str, Any]
-    fn: Callable[..., str]
-
-    def spec(self) -> dict[str, Any]:
-        """``{"name", "description", "parameters"}`` for ``LLMOutcomePredictor(tools=...)``."""
-        return {"name": self.name, "description": self.description, "parameters": self.parameters}
-
-
-def _params(**props: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {k: {"type": v} for k, v in props.items()},
-        "required": list(props),
-    }
+# A real tool: its metadata for the predictor and the function that runs it (``fn(root, **args)``).
+ToyTool = WorkspaceTool
+_params = object_schema
 
 
 TOOLS: dict[str, ToyTool] = {

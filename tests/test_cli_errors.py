@@ -17,7 +17,7 @@ UNREACHABLE = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
 def run_cli(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, OPENAI_BASE_URL=UNREACHABLE)
     return subprocess.run(
-        [sys.executable, "-m", "wm_agents.cli", *argv],
+        [sys.executable, "-m", "wm_agents", *argv],
         capture_output=True,
         text=True,
         env=env,

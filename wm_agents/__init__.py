@@ -5,67 +5,72 @@ outcome predictor and workspace simulators (tool calls run on a throwaway copy);
 gates and one planning graph read only :class:`Outcome` and :class:`Decision`.
 """
 
-from wm_agents.core import (
-    Controller,
-    Decision,
-    Gate,
-    LearnReport,
-    Outcome,
-    Transition,
-    Verdict,
-    WorldModel,
-    plan_step,
-)
-from wm_agents.envs import GymActuator
-from wm_agents.graph import (
-    EnvPlanningContext,
-    build_planning_graph,
-    create_env_planning_graph,
-    make_decide_node,
-    make_imagine_node,
-)
-from wm_agents.llm import (
-    EmbeddedLLMServer,
-    ExperienceMemory,
-    LLMOutcomePredictor,
-    LLMState,
-    ToolCallCandidate,
-    ToolSpec,
-    open_chat_model,
-    resolve_llm_settings,
-)
-from wm_agents.neural import (
-    EnsembleDynamicsModel,
-    FitConfig,
-    ModelFileError,
-    ReplayBuffer,
-    fit_ensemble,
-)
-from wm_agents.neural.dyna import DynaLearner
-from wm_agents.planning import (
-    AgreementGate,
-    CEMPlanner,
-    MPCController,
-    RandomShootingPlanner,
-)
-from wm_agents.run_loop import run_env_loop
-from wm_agents.runner import AgentConfig, default_config, run_gym
-from wm_agents.serialization import checkpoint_serializer
-from wm_agents.simulate import DryRun, FolderSimulator, GitSimulator, SQLiteSimulator
-from wm_agents.spaces import ActionSpec, UnsupportedSpaceError
-from wm_agents.tools import (
-    ImagineToolCalls,
-    ImagineToolCallsMiddleware,
-    LLMProposer,
-    ToolAgentContext,
-    ToolAgentState,
-    ToolGate,
-    ToolHints,
-    ToolPolicy,
-    TraceEntry,
-    create_tool_agent_graph,
-    trace_table,
-)
+from wm_agents._lazy import lazy_exports
+
+_EXPORTS = {
+    "ActionSpec": "wm_agents.spaces",
+    "AgentConfig": "wm_agents.runner",
+    "AgreementGate": "wm_agents.planning",
+    "CEMPlanner": "wm_agents.planning",
+    "Controller": "wm_agents.core",
+    "CompositeToolModel": "wm_agents.tools",
+    "Decision": "wm_agents.core",
+    "DryRun": "wm_agents.simulate",
+    "DynaLearner": "wm_agents.neural.dyna",
+    "EmbeddedLLMServer": "wm_agents.llm",
+    "EnsembleDynamicsModel": "wm_agents.neural",
+    "EnvPlanningContext": "wm_agents.graph",
+    "ExperienceMemory": "wm_agents.llm",
+    "FitConfig": "wm_agents.neural",
+    "FolderSimulator": "wm_agents.simulate",
+    "Gate": "wm_agents.core",
+    "GitSimulator": "wm_agents.simulate",
+    "GymActuator": "wm_agents.envs",
+    "ImagineToolCalls": "wm_agents.tools",
+    "ImagineToolCallsMiddleware": "wm_agents.tools",
+    "LLMOutcomePredictor": "wm_agents.llm",
+    "LLMProposer": "wm_agents.tools",
+    "LLMState": "wm_agents.llm",
+    "LearnReport": "wm_agents.core",
+    "LearnedConfig": "wm_agents.learned",
+    "LearnedOutcomeModel": "wm_agents.learned",
+    "MPCController": "wm_agents.planning",
+    "ModelFileError": "wm_agents.neural",
+    "Outcome": "wm_agents.core",
+    "PlanSearchProposer": "wm_agents.tools",
+    "RandomShootingPlanner": "wm_agents.planning",
+    "ReplayBuffer": "wm_agents.neural",
+    "SQLiteSimulator": "wm_agents.simulate",
+    "ToolAgentContext": "wm_agents.tools",
+    "ToolAgentState": "wm_agents.tools",
+    "ToolCallCandidate": "wm_agents.llm",
+    "ToolGate": "wm_agents.tools",
+    "ToolHints": "wm_agents.tools",
+    "ToolPolicy": "wm_agents.tools",
+    "ToolSpec": "wm_agents.llm",
+    "TraceEntry": "wm_agents.tools",
+    "Transition": "wm_agents.core",
+    "UnsupportedSpaceError": "wm_agents.spaces",
+    "Verdict": "wm_agents.core",
+    "WorkspaceGoal": "wm_agents.planning",
+    "WorldModel": "wm_agents.core",
+    "build_planning_graph": "wm_agents.graph",
+    "checkpoint_serializer": "wm_agents.serialization",
+    "create_env_planning_graph": "wm_agents.graph",
+    "create_tool_agent_graph": "wm_agents.tools",
+    "default_config": "wm_agents.runner",
+    "fit_ensemble": "wm_agents.neural",
+    "make_decide_node": "wm_agents.graph",
+    "make_imagine_node": "wm_agents.graph",
+    "open_chat_model": "wm_agents.llm",
+    "plan_step": "wm_agents.core",
+    "resolve_llm_settings": "wm_agents.llm",
+    "run_env_loop": "wm_agents.run_loop",
+    "run_gym": "wm_agents.runner",
+    "search_plans": "wm_agents.planning",
+    "trace_table": "wm_agents.tools",
+}
+"""Each public name and the module it lives in (imported on first use)."""
 
 __version__ = "0.1.0"
 
@@ -74,6 +79,7 @@ __all__ = [
     "AgentConfig",
     "AgreementGate",
     "CEMPlanner",
+    "CompositeToolModel",
     "Controller",
     "Decision",
     "DryRun",
@@ -93,9 +99,12 @@ __all__ = [
     "LLMProposer",
     "LLMState",
     "LearnReport",
+    "LearnedConfig",
+    "LearnedOutcomeModel",
     "MPCController",
     "ModelFileError",
     "Outcome",
+    "PlanSearchProposer",
     "RandomShootingPlanner",
     "ReplayBuffer",
     "SQLiteSimulator",
@@ -110,6 +119,7 @@ __all__ = [
     "Transition",
     "UnsupportedSpaceError",
     "Verdict",
+    "WorkspaceGoal",
     "WorldModel",
     "build_planning_graph",
     "checkpoint_serializer",
@@ -124,5 +134,8 @@ __all__ = [
     "resolve_llm_settings",
     "run_env_loop",
     "run_gym",
+    "search_plans",
     "trace_table",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

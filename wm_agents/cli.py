@@ -1,22 +1,83 @@
-"""`wm-agents` command line.
+"""`wm-agents` command line (also ``python -m wm_agents``).
 
 wm-agents cartpole [--seed S] [--max-steps N] [--eval-episodes N] [--out DIR] [--json]
 wm-agents gym --env ENV_ID [same options]
 wm-agents llm serve | predict ...   (embedded offline LLM and the outcome predictor)
-wm-agents tools --task TEXT [--db FILE] [--json] [--on-ask approve|reject] [--resume ID]
+wm-agents tools [--task TEXT] [--db FILE] [--json] [--on-ask approve|reject] [--resume ID]
+                [--world-model composite|llm] [--plan-search --goal GOAL]
 wm-agents dyna --env ENV [--planning-steps K] [--json]   (tabular Dyna-Q)
 wm-agents gym --env ENV --agent policy|mpc|hybrid       (policy learned in imagination)
 wm-agents bench plan|plan-table|sample-efficiency|seed-recipe-why|graph|uncertainty ...
+
+Start-up is kept short: :data:`COMMANDS` names every command with its help text, and only the
+chosen command's module is imported to add its options (the modules that run commands import
+torch, LangGraph and LLM clients), so ``wm-agents cartpole --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "Command", "build_parser", "main"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A ``wm-agents`` command: its help, and where its options are defined.
+
+    Attributes:
+        help: one line for ``wm-agents --help``.
+        configure: ``"module:function"``; ``function(parser, rest)`` adds the command's options
+            to its parser and sets ``func(args) -> int`` (``rest``: the arguments after the
+            command name, for commands with sub-commands of their own; ``None`` = all).
+        description: the command's own ``--help`` text (default: ``help``).
+    """
+
+    help: str
+    configure: str
+    description: str | None = None
+
+
+COMMANDS: dict[str, Command] = {
+    "cartpole": Command(
+        "learn CartPole-v1 by planning with a learned model", "wm_agents.cli:_configure_cartpole"
+    ),
+    "gym": Command(
+        "learn any Box-observation gymnasium env (Discrete/Box actions)",
+        "wm_agents.cli:_configure_gym",
+    ),
+    "llm": Command(
+        "the LLM outcome predictor and its embedded model", "wm_agents.llm.cli:configure"
+    ),
+    "tools": Command(
+        "run the sandboxed file-system agent that imagines tool calls before acting",
+        "wm_agents.tools.cli:configure",
+        "A file-system agent in a sandbox folder: every tool call is imagined (simulated on a "
+        "copy of the folder, or predicted by the LLM) and gated (act / ask a person / refuse) "
+        "before it runs.",
+    ),
+    "dyna": Command(
+        "tabular Dyna-Q on a discrete env (DynaMaze, FrozenLake-v1, CliffWalking-v1, Taxi-v4)",
+        "wm_agents.dyna_q.cli:configure",
+        "Tabular Dyna-Q (Sutton & Barto 8.2): k imagined Q-updates per real step from a learned "
+        "count model; k=0 is plain Q-learning.",
+    ),
+    "bench": Command(
+        "side-by-side benchmarks (see BENCHMARKS.md)", "wm_agents.bench.cli:configure"
+    ),
+}
+"""Every command, in ``--help`` order."""
+
+
+def load(target: str) -> Callable[..., object]:
+    """The function named by ``"module:function"`` (imported now)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _add_gym_options(p: argparse.ArgumentParser) -> None:
@@ -107,41 +168,45 @@ def _run_gym(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _configure_cartpole(p: argparse.ArgumentParser, rest: Sequence[str] | None) -> None:
+    del rest
+    _add_gym_options(p)
+    p.set_defaults(func=_run_gym, env="CartPole-v1")
+
+
+def _configure_gym(p: argparse.ArgumentParser, rest: Sequence[str] | None) -> None:
+    del rest
+    p.add_argument("--env", required=True, help="gymnasium env id, e.g. Pendulum-v1")
+    _add_gym_options(p)
+    p.set_defaults(func=_run_gym)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser.  With ``argv`` only the command it names gets its options (the others are
+    listed with their help); without, every command is fully configured."""
     parser = argparse.ArgumentParser(
         prog="wm-agents",
         description="LangGraph agents that imagine before they act.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
-    cp = sub.add_parser("cartpole", help="learn CartPole-v1 by planning with a learned model")
-    _add_gym_options(cp)
-    cp.set_defaults(func=_run_gym, env="CartPole-v1")
-
-    gp = sub.add_parser(
-        "gym", help="learn any Box-observation gymnasium env (Discrete/Box actions)"
-    )
-    gp.add_argument("--env", required=True, help="gymnasium env id, e.g. Pendulum-v1")
-    _add_gym_options(gp)
-    gp.set_defaults(func=_run_gym)
-
-    # Each part registers its own sub-commands (imports are local: `wm-agents --help` stays fast
-    # to read, and each module owns its options).
-    from wm_agents.bench import add_bench_subparser
-    from wm_agents.dyna_q.cli import add_dyna_subparser
-    from wm_agents.llm.cli import add_llm_subparser
-    from wm_agents.tools.cli import add_tools_subparser
-
-    add_llm_subparser(sub)
-    add_tools_subparser(sub)
-    add_dyna_subparser(sub)
-    add_bench_subparser(sub)
+    chosen = None
+    rest: Sequence[str] | None = None
+    if argv is not None:
+        # The command is the first word that is not an option (top-level has only -h).
+        words = [i for i, a in enumerate(argv) if not a.startswith("-")]
+        chosen = argv[words[0]] if words else ""
+        rest = argv[words[0] + 1 :] if words else []
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.description or command.help)
+        if chosen is None or chosen == name:
+            load(command.configure)(p, rest)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wm-agents`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -151,7 +216,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Bad input (unsupported env space, bad option values): a clear message, no traceback.
         print(f"error: {err}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from wm_agents.cli import main as dyna_main
 from wm_agents.dyna_q import (
     DynaMazeEnv,
     DynaQAgent,
@@ -18,7 +19,6 @@ from wm_agents.dyna_q import (
     run_dyna,
     shortest_path_length,
 )
-from wm_agents.dyna_q.cli import main as dyna_main
 
 # ---------------------------------------------------------------- the model
 

@@ -3,7 +3,6 @@ unreachable server)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -11,6 +10,8 @@ import sys
 
 import pytest
 
+from wm_agents.cli import build_parser
+from wm_agents.cli import main as cli_main
 from wm_agents.llm import cli as llm_cli
 from wm_agents.llm import config
 from wm_agents.llm.config import resolve_llm_settings
@@ -55,9 +56,7 @@ def test_embedded_model_is_installed_and_ports_are_free():
 
 
 def test_subparser_contract():
-    parser = argparse.ArgumentParser(prog="wm-agents")
-    sub = parser.add_subparsers(dest="command")
-    llm_cli.add_llm_subparser(sub)
+    parser = build_parser()  # every command fully configured
     args = parser.parse_args(["llm", "serve", "--port", "1234", "--ctx", "4096"])
     assert args.func is llm_cli._serve and args.port == 1234 and args.ctx == 4096
     assert args.host == "127.0.0.1"
@@ -74,7 +73,7 @@ def test_predict_unreachable_server_is_unknown_without_traceback(monkeypatch, ca
     monkeypatch.setenv("OPENAI_BASE_URL", UNREACHABLE)
     argv = ["llm", "predict", "--tool", "read_file", "--args", '{"path": "a.txt"}']
     argv += ["--context", "cwd /tmp", "--json", "--samples", "2", "--retries", "1"]
-    code = llm_cli.main(argv)
+    code = cli_main(argv)
     out, err = capsys.readouterr()
     assert code == 1
     summary = _last_json(out)
@@ -94,7 +93,7 @@ def test_predict_ok_prints_table_and_json(monkeypatch, capsys):
     argv = ["llm", "predict", "--tool", "lookup", "--args", '{"key": "atlantis"}']
     argv += ["--context", "a city table", "--task", "find countries", "--json"]
     argv += ["--description", "Country of a city.", "--schema", '{"type": "object"}']
-    code = llm_cli.main(argv)
+    code = cli_main(argv)
     out, _ = capsys.readouterr()
     assert code == 0
     summary = _last_json(out)
@@ -111,7 +110,7 @@ def test_predict_without_json_prints_only_the_table(monkeypatch, capsys):
     monkeypatch.setattr(
         config, "chat_model_from_settings", lambda *a, **k: ScriptedChatModel(script=Reply("bad"))
     )
-    code = llm_cli.main(["llm", "predict", "--tool", "t", "--samples", "1"])
+    code = cli_main(["llm", "predict", "--tool", "t", "--samples", "1"])
     out, _ = capsys.readouterr()
     assert code == 1
     assert "unparseable output" in out
@@ -120,13 +119,13 @@ def test_predict_without_json_prints_only_the_table(monkeypatch, capsys):
 
 @pytest.mark.parametrize("bad", [["--args", "{nope"], ["--args", "[1]"], ["--samples", "0"]])
 def test_predict_bad_arguments_exit_2(bad, capsys):
-    assert llm_cli.main(["llm", "predict", "--tool", "t", *bad]) == 2
+    assert cli_main(["llm", "predict", "--tool", "t", *bad]) == 2
     assert "error" in capsys.readouterr().err
 
 
 def test_module_entry_point_from_another_folder(tmp_path):
     env = dict(os.environ, OPENAI_BASE_URL=UNREACHABLE)
-    cmd = [sys.executable, "-m", "wm_agents.llm.cli", "llm", "predict", "--tool", "divide"]
+    cmd = [sys.executable, "-m", "wm_agents", "llm", "predict", "--tool", "divide"]
     cmd += ["--args", '{"a": 1, "b": 0}', "--json", "--samples", "1", "--retries", "0"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1

@@ -130,7 +130,7 @@ def test_server_killed_mid_run_marks_outcomes_unknown(tools):
 def test_cli_predict_starts_the_embedded_model_itself(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.pop("WM_AGENTS_LLM_MODEL", None)
-    cmd = [sys.executable, "-m", "wm_agents.llm.cli", "llm", "predict", "--tool", "read_file"]
+    cmd = [sys.executable, "-m", "wm_agents", "llm", "predict", "--tool", "read_file"]
     cmd += ["--args", '{"path": "missing.txt"}', "--context", "empty folder", "--json"]
     cmd += ["--samples", "1"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -152,7 +152,7 @@ def test_cli_serve_runs_until_interrupted(tmp_path):
     from wm_agents.llm.server import find_free_port
 
     port = find_free_port()
-    cmd = [sys.executable, "-m", "wm_agents.llm.cli", "llm", "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "wm_agents", "llm", "serve", "--port", str(port)]
     cmd += ["--parallel", "1", "--ctx", "1024"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -174,3 +174,26 @@ def test_cli_serve_runs_until_interrupted(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_same_seed_gives_the_same_samples_twice(embedded_server, tools):
+    """Samples are reproducible on the embedded server whatever is cached or decoded alongside:
+    first both candidates together on prompts the server has not seen, then one at a time in
+    the other order, with their prompts (and the shared prefix) already cached."""
+    calls = [CALLS[1], CALLS[3]]
+
+    def samples(outcomes: list[Outcome]) -> list[dict]:
+        return [
+            {k: s[k] for k in ("seed", "success_probability", "predicted_result", "side_effects")}
+            for o in outcomes
+            for s in o.prediction["samples"]
+        ]
+
+    state = STATE | {"context": "reproducibility run"}
+    first = LLMOutcomePredictor(embedded_server.chat_model(), tools=tools, samples=2, seed=21)
+    together = first.imagine(state, calls)
+    second = LLMOutcomePredictor(embedded_server.chat_model(), tools=tools, samples=2, seed=21)
+    apart = second.imagine(state, [calls[1]]) + second.imagine(state, [calls[0]])
+    assert all(o.status == "ok" for o in together + apart), [o.reason for o in together + apart]
+    assert second.stats["cache_hits"] == 0  # a new predictor: every sample came from the server
+    assert samples(together) == samples([apart[1], apart[0]])

@@ -376,4 +376,4 @@ def test_unknown_outcome_serializes(make_predictor, state):
 
 def test_prompts_ship_inside_the_package():
     assert "predict" in load_prompt("outcome_system.md").lower()
-    assert "$tool_name" in load_prompt("outcome_user.md")
+    assert "$call" in load_prompt("outcome_user.md")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
@@ -14,6 +15,7 @@ from wm_agents.llm.schemas import (
     PredictionError,
     ToolCallCandidate,
     ToolSpec,
+    prediction_grammar,
     prediction_json_schema,
     validate_prediction,
 )
@@ -181,3 +183,25 @@ def test_situation_key_ignores_messages_and_whitespace():
     b = LLMState(task="read notes", context="cwd /x", messages=[])
     c = LLMState(task="read notes", context="cwd /y")
     assert a.situation_key() == b.situation_key() != c.situation_key()
+
+
+def test_grammar_writes_compact_json_in_schema_order_with_bounded_numbers():
+    grammar = prediction_grammar()
+    root = next(line for line in grammar.splitlines() if line.startswith("root ::="))
+    keys = re.findall(r'\\"(\w+)\\":', root)
+    assert keys == list(OutcomePrediction.model_fields)
+    assert root.startswith('root ::= "{\\"success\\":" ("true" | "false") ",\\"success_probability')
+    assert root.endswith('"\\"" char{0,80} "\\"" "}"')
+    assert '("\\"low\\"" | "\\"medium\\"" | "\\"high\\"")' in root
+    assert "char{0,160}" in root
+    assert 'unit ::= "0" ("." [0-9] [0-9]?)? | "1" ("." "0" "0"?)?' in grammar
+
+
+def test_grammar_covers_every_field_type():
+    # Every number in the prediction is a fraction, so the grammar bounds them all to [0, 1].
+    schema = prediction_json_schema()
+    kinds = {name: prop.get("type") for name, prop in schema["properties"].items()}
+    assert {n for n, k in kinds.items() if k == "number"} == {
+        "success_probability",
+        "goal_progress",
+    }

@@ -68,7 +68,7 @@ def test_run_waits_for_approval_then_resumes_from_the_database(scripted_llm, tmp
 def test_example_agent_end_to_end_against_the_embedded_llm(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.pop("WM_AGENTS_LLM_MODEL", None)
-    cmd = [sys.executable, "-m", "wm_agents.cli", "tools", "--db", str(tmp_path / "r.sqlite")]
+    cmd = [sys.executable, "-m", "wm_agents", "tools", "--db", str(tmp_path / "r.sqlite")]
     cmd += ["--world-model", "llm", "--on-ask", "approve", "--samples", "1", "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -82,3 +82,37 @@ def test_example_agent_end_to_end_against_the_embedded_llm(tmp_path):
     assert "already failed" in out["trace"][2]["reason"]
     assert any(r["call"].startswith("list_files") and r["real_success"] for r in out["trace"])
     assert "decision trace" in proc.stderr
+
+
+def test_plan_search_finds_the_safe_plan_in_the_sandbox(tmp_path, capsys):
+    """No LLM at all: the agent searches tool plans with the simulator for the goal "old log
+    gone, notes kept", finds that archiving before deleting keeps the data while deleting
+    alone loses it, and runs the safe plan; every call ran as simulated."""
+    import zipfile
+
+    code = main(["tools", "--db", str(tmp_path / "r.sqlite"), "--plan-search", "--json"])
+    out = last_json(capsys.readouterr().out)
+    assert code == 0 and out["done"] and out["proposer"] == "search"
+    assert [r["call"].split("(")[0] for r in out["trace"]] == ["archive_files", "delete_file"]
+    assert out["verdicts"] == ["act", "act"] and out["mismatches"] == 0
+    first = out["plan_searches"][0]
+    assert first["stopped"] == "goal" and not first["best"]["lost"]
+    assert [c["name"] for c in first["best"]["calls"]] == ["archive_files", "delete_file"]
+    lossy = first["lossy"]
+    assert lossy["calls"] == [{"name": "delete_file", "args": {"path": "archive/old.log"}}]
+    assert "lost for good" in lossy["summary"]
+    sandbox = Path(out["sandbox"])
+    assert not (sandbox / "archive" / "old.log").exists() and (sandbox / "notes.txt").exists()
+    [backup] = (sandbox / "backup").iterdir()
+    with zipfile.ZipFile(backup) as z:
+        assert z.read("archive/old.log") == b"2024-01-01 started\n"
+    assert "The goal holds" in out["answer"]
+
+
+def test_plan_search_flags_are_checked(tmp_path, capsys):
+    db = str(tmp_path / "r.sqlite")
+    assert main(["tools", "--db", db, "--goal", "gone:x"]) == 2
+    assert "--goal goes with --plan-search" in capsys.readouterr().err
+    assert main(["tools", "--db", db, "--plan-search", "--world-model", "llm"]) == 2
+    assert main(["tools", "--db", db, "--plan-search", "--goal", "lost:x"]) == 2
+    assert "must be gone:PATH" in capsys.readouterr().err

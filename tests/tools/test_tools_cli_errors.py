@@ -25,7 +25,7 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env |= {"OPENAI_BASE_URL": DEAD_URL, "OPENAI_API_KEY": "sk-test"}
     return subprocess.run(
-        [sys.executable, "-m", "wm_agents.cli", "tools", "--proposer", "plan", *args],
+        [sys.executable, "-m", "wm_agents", "tools", "--proposer", "plan", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,4 +1,5 @@
-"""Side-by-side benchmarks (``wm-agents bench ...`` and ``benchmarks/*.py``).
+"""Side-by-side benchmarks (``wm-agents bench ...`` and ``benchmarks/*.py``); the command line is
+:mod:`wm_agents.bench.cli`.
 
 * :mod:`~wm_agents.bench.sample_efficiency`: the planner vs. SB3 DQN vs. the seed's recipe;
 * :mod:`~wm_agents.bench.planning_speed`: ms per CEM decision, GFLOP/s, the seed's loop;
@@ -7,7 +8,3 @@
 
 Results (JSON, PNG) go to ``benchmarks/results``; numbers and commands are in BENCHMARKS.md.
 """
-
-from wm_agents.bench.cli import add_bench_subparser
-
-__all__ = ["add_bench_subparser"]

@@ -14,41 +14,69 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from collections.abc import Sequence
 
-__all__ = ["add_bench_subparser"]
+__all__ = ["BENCHMARKS", "configure"]
 
 
-def add_bench_subparser(subparsers: Any) -> None:
-    """Add the ``bench`` command and its sub-commands; each sets ``func(args) -> int``."""
-    from wm_agents.bench import graph_overhead, planning_speed, sample_efficiency, uncertainty
+BENCHMARKS: dict[str, tuple[str, str, str]] = {
+    "plan": (
+        "ms per CEM decision for one configuration",
+        "wm_agents.bench.planning_speed:add_arguments",
+        "wm_agents.bench.planning_speed:run_cli",
+    ),
+    "plan-table": (
+        "the whole planning-speed table (JSON file)",
+        "wm_agents.bench.planning_speed:add_table_arguments",
+        "wm_agents.bench.planning_speed:run_table",
+    ),
+    "sample-efficiency": (
+        "planner vs. SB3 DQN vs. the seed's recipe",
+        "wm_agents.bench.sample_efficiency:add_arguments",
+        "wm_agents.bench.sample_efficiency:run_cli",
+    ),
+    "seed-recipe-why": (
+        "why the seed's recipe scores ~9 on CartPole",
+        "wm_agents.bench.cli:_seed_recipe_arguments",
+        "wm_agents.bench.cli:_seed_recipe_why",
+    ),
+    "graph": (
+        "planning graph vs. bare loop, with/without SQLite",
+        "wm_agents.bench.graph_overhead:add_arguments",
+        "wm_agents.bench.graph_overhead:run_cli",
+    ),
+    "uncertainty": (
+        "risk weight lambda and ensemble size",
+        "wm_agents.bench.uncertainty:add_arguments",
+        "wm_agents.bench.uncertainty:run_cli",
+    ),
+    "startup": (
+        "import and --help start-up time (optionally against another checkout)",
+        "wm_agents.bench.startup:add_arguments",
+        "wm_agents.bench.startup:run_cli",
+    ),
+}
+"""Each benchmark: help, ``module:function`` adding its options, ``module:function`` running
+it.  Only the chosen one's module is imported (they import torch and the agents)."""
 
-    bench = subparsers.add_parser("bench", help="side-by-side benchmarks (see BENCHMARKS.md)")
+
+def configure(bench: argparse.ArgumentParser, rest: Sequence[str] | None = None) -> None:
+    """Add the benchmarks as sub-commands of ``bench`` (only the one named first in ``rest``
+    gets its options; ``rest=None``: all of them)."""
+    from wm_agents.cli import load
+
     sub = bench.add_subparsers(dest="bench_command", required=True)
+    words = [a for a in rest or [] if not a.startswith("-")]
+    chosen = None if rest is None else (words[0] if words else "")
+    for name, (help_text, add_arguments, run) in BENCHMARKS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if chosen is None or chosen == name:
+            load(add_arguments)(p)
+            p.set_defaults(func=load(run))
 
-    plan = sub.add_parser("plan", help="ms per CEM decision for one configuration")
-    planning_speed.add_arguments(plan)
-    plan.set_defaults(func=planning_speed.run_cli)
 
-    table = sub.add_parser("plan-table", help="the whole planning-speed table (JSON file)")
-    planning_speed.add_table_arguments(table)
-    table.set_defaults(func=planning_speed.run_table)
-
-    se = sub.add_parser("sample-efficiency", help="planner vs. SB3 DQN vs. the seed's recipe")
-    sample_efficiency.add_arguments(se)
-    se.set_defaults(func=sample_efficiency.run_cli)
-
-    why = sub.add_parser("seed-recipe-why", help="why the seed's recipe scores ~9 on CartPole")
-    why.add_argument("--seed", type=int, default=0)
-    why.set_defaults(func=_seed_recipe_why)
-
-    graph = sub.add_parser("graph", help="planning graph vs. bare loop, with/without SQLite")
-    graph_overhead.add_arguments(graph)
-    graph.set_defaults(func=graph_overhead.run_cli)
-
-    unc = sub.add_parser("uncertainty", help="risk weight lambda and ensemble size")
-    uncertainty.add_arguments(unc)
-    unc.set_defaults(func=uncertainty.run_cli)
+def _seed_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0)
 
 
 def _seed_recipe_why(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ __all__ = [
     "RESULTS_DIR",
     "CurveRun",
     "EvalPoint",
+    "code_state",
     "machine_info",
     "matmul_ceiling",
     "median_range",
@@ -107,6 +108,21 @@ def summarize_runs(runs: Sequence[CurveRun], threshold: float) -> dict[str, Any]
         "final_eval_mean": [round(r.evals[-1].mean, 1) if r.evals else None for r in runs],
         "seconds_per_seed": round(float(np.mean([r.seconds for r in runs])), 1),
     }
+
+
+def code_state() -> dict[str, Any]:
+    """The commit and the files that differ from it, so a reader knows what code ran."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *a], capture_output=True, text=True, check=True, cwd=RESULTS_DIR.parent
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD"), "modified": git("status", "--short").splitlines()}
 
 
 def machine_info() -> dict[str, Any]:

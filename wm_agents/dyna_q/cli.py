@@ -3,28 +3,21 @@
 Prints a table (episodes-to-solve, real steps, time per step); with ``--json`` the last line of
 stdout is one JSON object with the fields of ``wm-agents gym`` plus ``planning_steps``,
 ``episodes``, ``episodes_to_solve`` and ``episode_lengths``.  Also runnable alone:
-``python -m wm_agents.dyna_q.cli dyna --env DynaMaze --planning-steps 50``.
+``python -m wm_agents dyna --env DynaMaze --planning-steps 50``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
-from typing import Any
 
-__all__ = ["add_dyna_subparser", "main"]
+__all__ = ["configure"]
 
 
-def add_dyna_subparser(subparsers: Any) -> None:
-    """Add the ``dyna`` command to an argparse subparsers object (sets ``func(args) -> int``)."""
-    p = subparsers.add_parser(
-        "dyna",
-        help="tabular Dyna-Q on a discrete env (DynaMaze, FrozenLake-v1, CliffWalking-v1, Taxi-v4)",
-        description="Tabular Dyna-Q (Sutton & Barto 8.2): k imagined Q-updates per real step "
-        "from a learned count model; k=0 is plain Q-learning.",
-    )
+def configure(p: argparse.ArgumentParser, rest: Sequence[str] | None = None) -> None:
+    """Add the command's options to its parser (sets ``func(args) -> int``)."""
+    del rest
     p.add_argument(
         "--env", default="DynaMaze", help="DynaMaze (Sutton & Barto's 9x6 maze) or a gym id"
     )
@@ -79,14 +72,3 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(s))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point: the full ``wm-agents`` CLI (argv starts with ``dyna``)."""
-    from wm_agents.cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,17 @@
 """Real actuators for environments."""
 
-from wm_agents.envs.gym_actuator import GymActuator, StepResult
-from wm_agents.envs.make import EnvUnavailableError, env_spec, make_env
+from wm_agents._lazy import lazy_exports
+
+_EXPORTS = {
+    "EnvUnavailableError": "wm_agents.envs.make",
+    "GymActuator": "wm_agents.envs.gym_actuator",
+    "StepResult": "wm_agents.envs.gym_actuator",
+    "env_spec": "wm_agents.envs.make",
+    "make_env": "wm_agents.envs.make",
+}
+"""Each public name and the module it lives in (imported on first use)."""
+
 
 __all__ = ["EnvUnavailableError", "GymActuator", "StepResult", "env_spec", "make_env"]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

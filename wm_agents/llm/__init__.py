@@ -8,18 +8,30 @@
   ``OPENAI_API_KEY``, ``WM_AGENTS_LLM_MODEL``; none set means the embedded model.
 """
 
-from wm_agents.llm.config import LLMSettings, open_chat_model, resolve_llm_settings
-from wm_agents.llm.memory import Evidence, ExperienceMemory, lexical_similarity
-from wm_agents.llm.predictor import LLMOutcomePredictor, allocate_samples, load_prompt
-from wm_agents.llm.schemas import (
-    LLMState,
-    OutcomePrediction,
-    PredictionError,
-    ToolCallCandidate,
-    ToolSpec,
-    validate_prediction,
-)
-from wm_agents.llm.server import EmbeddedLLMServer, EmbeddedServerError, embedded_model_path
+from wm_agents._lazy import lazy_exports
+
+_EXPORTS = {
+    "EmbeddedLLMServer": "wm_agents.llm.server",
+    "EmbeddedServerError": "wm_agents.llm.server",
+    "Evidence": "wm_agents.llm.memory",
+    "ExperienceMemory": "wm_agents.llm.memory",
+    "LLMOutcomePredictor": "wm_agents.llm.predictor",
+    "LLMSettings": "wm_agents.llm.config",
+    "LLMState": "wm_agents.llm.schemas",
+    "OutcomePrediction": "wm_agents.llm.schemas",
+    "PredictionError": "wm_agents.llm.schemas",
+    "ToolCallCandidate": "wm_agents.llm.schemas",
+    "ToolSpec": "wm_agents.llm.schemas",
+    "allocate_samples": "wm_agents.llm.predictor",
+    "embedded_model_path": "wm_agents.llm.server",
+    "lexical_similarity": "wm_agents.llm.memory",
+    "load_prompt": "wm_agents.llm.predictor",
+    "open_chat_model": "wm_agents.llm.config",
+    "resolve_llm_settings": "wm_agents.llm.config",
+    "validate_prediction": "wm_agents.llm.schemas",
+}
+"""Each public name and the module it lives in (imported on first use)."""
+
 
 __all__ = [
     "EmbeddedLLMServer",
@@ -41,3 +53,5 @@ __all__ = [
     "resolve_llm_settings",
     "validate_prediction",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,7 +6,6 @@ stdout is one JSON object (``status``, ``predicted_result``, ``success_probabili
 itself.  A model fault (server unreachable, timeout, bad output) prints status ``unknown`` with
 the reason and exits 1, without a traceback.
 
-Also runnable alone: ``python -m wm_agents.llm.cli llm predict --tool ... --args ...``.
 """
 
 from __future__ import annotations
@@ -16,19 +15,20 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["add_llm_subparser", "json_object", "main", "outcome_summary"]
+__all__ = ["configure", "json_object", "outcome_summary"]
 
 logger = logging.getLogger(__name__)
 
 
-def add_llm_subparser(subparsers: Any) -> None:
-    """Add the ``llm`` command (with ``serve`` and ``predict``) to an argparse subparsers
-    object; each sets ``func(args) -> int``."""
+def configure(llm: argparse.ArgumentParser, rest: Sequence[str] | None = None) -> None:
+    """Add the ``serve`` and ``predict`` sub-commands to the ``llm`` command's parser; each
+    sets ``func(args) -> int``."""
     from wm_agents.llm.server import build_arg_parser
 
-    llm = subparsers.add_parser("llm", help="the LLM outcome predictor and its embedded model")
+    del rest
     llm_sub = llm.add_subparsers(dest="llm_command", metavar="{serve,predict}")
     llm_sub.required = True
 
@@ -227,14 +227,3 @@ def _report(outcome: Any, args: argparse.Namespace, model: str) -> int:
     if args.json:
         print(json.dumps(summary, allow_nan=False, default=str), flush=True)
     return 0 if outcome.status == "ok" else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: the full ``wm-agents`` CLI (argv starts with ``llm``)."""
-    from wm_agents.cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

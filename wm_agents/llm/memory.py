@@ -17,16 +17,19 @@ instead with ``similarity="store"``: then the store's search scores are the simi
 
 Records live under ``namespace + ("calls", tool_name)``; per-tool calibration counters (Brier
 score and accuracy of the success prediction, of the LLM alone and after experience) under
-``namespace + ("calibration",)``.
+``namespace + ("calibration",)``.  :meth:`ExperienceMemory.arecords` reads every call record
+back (the learned outcome model, :mod:`wm_agents.learned`, trains on them).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,14 +41,26 @@ from wm_agents.llm.sync import run_sync
 
 __all__ = ["Evidence", "ExperienceMemory", "lexical_similarity"]
 
+RECORD_TEXT_CHARS = 4000
+"""Characters of the task and of the context kept in a call record."""
+
 _TOKEN = re.compile(r"[A-Za-z0-9_]+|[^\sA-Za-z0-9_]")
 
 
-def _tokens(text: str) -> set[str]:
-    return {t.lower() for t in _TOKEN.findall(text) if t.strip() and t not in '{}[]":,'}
+def _tokens(text: str) -> frozenset[str]:
+    return _tokens_cached(text) if len(text) <= RECORD_TEXT_CHARS else _tokenize(text)
 
 
-def _jaccard(a: set[str], b: set[str]) -> float:
+def _tokenize(text: str) -> frozenset[str]:
+    return frozenset(t.lower() for t in _TOKEN.findall(text) if t.strip() and t not in '{}[]":,')
+
+
+# Every prediction re-reads the situations of the tool's past calls; most are the same few
+# texts, so their tokens are cached (bounded; long texts are not kept).
+_tokens_cached = functools.lru_cache(maxsize=8192)(_tokenize)
+
+
+def _jaccard(a: AbstractSet[str], b: AbstractSet[str]) -> float:
     if not a and not b:
         return 1.0
     return len(a & b) / len(a | b)
@@ -211,6 +226,10 @@ class ExperienceMemory:
             "args_key": candidate.args_key(),
             "situation_key": state.situation_key(),
             "situation": state.situation_text()[:500],
+            # Kept apart, with their line breaks, for learned models (a listing's layout is
+            # information); bounded like everything else in a record.
+            "task": state.task[:RECORD_TEXT_CHARS],
+            "context": state.context[:RECORD_TEXT_CHARS],
             "result": text[:500],
             "success": bool(success),
             "p_llm": p_llm,
@@ -255,6 +274,21 @@ class ExperienceMemory:
                     row[f"accuracy{suffix}"] = c[f"{prefix}_correct"] / n
             out[item.key] = row
         return out
+
+    async def arecords(self, *, limit: int = 100_000, page: int = 1000) -> list[dict[str, Any]]:
+        """The newest ``limit`` call records of every tool, oldest first (what a learned model
+        trains on).  Each is the dict :meth:`arecord` stored."""
+        prefix = (*self.namespace, "calls")
+        items: list[Any] = []
+        offset = 0
+        while True:
+            batch = await self._asearch(prefix, limit=page, offset=offset)
+            if not batch:
+                break
+            items.extend(batch)
+            offset += len(batch)
+        items.sort(key=lambda item: item.key)  # keys start with a timestamp
+        return [dict(item.value) for item in items[-limit:]] if limit > 0 else []
 
     # -- evidence ---------------------------------------------------------------------------------
 

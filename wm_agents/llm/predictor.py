@@ -33,6 +33,29 @@ The call cap: at most ``max_calls_per_decision`` sample slots per :meth:`aimagin
 ``candidates x samples`` exceeds it, every candidate gets fewer samples (``cap // n``, the
 first ``cap % n`` one more); when there are more candidates than the cap, the candidates
 beyond it are unknown with reason "call cap reached".  Cached samples still take their slot.
+
+Requests.  The prompt puts everything the candidates of one decision share first (the system
+prompt, the tools, task, context and recent messages) and the call last, so a server that caches
+prompt prefixes reads the shared part once per decision and only the call for each candidate.
+Every sample is one request.  Any OpenAI-compatible model gets standard fields only, with the
+JSON schema as ``response_format``.  A llama.cpp server (``backend="llama.cpp"``; ``"auto"``
+picks it for the embedded model) gets llama.cpp's own fields in ``extra_body`` instead: a GBNF
+``grammar`` for compact JSON (:func:`~wm_agents.llm.schemas.prediction_grammar`),
+``cache_prompt``, and ``id_slot`` (``slot``, 0 by default).  Candidates then take turns on that
+slot: a priming request (one token, discarded) reads the candidate's prompt in, and its samples
+follow, each finding the whole prompt cached.  On a CPU server this loses nothing: decoding
+samples together (in several slots, or ``n=k`` in one request) was no faster on one thread, and
+each other slot would have read the shared prefix again.
+
+Reproducibility.  Sample ``i`` is asked for with seed ``seed + i``.  On the embedded server the
+same seed gives the same sample whatever the server held before, because every sample meets the
+same computation: its whole prompt cached, the last prompt token evaluated alone (without the
+priming, whichever sample came first evaluated that token together with the call, which changed
+later tokens), with flash attention and the host-memory prompt cache off (see
+:mod:`wm_agents.llm.server`).  Samples differ with another thread count, llama.cpp build or model
+file, and when another client uses the same slot between a candidate's priming and its samples;
+``slot=None`` gives up the turns (and this promise) for concurrency.  Remote servers promise
+nothing (OpenAI's ``seed`` is best effort).
 """
 
 from __future__ import annotations
@@ -49,7 +72,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -66,10 +89,12 @@ from wm_agents.llm.schemas import (
     canonical_json,
     message_role,
     message_text,
+    prediction_grammar,
     prediction_json_schema,
     stable_hash,
     validate_prediction,
 )
+from wm_agents.llm.server import EMBEDDED_MODEL_ALIAS
 from wm_agents.llm.sync import run_sync
 
 __all__ = ["LLMOutcomePredictor", "load_prompt"]
@@ -102,6 +127,24 @@ class _SampleResult:
 
 class _Fault(Exception):
     """A model fault already described in words (timeout, refusal, truncation, bad output)."""
+
+
+Backend = Literal["auto", "openai", "llama.cpp"]
+
+
+def _speaks_llama_cpp(model: Any) -> bool:
+    """Whether the model can carry llama.cpp's own request fields (an ``extra_body`` field)."""
+    return "extra_body" in getattr(type(model), "model_fields", {})
+
+
+def _tool_line(spec: ToolSpec) -> str:
+    """``- name(a, b?): description`` (``?``: optional); parameter types are left out, since
+    the call's arguments show them and every prompt token costs time on a small CPU."""
+    props = spec.parameters.get("properties") or {}
+    required = set(spec.parameters.get("required") or [])
+    params = ", ".join(p if p in required else f"{p}?" for p in props)
+    description = _truncate(" ".join(spec.description.split()), 200) or "(no description)"
+    return f"- {spec.name}({params}): {description}"
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -237,7 +280,8 @@ class LLMOutcomePredictor:
         samples: predictions sampled per candidate (``k``).
         temperature: sampling temperature (``> 0`` so the samples can disagree).
         seed: base seed; sample ``i`` asks the backend for seed ``seed + i`` (where the model
-            has a ``seed`` field), so runs are reproducible on backends that honour it.
+            has a ``seed`` field), so runs are reproducible on backends that honour it (the
+            embedded server does: see "Reproducibility" in the module docstring).
         max_concurrency: model calls in flight at once.
         max_calls_per_decision: sample slots per :meth:`aimagine` call.
         timeout_s: per model call.
@@ -254,6 +298,17 @@ class LLMOutcomePredictor:
         strict: ``strict`` flag of the json_schema response format (``None``: false).  The
             embedded llama.cpp server enforces the schema either way; OpenAI-style strict modes
             reject some keywords (string lengths) on some deployments, so it is off by default.
+        backend: which request fields the model's server understands.  ``"openai"``: standard
+            fields only.  ``"llama.cpp"``: llama.cpp's own fields (grammar, prompt cache, slot;
+            needs a ``ChatOpenAI``-like model with an ``extra_body`` field).  ``"auto"``:
+            ``"llama.cpp"`` for the embedded model (a model named
+            :data:`~wm_agents.llm.server.EMBEDDED_MODEL_ALIAS`), else ``"openai"``, so a remote
+            OpenAI never receives fields it would reject.
+        slot: llama.cpp only: the server slot (``id_slot``) every request goes to, so the
+            server reads them one after another on one cached prompt prefix, and samples repeat
+            (see the module docstring).  ``None`` lets the server choose: concurrent requests
+            are then decoded together (worth it on a GPU server), each slot reading the prefix
+            itself.
     """
 
     def __init__(
@@ -277,6 +332,8 @@ class LLMOutcomePredictor:
         cache_size: int = 1024,
         max_messages: int = 6,
         strict: bool | None = None,
+        backend: Backend = "auto",
+        slot: int | None = 0,
     ) -> None:
         if samples < 1 or max_concurrency < 1 or max_calls_per_decision < 1:
             raise ValueError("samples, max_concurrency and max_calls_per_decision must be >= 1")
@@ -284,6 +341,15 @@ class LLMOutcomePredictor:
             raise ValueError("need timeout_s > 0, max_retries >= 0, backoff_s >= 0, prior > 0")
         if temperature < 0:
             raise ValueError("temperature must be >= 0")
+        if backend not in ("auto", "openai", "llama.cpp"):
+            raise ValueError(f"backend must be 'auto', 'openai' or 'llama.cpp', got {backend!r}")
+        if slot is not None and slot < 0:
+            raise ValueError(f"slot must be a server slot number >= 0 or None, got {slot}")
+        if backend == "llama.cpp" and model is not None and not _speaks_llama_cpp(model):
+            raise ValueError(
+                "backend='llama.cpp' needs a ChatOpenAI-like model with an `extra_body` "
+                f"field, got {type(model).__name__}; use backend='openai' for other models"
+            )
         self.model = model
         self.tools: dict[str, ToolSpec] = {}
         for tool in tools:
@@ -304,12 +370,16 @@ class LLMOutcomePredictor:
         self.cache_size = cache_size
         self.max_messages = max_messages
         self.strict = strict
+        self.backend = backend
+        self.slot = slot
         self._system_template = string.Template(load_prompt("outcome_system.md"))
         self._user_template = string.Template(load_prompt("outcome_user.md"))
         self._schema = prediction_json_schema()
+        self._grammar = prediction_grammar()
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._runnables: dict[int, tuple[Any, str]] = {}
+        self._primer: Any = None
         self._server: Any = None
         self._server_lock = threading.Lock()
         self._startup_error: str | None = None
@@ -351,6 +421,7 @@ class LLMOutcomePredictor:
             server.stop()
             self.model = None
             self._runnables.clear()  # they point at the stopped server
+            self._primer = None
 
     def __enter__(self) -> LLMOutcomePredictor:
         return self
@@ -367,27 +438,29 @@ class LLMOutcomePredictor:
             specs[spec.name] = spec
         return specs
 
-    def _render(
-        self, state: LLMState, candidate: ToolCallCandidate, spec: ToolSpec | None
-    ) -> list[BaseMessage]:
+    def _render_shared(self, state: LLMState, specs: dict[str, ToolSpec]) -> dict[str, str]:
+        """The prompt values every candidate of one decision shares (see :meth:`_render`)."""
         recent = state.messages[-self.max_messages :] if self.max_messages > 0 else []
         lines = [
             f"- {message_role(m)}: {_truncate(' '.join(message_text(m).split()), 300)}"
             for m in recent
         ]
-        values = {
+        return {
+            "tools": "\n".join(_tool_line(spec) for spec in specs.values()) or "(not given)",
             "task": _truncate(state.task.strip(), 600) or "(not given)",
             "context": _truncate(state.context.strip(), 600) or "(none)",
             "messages": "\n".join(lines) or "(none)",
-            "tool_name": candidate.name,
-            "tool_description": _truncate(spec.description.strip(), 500)
-            if spec and spec.description
-            else "(not given)",
-            "tool_parameters": _truncate(canonical_json(spec.parameters), 600)
-            if spec and spec.parameters
-            else "(not given)",
-            "arguments": _truncate(canonical_json(candidate.args), 800),
         }
+
+    def _render(self, shared: dict[str, str], candidate: ToolCallCandidate) -> list[BaseMessage]:
+        """System and user message for one candidate.
+
+        Only ``$call``, the last line of the user template, depends on the candidate: the text
+        before it is the same for every candidate of a decision (a cacheable prefix), and the
+        tools, task and context before the messages stay the same from one decision to the next.
+        """
+        call = f"{candidate.name}({_truncate(canonical_json(candidate.args), 800)})"
+        values = {**shared, "call": call}
         return [
             SystemMessage(self._system_template.safe_substitute(values).strip()),
             HumanMessage(self._user_template.safe_substitute(values).strip()),
@@ -398,8 +471,22 @@ class LLMOutcomePredictor:
     def _sample_seed(self, index: int) -> int:
         return self.seed + index
 
+    def _uses_llama_cpp(self, model: BaseChatModel) -> bool:
+        if self.backend == "auto":
+            named = getattr(model, "model_name", None) == EMBEDDED_MODEL_ALIAS
+            return named and _speaks_llama_cpp(model)
+        return self.backend == "llama.cpp"
+
+    def _llama_cpp_body(self, model: BaseChatModel, **fields: Any) -> dict[str, Any]:
+        """The model's ``extra_body`` plus llama.cpp's own fields (sent to llama.cpp only):
+        the prompt cache, the pinned slot (when ``slot`` is set), and ``fields``."""
+        body = {**(getattr(model, "extra_body", None) or {}), "cache_prompt": True, **fields}
+        if self.slot is not None:
+            body["id_slot"] = self.slot
+        return body
+
     def _runnable(self, model: BaseChatModel, index: int) -> tuple[Any, str]:
-        """The structured-output runnable for sample ``index`` (cached) and its mode."""
+        """The runnable for sample ``index`` (cached) and its mode (``structured`` or ``text``)."""
         if index in self._runnables:
             return self._runnables[index]
         fields = getattr(type(model), "model_fields", {})
@@ -410,11 +497,18 @@ class LLMOutcomePredictor:
             update["seed"] = self._sample_seed(index)
         if "max_tokens" in fields and self.max_tokens is not None:
             update["max_tokens"] = self.max_tokens
+        result: tuple[Any, str]
+        if self._uses_llama_cpp(model):
+            # Its grammar for compact JSON instead of the schema (whose grammar allows
+            # whitespace): the answer is then parsed as text.
+            extra = self._llama_cpp_body(model, grammar=self._grammar)
+            result = (model.model_copy(update={**update, "extra_body": extra}), "text")
+            self._runnables[index] = result
+            return result
         sample_model = model.model_copy(update=update) if update else model
         kwargs: dict[str, Any] = {"method": "json_schema", "include_raw": True}
         if self.strict is not None:
             kwargs["strict"] = self.strict
-        result: tuple[Any, str]
         try:
             result = (sample_model.with_structured_output(self._schema, **kwargs), "structured")
         except (NotImplementedError, TypeError, ValueError):
@@ -502,6 +596,54 @@ class LLMOutcomePredictor:
         logger.warning("outcome prediction sample %d failed: %s", index, error)
         return _SampleResult(index, seed, error=error)
 
+    def _pins_slot(self, model: BaseChatModel) -> bool:
+        return self.slot is not None and self._uses_llama_cpp(model)
+
+    async def _samples(
+        self,
+        model: BaseChatModel,
+        messages: list[BaseMessage],
+        indexed_keys: list[tuple[int, str]],
+        semaphore: asyncio.Semaphore,
+        turn: asyncio.Lock | None,
+    ) -> list[_SampleResult]:
+        """Samples ``(index, cache key)`` of one prompt, concurrently.
+
+        With ``turn`` (a pinned llama.cpp slot) they hold it for their candidate's whole turn,
+        after a priming request that reads the prompt into the slot: every sample is then a
+        full prompt-cache hit, whose last prompt token llama.cpp evaluates alone.  Without the
+        priming, the first sample evaluated that token together with the rest of the call and
+        later ones alone, which changes the numbers (3 of 12 samples differed), and which one
+        came first depended on what the slot held before.
+        """
+        coros = [self._sample(model, messages, i, key, semaphore) for i, key in indexed_keys]
+        if turn is None:
+            return list(await asyncio.gather(*coros))
+        async with turn:
+            with self._cache_lock:
+                uncached = any(key not in self._cache for _, key in indexed_keys)
+            if uncached:
+                await self._prime(model, messages, semaphore)
+            return list(await asyncio.gather(*coros))
+
+    async def _prime(
+        self, model: BaseChatModel, messages: list[BaseMessage], semaphore: asyncio.Semaphore
+    ) -> None:
+        """Read the prompt into the pinned slot (one token generated, ignored).  A fault is only
+        logged: the samples after it meet the same server and report for themselves."""
+        if self._primer is None:
+            update: dict[str, Any] = {"extra_body": self._llama_cpp_body(model)}
+            if "max_tokens" in getattr(type(model), "model_fields", {}):
+                update["max_tokens"] = 1
+            self._primer = model.model_copy(update=update)
+        try:
+            async with semaphore:
+                await asyncio.wait_for(self._primer.ainvoke(messages), timeout=self.timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a fault of the model: the samples will say what it is
+            logger.info("priming the prompt failed: %s", _describe(exc))
+
     # -- imagine ----------------------------------------------------------------------------------
 
     async def aimagine(
@@ -525,9 +667,12 @@ class LLMOutcomePredictor:
         allocation = allocate_samples(len(calls), self.samples, self.max_calls_per_decision)
         model = await asyncio.to_thread(self._ensure_model) if self.model is None else self.model
         semaphore = asyncio.Semaphore(self.max_concurrency)
-        in_flight: dict[str, asyncio.Task[_SampleResult]] = {}
+        shared = self._render_shared(llm_state, specs)
+        # On a pinned llama.cpp slot, one candidate at a time (see _samples).
+        turn = asyncio.Lock() if model is not None and self._pins_slot(model) else None
+        in_flight: dict[str, asyncio.Task[list[_SampleResult]]] = {}
 
-        plans: list[tuple[ToolCallCandidate, str | None, list[asyncio.Task[_SampleResult]]]] = []
+        plans: list[tuple[ToolCallCandidate, str | None, list[asyncio.Task[Any]]]] = []
         for call, n_samples in zip(calls, allocation, strict=True):
             if specs and call.name not in specs:
                 valid = ", ".join(sorted(specs))
@@ -540,18 +685,23 @@ class LLMOutcomePredictor:
             if model is None:
                 plans.append((call, self._startup_error or "no chat model", []))
                 continue
-            messages = self._render(llm_state, call, specs.get(call.name))
+            messages = self._render(shared, call)
             prompt_key = stable_hash([m.content for m in messages])
+            keys = [
+                stable_hash(prompt_key, i, self.temperature, self._sample_seed(i), self.max_tokens)
+                for i in range(n_samples)
+            ]
+            # Identical candidates in one decision share calls: per sample, or per candidate
+            # when its samples take turns on a pinned slot.
+            jobs = [(f"{prompt_key}/{n_samples}", list(enumerate(keys)))] if turn else []
+            jobs = jobs or [(key, [(i, key)]) for i, key in enumerate(keys)]
             tasks = []
-            for i in range(n_samples):
-                key = stable_hash(
-                    prompt_key, i, self.temperature, self._sample_seed(i), self.max_tokens
-                )
-                if key not in in_flight:  # identical candidates in one decision share calls
-                    in_flight[key] = asyncio.ensure_future(
-                        self._sample(model, messages, i, key, semaphore)
+            for job_key, indexed_keys in jobs:
+                if job_key not in in_flight:
+                    in_flight[job_key] = asyncio.ensure_future(
+                        self._samples(model, messages, indexed_keys, semaphore, turn)
                     )
-                tasks.append(in_flight[key])
+                tasks.append(in_flight[job_key])
             plans.append((call, None, tasks))
 
         if in_flight:
@@ -563,7 +713,8 @@ class LLMOutcomePredictor:
                 logger.warning("candidate %s: %s", call.name, reason)
                 outcomes.append(_unknown_outcome(call, reason, evidence))
                 continue
-            outcomes.append(self._aggregate(call, [t.result() for t in tasks], evidence))
+            results = [r for t in tasks for r in t.result()]
+            outcomes.append(self._aggregate(call, results, evidence))
         return outcomes
 
     async def _evidence(self, state: LLMState, call: ToolCallCandidate) -> Evidence:

@@ -6,6 +6,11 @@ decision fields come first, because a small model that runs out of tokens should
 committed to them, and its strings are bounded.  Local servers do not enforce numeric bounds
 (a probability of 100 or 1e12 comes back), so :func:`validate_prediction` checks and bounds every
 field after parsing; the rules are in its docstring.
+
+For llama.cpp servers the same schema is also written as a GBNF grammar
+(:func:`prediction_grammar`): compact JSON without whitespace and numbers held in ``[0, 1]``.
+On a small CPU every generated token costs the same, so the whitespace a free-form JSON grammar
+lets a small model write (newlines, indents) is pure cost: about a third of its answer tokens.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ __all__ = [
     "ToolCallCandidate",
     "ToolSpec",
     "canonical_json",
+    "prediction_grammar",
     "prediction_json_schema",
     "validate_prediction",
 ]
@@ -95,6 +101,50 @@ def prediction_json_schema() -> dict[str, Any]:
     for prop in schema["properties"].values():
         prop.pop("title", None)
     return schema
+
+
+# GBNF pieces: a JSON string character (any but quote, backslash and controls, or an escape),
+# and a number in [0, 1] with at most two decimals ("0", "0.7", "0.25", "1", "1.0").
+_GBNF_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+_GBNF_UNIT = r'unit ::= "0" ("." [0-9] [0-9]?)? | "1" ("." "0" "0"?)?'
+
+
+def _gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal (quotes and backslashes escaped)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def prediction_grammar() -> str:
+    """A GBNF grammar for one :class:`OutcomePrediction` as compact JSON, for llama.cpp servers.
+
+    The fields come in schema order with no whitespace (``{"success":true,...}``); booleans and
+    the risk level are their literals; strings are bounded by their ``maxLength``; numbers, all
+    of which are fractions in this schema, are held in ``[0, 1]`` with at most two decimals
+    (llama.cpp enforces a grammar, unlike a JSON schema's ``minimum``/``maximum``).  The answer
+    still goes through :func:`validate_prediction`.
+
+    Raises:
+        ValueError: when the schema has a field type this grammar does not cover (a new field
+            must be added here too).
+    """
+    schema = prediction_json_schema()
+    parts: list[str] = []
+    for i, (name, prop) in enumerate(schema["properties"].items()):
+        key = ("{" if i == 0 else ",") + json.dumps(name) + ":"
+        kind = prop.get("type")
+        if "enum" in prop:
+            value = "(" + " | ".join(_gbnf_literal(json.dumps(v)) for v in prop["enum"]) + ")"
+        elif kind == "boolean":
+            value = '("true" | "false")'
+        elif kind == "number":
+            value = "unit"
+        elif kind == "string" and "maxLength" in prop:
+            value = f'"\\"" char{{0,{int(prop["maxLength"])}}} "\\""'
+        else:
+            raise ValueError(f"prediction_grammar: no grammar rule for field {name!r}: {prop}")
+        parts.append(f"{_gbnf_literal(key)} {value}")
+    root = "root ::= " + " ".join(parts) + ' "}"'
+    return "\n".join([root, _GBNF_UNIT, _GBNF_CHAR]) + "\n"
 
 
 def _unit_interval(name: str, raw: Any, notes: list[str]) -> float:

@@ -11,6 +11,18 @@ Point ``OPENAI_BASE_URL`` at a capable model for real use (see :mod:`wm_agents.l
 
 Measured on a shared 2-core machine: 1 thread serves about 75-110 tokens/s; 2 threads collapsed
 throughput, so the default is 1.
+
+Two llama.cpp defaults are off, so that the same seed gives the same sample whatever the server
+had cached (measured: the same prompt and seed, cold, after a shared prefix and fully cached):
+
+* flash attention: on the CPU it gives a token slightly different numbers depending on how its
+  prompt was split between the cache and new batches (samples differed with it on; with it off
+  they were identical, and it is no slower for this model);
+* the host-memory prompt cache (``cache_ram_mib``): a slot's prompt saved there while idle and
+  restored later gave different samples than the same prompt kept in the slot.
+
+Prompt caching in the slots stays on (``cache_prompt``): a prompt that starts like the one
+before it in the same slot is read only from where it differs.
 """
 
 from __future__ import annotations
@@ -141,6 +153,10 @@ def serve_forever(
     params.n_ctx = int(ctx_per_slot) * int(parallel)
     params.cpuparams.n_threads = int(threads)
     params.cpuparams_batch.n_threads = int(threads)
+    # Reproducible samples (see the module docstring): same seed, same tokens, cached or not.
+    params.cache_prompt = True
+    params.cache_ram_mib = 0
+    params.flash_attn_type = xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_DISABLED
 
     stop = threading.Event()
 

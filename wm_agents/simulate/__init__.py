@@ -19,22 +19,30 @@ time and a size budget; outcomes are exact (uncertainty 0) or unknown with a rea
 guess.  Linux only: ``fork``, ``/proc/self/fd`` and Linux's ``FICLONE``/``O_TMPFILE``.
 """
 
-from wm_agents.simulate.base import SimulatorBase, SimulatorOptions
-from wm_agents.simulate.compare import results_match
-from wm_agents.simulate.declare import (
-    DRY_RUN_KEY,
-    SIMULATE_KEY,
-    DryRun,
-    SimulationMode,
-    ToolDeclaration,
-    declaration_of,
-)
-from wm_agents.simulate.folder import FolderSimulator
-from wm_agents.simulate.git import GitSimulator
-from wm_agents.simulate.guard import WriteGuard
-from wm_agents.simulate.outcome import exact_outcome, unknown_outcome
-from wm_agents.simulate.snapshot import Strategy, StrategyChoice, reflink_supported
-from wm_agents.simulate.sqlite import SQLiteSimulator
+from wm_agents._lazy import lazy_exports
+
+_EXPORTS = {
+    "DRY_RUN_KEY": "wm_agents.simulate.declare",
+    "SIMULATE_KEY": "wm_agents.simulate.declare",
+    "DryRun": "wm_agents.simulate.declare",
+    "FolderSimulator": "wm_agents.simulate.folder",
+    "GitSimulator": "wm_agents.simulate.git",
+    "SQLiteSimulator": "wm_agents.simulate.sqlite",
+    "SimulationMode": "wm_agents.simulate.declare",
+    "SimulatorBase": "wm_agents.simulate.base",
+    "SimulatorOptions": "wm_agents.simulate.base",
+    "Strategy": "wm_agents.simulate.snapshot",
+    "StrategyChoice": "wm_agents.simulate.snapshot",
+    "ToolDeclaration": "wm_agents.simulate.declare",
+    "WriteGuard": "wm_agents.simulate.guard",
+    "declaration_of": "wm_agents.simulate.declare",
+    "exact_outcome": "wm_agents.simulate.outcome",
+    "reflink_supported": "wm_agents.simulate.snapshot",
+    "results_match": "wm_agents.simulate.compare",
+    "unknown_outcome": "wm_agents.simulate.outcome",
+}
+"""Each public name and the module it lives in (imported on first use)."""
+
 
 __all__ = [
     "DRY_RUN_KEY",
@@ -56,3 +64,5 @@ __all__ = [
     "results_match",
     "unknown_outcome",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -21,23 +21,19 @@ import re
 import sys
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_tools_subparser", "main"]
+__all__ = ["configure"]
 
 EXIT_PENDING = 3
 """Exit code of a run that stopped waiting for approval."""
 
 
-def add_tools_subparser(subparsers: Any) -> None:
-    """Add the ``tools`` command to an argparse subparsers object (sets ``func(args) -> int``)."""
-    p = subparsers.add_parser(
-        "tools",
-        help="run the sandboxed file-system agent that imagines tool calls before acting",
-        description="A file-system agent in a sandbox folder: every tool call is imagined by "
-        "the LLM predictor and gated (act / ask a person / refuse) before it runs.",
-    )
+def configure(p: argparse.ArgumentParser, rest: Sequence[str] | None = None) -> None:
+    """Add the command's options to its parser (sets ``func(args) -> int``)."""
+    del rest
     p.add_argument("--task", default=None, help="what the agent should do (default: the demo)")
     p.add_argument("--db", default=None, help="SQLite file for checkpoints and experience")
     p.add_argument("--resume", default=None, metavar="ID", help="continue the stored run ID")
@@ -176,6 +172,9 @@ def _run(args: argparse.Namespace) -> int:
                 "--world-model llm"
             )
         proposer = "search"
+        from wm_agents.planning.plan_search import WorkspaceGoal
+
+        WorkspaceGoal.parse(args.goal or "gone:x")  # a bad goal fails before any work
     elif args.goal is not None:
         return _error("--goal goes with --plan-search")
     else:
@@ -349,14 +348,3 @@ def _resume_or_start(
                 return RunReport(state=dict(snapshot.values), pending=pending)
             first = Command(resume=reply)
     return drive(graph, config, context, first, answer)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: the full ``wm-agents`` CLI (argv starts with ``tools``)."""
-    from wm_agents.cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
