@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from wm_agents.bench import planning_speed as ps
+from wm_agents.bench import planning_speed_report, seed_loop
 from wm_agents.cli import main
 
 
@@ -22,9 +23,9 @@ def test_seed_loop_matches_batched_rollout(tiny) -> None:
     actions = torch.randint(0, 2, (7, 4, 1), generator=torch.Generator().manual_seed(1)).float()
     for k in (1, 3):
         batched = model.rollout(obs, actions, particles=k, gamma=1.0).returns
-        looped = ps.seed_style_objective(model, obs, particles=k)(actions)
+        looped = seed_loop.seed_style_objective(model, obs, particles=k)(actions)
         torch.testing.assert_close(looped, batched, rtol=1e-4, atol=1e-4)
-        as_written = ps.seed_module_objective(model, obs, particles=k)(actions)
+        as_written = seed_loop.seed_module_objective(model, obs, particles=k)(actions)
         torch.testing.assert_close(as_written, batched, rtol=1e-4, atol=1e-4)
 
 
@@ -139,6 +140,6 @@ def test_plot_draws_every_mode(tiny, tmp_path) -> None:
         visited=states,
     )
     payload = {"rows": rows, "matmul_ceiling_gflops": {"float32": 1.0, "bfloat16": 1.0}}
-    out = ps.plot(payload, tmp_path / "p.png")
+    out = planning_speed_report.plot(payload, tmp_path / "p.png")
     assert out.stat().st_size > 1000
-    assert "| 2 | 1 | auto (float32) |" in ps.table(payload)
+    assert "| 2 | 1 | auto (float32) |" in planning_speed_report.table(payload)

@@ -11,7 +11,7 @@ Modes (``--modes``; the first is the reference the others' choices are matched a
 precision and optional suffixes:
 
 * ``auto``: the library default, what a model plans with when nobody sets anything
-  (:func:`~wm_agents.neural.ensemble.search_dtype`: bfloat16 on CPUs that run it natively when
+  (:func:`~wm_agents.neural.rollout.search_dtype`: bfloat16 on CPUs that run it natively when
   the layers are >= 128 wide, else float32), CEM stopping once an iteration no longer improves;
 * ``float32`` / ``bfloat16``: that search precision.  The final candidates are always imagined
   in float32 (``model.imagine``) and the gate decides on those;
@@ -27,9 +27,11 @@ the library's rollout loop that only this benchmark turned on.
 Achieved GFLOP/s counts the *nominal* work of the dense search (every candidate, every particle,
 every step), divided by the measured time; the machine's matmul ceiling (1024x1024 through
 torch, same thread count) is measured in the same run.  The "seed's way" plans the same
-decision one candidate at a time and one step at a time (the seed's ``plan_with_model`` loop)
-with the same weights, so its ratio to the batched planner compares equal work.  All modes of a
-row are timed interleaved, state by state, so machine noise hits them alike.
+decision one candidate at a time and one step at a time (the seed's ``plan_with_model`` loop,
+:mod:`wm_agents.bench.seed_loop`) with the same weights, so its ratio to the batched planner
+compares equal work.  All modes of a row are timed interleaved, state by state, so machine
+noise hits them alike.  :mod:`wm_agents.bench.planning_speed_report` draws a run's table and
+chart.
 """
 
 from __future__ import annotations
@@ -49,15 +51,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
 from wm_agents.bench.common import RESULTS_DIR, machine_info, matmul_ceiling, write_json
+from wm_agents.bench.planning_speed_report import plot, table
 from wm_agents.bench.prefix_sharing import shared_prefix_objective
+from wm_agents.bench.seed_loop import seed_module_objective, seed_style_objective
 from wm_agents.neural import EnsembleDynamicsModel, FitConfig, fit_ensemble, search_dtype
 from wm_agents.outputs import check_output_file
 from wm_agents.planning.gate import AgreementGate
 from wm_agents.planning.mpc import MPCController, ObjectiveFactory
-from wm_agents.planning.optimizers import CEMPlanner, Objective
+from wm_agents.planning.optimizers import CEMPlanner
 from wm_agents.spaces import ActionSpec
 
 __all__ = [
@@ -70,9 +73,7 @@ __all__ = [
     "measure",
     "parse_mode",
     "planning_mode",
-    "plot",
     "run_table",
-    "seed_style_objective",
     "test_states",
 ]
 
@@ -122,113 +123,6 @@ def flops_per_row_step(model: EnsembleDynamicsModel) -> int:
     tw = model.term_layers[0].weight.shape[-1]
     macs = (d + a) * h + (c.layers - 1) * h * h + h * (d + 1) + d * tw + tw * tw + tw
     return 2 * macs
-
-
-def seed_style_objective(
-    model: EnsembleDynamicsModel, obs: Any, *, particles: int = 1, gamma: float = 1.0
-) -> Objective:
-    """The seed's ``plan_with_model`` loop on this model: one candidate, one step at a time.
-
-    Same weights, same member assignment (particle ``i * K + j`` -> member ``(i * K + j) % E``)
-    and same arithmetic as the batched mean rollout, so only the batching differs.
-    """
-    w = model.planning_weights()
-    e_count, d = model.ensemble_size, model.obs_dim
-    silu = torch.nn.functional.silu
-    (wt1, bt1), (wt2, bt2) = w["term"]
-    wt3, bt3 = w["term_out"]
-    obs_t = model.check_obs(obs)[None]
-
-    def objective(actions: torch.Tensor) -> torch.Tensor:
-        b, h, _ = actions.shape
-        enc = model.action_spec.encode(actions)
-        out = torch.empty(b, particles)
-        for i in range(b):  # one candidate at a time, as the seed does
-            for j in range(particles):
-                m = (i * particles + j) % e_count
-                state, ret, alive, disc = obs_t, 0.0, 1.0, 1.0
-                for t in range(h):
-                    x = silu(state @ w["w1s"][m] + enc[i, t][None] @ w["w1a"][m] + w["b1"][m])
-                    for wm, bm in w["mid"]:
-                        x = silu(x @ wm[m] + bm[m])
-                    y = x @ w["wh"][m] + w["bh"][m]
-                    state = state + y[:, :d]
-                    z = silu(state @ wt1[m] + bt1[m])
-                    z = silu(z @ wt2[m] + bt2[m])
-                    cont = float(torch.sigmoid(z @ wt3[m] + bt3[m]))
-                    ret += disc * alive * float(y[0, d])
-                    alive *= cont
-                    disc *= gamma
-                out[i, j] = ret
-        return out
-
-    return objective
-
-
-def seed_module_objective(
-    model: EnsembleDynamicsModel, obs: Any, *, particles: int = 1, gamma: float = 1.0
-) -> Objective:
-    """The seed's loop as written: ``nn.Sequential`` members, ``torch.cat``, one step a call.
-
-    The seed's ``WorldModel.rollout`` calls ``self.forward(state, action)`` per step, which
-    concatenates state and action and runs an ``nn.Sequential`` of ``nn.Linear`` layers;
-    ``plan_with_model`` does that for one candidate at a time.  Here each member is such a
-    ``Sequential`` holding this model's (normalizer-folded) weights, plus the termination
-    classifier as another ``Sequential`` (the seed has none; it is needed for equal work), with
-    the same member assignment as :func:`seed_style_objective`, so the returns are the same.
-    """
-    w = model.planning_weights()
-    e_count, d = model.ensemble_size, model.obs_dim
-
-    def linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
-        layer = nn.Linear(weight.shape[0], weight.shape[1])
-        with torch.no_grad():
-            layer.weight.copy_(weight.T)
-            layer.bias.copy_(bias.reshape(-1))
-        return layer
-
-    dynamics, termination = [], []
-    (wt1, bt1), (wt2, bt2) = w["term"]
-    wt3, bt3 = w["term_out"]
-    for m in range(e_count):
-        w1 = torch.cat([w["w1s"][m], w["w1a"][m]], dim=0)
-        layers: list[nn.Module] = [linear(w1, w["b1"][m]), nn.SiLU()]
-        for wm, bm in w["mid"]:
-            layers += [linear(wm[m], bm[m]), nn.SiLU()]
-        layers.append(linear(w["wh"][m], w["bh"][m]))
-        dynamics.append(nn.Sequential(*layers))
-        termination.append(
-            nn.Sequential(
-                linear(wt1[m], bt1[m]),
-                nn.SiLU(),
-                linear(wt2[m], bt2[m]),
-                nn.SiLU(),
-                linear(wt3[m], bt3[m]),
-            )
-        )
-    obs_t = model.check_obs(obs)
-
-    def rollout(m: int, state: torch.Tensor, action_sequence: torch.Tensor) -> torch.Tensor:
-        rewards, alive, disc = [], 1.0, 1.0
-        for action in action_sequence:
-            out = dynamics[m](torch.cat([state, action], dim=-1))
-            state = state + out[..., :d]
-            cont = float(torch.sigmoid(termination[m](state)))
-            rewards.append(disc * alive * out[..., d])
-            alive *= cont
-            disc *= gamma
-        return torch.stack(rewards)
-
-    @torch.no_grad()
-    def objective(actions: torch.Tensor) -> torch.Tensor:
-        enc = model.action_spec.encode(actions)
-        out = torch.empty(actions.shape[0], particles)
-        for i in range(actions.shape[0]):  # plan_with_model: one candidate at a time
-            for j in range(particles):
-                out[i, j] = rollout((i * particles + j) % e_count, obs_t, enc[i]).sum()
-        return out
-
-    return objective
 
 
 @contextmanager
@@ -489,103 +383,6 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         "matmul_ceiling_gflops": ceiling,
         "rows": rows,
     }
-
-
-def table(payload: dict[str, Any]) -> str:
-    """Markdown table of a :func:`run_suite` payload."""
-    ceiling = payload["matmul_ceiling_gflops"]
-    out = [
-        "| H | particles | mode (precision) | ms per decision: median (min-max over states) "
-        "| vs float32 | same action as float32 | CEM iterations (mean) | sequences scored "
-        "| GFLOP done | GFLOP/s | % of matmul ceiling |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in payload["rows"]:
-        if r.get("vs_seed_loop"):
-            continue
-        dtype = r.get("dtype", "bfloat16" if r["mode"].startswith("bfloat16") else "float32")
-        peak = ceiling[dtype]
-        out.append(
-            f"| {r['horizon']} | {r['particles']} | {r['mode']} ({dtype}) "
-            f"| {r['ms_median']:.1f} ({r['ms_min']:.1f}-{r['ms_max']:.1f}) "
-            f"| {r.get('speedup_vs_first', 1.0):.2f}x | {_pct(r.get('match_first', 1.0))} "
-            f"| {r.get('iterations_mean', r['iterations'])} "
-            f"| {r.get('evaluated_mean', '')} "
-            f"| {r['nominal_gflop']:.2f} | {r['effective_gflops']:.0f} "
-            f"| {100 * r['effective_gflops'] / peak:.0f}% |"
-        )
-    loops = [r for r in payload["rows"] if r.get("vs_seed_loop")]
-    if loops:
-        out += [
-            "",
-            "| H | planner | ms per decision | sequences scored | the seed's loop as written "
-            "takes | the loop on raw ops takes | same action as float32 |",
-            "|---:|---|---:|---:|---:|---:|---:|",
-        ]
-        for r in loops:
-            same_h = {x["mode"]: x for x in loops if x["horizon"] == r["horizon"]}
-            ratios = []
-            for name in ("seed-modules", "seed-loop"):
-                seed = same_h.get(name)
-                if seed is None:
-                    ratios.append("")
-                elif seed is r:
-                    ratios.append("(itself)")
-                else:
-                    ratios.append(f"{seed['ms_median'] / r['ms_median']:.0f}x longer")
-            out.append(
-                f"| {r['horizon']} | {r['mode']} | {r['ms_median']:.0f} "
-                f"| {r.get('evaluated_mean', '')} | {ratios[0]} | {ratios[1]} "
-                f"| {_pct(r.get('match_first', 1.0))} |"
-            )
-    return "\n".join(out)
-
-
-def plot(payload: dict[str, Any], path: str | Path) -> Path:
-    """Bar chart of a :func:`run_suite` payload: ms per decision by particles and mode, one
-    panel per horizon (log scale), with the 40 ms line of the benchmarks issue."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in payload["rows"] if not r.get("vs_seed_loop")]
-    horizons = sorted({r["horizon"] for r in rows})
-    modes = list(dict.fromkeys(r["mode"] for r in rows))
-    fig, axes = plt.subplots(1, len(horizons), figsize=(6 * len(horizons), 4.2), squeeze=False)
-    for ax, h in zip(axes[0], horizons, strict=True):
-        parts = sorted({r["particles"] for r in rows if r["horizon"] == h})
-        width = 0.8 / len(modes)
-        for i, mode in enumerate(modes):
-            ms = [
-                next(
-                    (
-                        r["ms_median"]
-                        for r in rows
-                        if (r["horizon"], r["particles"], r["mode"]) == (h, k, mode)
-                    ),
-                    float("nan"),
-                )
-                for k in parts
-            ]
-            ax.bar([j + i * width for j in range(len(parts))], ms, width, label=mode)
-        ax.axhline(40, color="black", linestyle="--", linewidth=1, label="40 ms")
-        ax.set_yscale("log")
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(parts))], [str(k) for k in parts])
-        ax.set_xlabel("particles per candidate")
-        ax.set_ylabel("ms per decision (median over states)")
-        ax.set_title(f"CEM P{rows[0]['population']}, horizon {h}, 1 thread")
-    axes[0][-1].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
