@@ -77,3 +77,28 @@ def test_real_outcomes_reach_the_learned_model_through_the_composite(
     # Trained: the model now predicts the training calls far better than chance.
     own = learned.imagine(rows[0].state(), [r.call() for r in rows[:1]])
     assert own[0].status == "ok"
+
+
+def test_the_gate_acts_on_a_confident_learned_success_and_refuses_a_confident_failure(
+    trained: LearnedOutcomeModel, small_split: CallSplit
+):
+    from wm_agents.tools.gate import ToolGate
+
+    model = CompositeToolModel(learned=trained, llm=CountingLLM())
+    gate = ToolGate()
+    verdicts: dict[str, list[str]] = {"success": [], "failure": []}
+    for r in small_split.test[:200]:
+        [o] = model.imagine(r.state(), [r.call()])
+        if o.prediction["source"] != "learned":
+            continue
+        d = gate.decide([o])
+        p = o.prediction["success_probability"]
+        if p >= 0.75:
+            verdicts["success"].append(d.verdict)
+            if d.verdict == "act":
+                assert d.reason.startswith(f"the learned model gives success p {p:.2f};")
+        elif p <= 0.25:
+            verdicts["failure"].append(d.verdict)
+    assert verdicts["success"] and verdicts["failure"], verdicts
+    assert set(verdicts["failure"]) == {"refuse"}
+    assert set(verdicts["success"]) == {"act"}, verdicts
