@@ -8,6 +8,7 @@ wm-agents bench sample-efficiency report
 wm-agents bench seed-recipe-why       (what the seed's model predicts, and why it fails)
 wm-agents bench graph [--seeds 0 1 2]
 wm-agents bench uncertainty [--seeds 0 1 2] [--variants E5:0 E5:1 E1:0]
+wm-agents bench llm-env [--no-llm] [--held-out 100] [--episodes 2] [--max-steps 50]
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "risk weight lambda and ensemble size",
         "wm_agents.bench.uncertainty:add_arguments",
         "wm_agents.bench.uncertainty:run_cli",
+    ),
+    "llm-env": (
+        "the LLM as a CartPole world model against the ensemble (one-step, rollout, planning)",
+        "wm_agents.bench.llm_env:add_arguments",
+        "wm_agents.bench.llm_env:run_cli",
     ),
     "startup": (
         "import and --help start-up time (optionally against another checkout)",
