@@ -25,7 +25,7 @@ _EXPORTS = {
     "allocate_samples": "wm_agents.llm.requests",
     "embedded_model_path": "wm_agents.llm.server",
     "lexical_similarity": "wm_agents.llm.memory",
-    "load_prompt": "wm_agents.llm.rendering",
+    "load_prompt": "wm_agents.prompt_files",
     "open_chat_model": "wm_agents.llm.config",
     "resolve_llm_settings": "wm_agents.llm.config",
     "validate_prediction": "wm_agents.llm.schemas",

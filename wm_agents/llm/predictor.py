@@ -45,7 +45,7 @@ from wm_agents.llm.aggregation import (
     unknown_outcome,
 )
 from wm_agents.llm.memory import Evidence, ExperienceMemory
-from wm_agents.llm.rendering import OutcomePrompt, load_prompt
+from wm_agents.llm.rendering import OutcomePrompt
 from wm_agents.llm.requests import Backend, SampleRequests, allocate_samples, speaks_llama_cpp
 from wm_agents.llm.schemas import (
     LLMState,
@@ -56,6 +56,7 @@ from wm_agents.llm.schemas import (
     stable_hash,
 )
 from wm_agents.llm.sync import run_sync
+from wm_agents.prompt_files import load_prompt
 
 __all__ = [
     "UNKNOWN_UNCERTAINTY",

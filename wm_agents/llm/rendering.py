@@ -3,14 +3,14 @@
 The prompt puts everything the candidates of one decision share first (the system prompt, the
 tools, task, context and recent messages) and the call last, so a server that caches prompt
 prefixes reads the shared part once per decision and only the call for each candidate.  The
-templates are ``outcome_system.md`` and ``outcome_user.md`` (``string.Template``: ``$tools``,
-``$task``, ``$context``, ``$messages``, ``$call``).
+templates are ``prompts/outcome_system.md`` and ``prompts/outcome_user.md``
+(``string.Template``: ``$tools``, ``$task``, ``$context``, ``$messages``, ``$call``; found by
+:mod:`wm_agents.prompt_files`).
 """
 
 from __future__ import annotations
 
 import string
-from importlib import resources
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
@@ -23,13 +23,9 @@ from wm_agents.llm.schemas import (
     message_role,
     message_text,
 )
+from wm_agents.prompt_files import load_prompt
 
-__all__ = ["OutcomePrompt", "load_prompt", "tool_line"]
-
-
-def load_prompt(name: str) -> str:
-    """Text of a prompt template shipped in ``wm_agents/prompts`` (found from any folder)."""
-    return resources.files("wm_agents").joinpath("prompts", name).read_text(encoding="utf-8")
+__all__ = ["OutcomePrompt", "tool_line"]
 
 
 def tool_line(spec: ToolSpec) -> str:
