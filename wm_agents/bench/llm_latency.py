@@ -354,7 +354,7 @@ def driver_main(args: argparse.Namespace) -> int:
     if args.base is not None:
         modes = {"before": args.base.resolve(), "after": here}
     meta = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": "wm-agents " + " ".join(sys.argv[1:]),
         "after_commit": _git(here, "rev-parse", "HEAD"),
         "after_dirty": bool(_git(here, "status", "--porcelain", "--untracked-files=no")),
         "before_root": str(args.base) if args.base else None,
