@@ -28,6 +28,11 @@ tool it has never seen or seen fewer than ``min_tool_examples`` times, and when 
 features cannot be read: a composite model can then route the call to the LLM.  It never
 raises for a bad prediction; a candidate that is not a tool call is a programming error and
 raises ``ValueError``.
+
+Why one module of ~570 lines: it is the one object that holds the model's state (examples,
+fitted ensemble, calibrator, vocabulary) through its life (learn, refit, predict, save, load);
+each step it delegates already has its own module (features, training, calibration, network,
+file format in :mod:`wm_agents.learned.io`).
 """
 
 from __future__ import annotations
