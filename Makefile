@@ -28,8 +28,8 @@ test: lint
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check wm_agents graphs examples benchmarks tests
-	$(VENV)/bin/ruff format --check wm_agents graphs examples benchmarks tests
+	$(VENV)/bin/ruff check wm_agents graphs examples tests
+	$(VENV)/bin/ruff format --check wm_agents graphs examples tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -135,3 +135,25 @@ def test_bench_outputs_are_checked_before_measuring(tmp_path: Path) -> None:
     tiny += ["--layers", "1", "--iterations", "1", "--states", "1", "--repeats", "1"]
     proc = run_cli("bench", "plan-table", "--out", bad, "--modes", "float32", *tiny)
     assert_one_error_line(proc, f"{blocker} is a file, not a folder")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dyna-q", "cartpole", "--seeds", "0", "--results", "{blocker}"],
+        ["dyna-q", "tabular", "--seeds", "1", "--results", "{blocker}/results"],
+        ["simulate-cost", "--files", "10", "--out", "{blocker}/x.json"],
+        ["learned-outcomes", "run", "--out", "{blocker}/x.json"],
+        ["learned-outcomes", "llm", "--cache", "{blocker}/x.jsonl"],
+        ["llm-calibration", "--out", "{blocker}/x.json"],
+        ["llm-concurrency", "--out", "{blocker}/x.json"],
+        ["llm-latency", "--out", "{blocker}/x.json"],
+    ],
+    ids=lambda argv: " ".join(argv[:2]),
+)
+def test_every_benchmark_checks_its_results_path_first(tmp_path: Path, argv: list[str]) -> None:
+    """Before its minutes or hours of work: a results path under a file is one error line."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    proc = run_cli("bench", *(a.format(blocker=blocker) for a in argv))
+    assert_one_error_line(proc, str(blocker), "is a file, not a folder")

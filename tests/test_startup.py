@@ -1,6 +1,6 @@
 """Start-up stays light: importing the package, or building the parser for one command, loads
 no torch, LangGraph, LangChain or LLM client (they come with the first use of what needs them).
-Times are measured in ``benchmarks/startup.py``, not asserted here."""
+Times are measured by ``wm-agents bench startup``, not asserted here."""
 
 from __future__ import annotations
 
@@ -34,9 +34,23 @@ def test_importing_the_package_loads_nothing_heavy():
     assert heavy_modules_after("import wm_agents, wm_agents.tools, wm_agents.llm") == []
 
 
-@pytest.mark.parametrize("command", ["cartpole", "gym", "tools", "llm", "dyna"])
+@pytest.mark.parametrize("command", ["cartpole", "gym", "tools", "llm", "dyna", "bench"])
 def test_a_commands_parser_loads_nothing_heavy(command):
     code = f"from wm_agents.cli import build_parser; build_parser([{command!r}])"
+    assert heavy_modules_after(code) == []
+
+
+def test_bench_help_loads_nothing_heavy():
+    """``wm-agents bench --help`` lists every benchmark without importing any of them."""
+    code = (
+        "import contextlib, io\n"
+        "from wm_agents.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    try: main(['bench', '--help'])\n"
+        "    except SystemExit: pass\n"
+        "from wm_agents.bench.cli import BENCHMARKS\n"
+        "assert all(name in out.getvalue() for name in BENCHMARKS), out.getvalue()"
+    )
     assert heavy_modules_after(code) == []
 
 

@@ -7,7 +7,7 @@ wm-agents tools [--task TEXT] [--db FILE] [--json] [--on-ask approve|reject] [--
                 [--world-model composite|llm] [--plan-search --goal GOAL]
 wm-agents dyna --env ENV [--planning-steps K] [--json]   (tabular Dyna-Q)
 wm-agents gym --env ENV --agent policy|mpc|hybrid       (policy learned in imagination)
-wm-agents bench plan|plan-table|sample-efficiency|seed-recipe-why|graph|uncertainty ...
+wm-agents bench plan|plan-table|sample-efficiency|graph|dyna-q|llm-latency|...  (every benchmark)
 
 Start-up is kept short: :data:`COMMANDS` names every command with its help text, and only the
 chosen command's module is imported to add its options (the modules that run commands import

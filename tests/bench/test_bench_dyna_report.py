@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "dyna_q.py"
-
-
-@pytest.fixture
-def dyna_q(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("dyna_q_bench", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "RESULTS", tmp_path)
-    return module
+from wm_agents.bench import dyna_q
 
 
 def run(agent: str, means: list[float], **extra) -> dict:
@@ -33,7 +22,7 @@ def run(agent: str, means: list[float], **extra) -> dict:
     }
 
 
-def test_pendulum_report_uses_its_own_bar(dyna_q, tmp_path: Path) -> None:
+def test_pendulum_report_uses_its_own_bar(tmp_path: Path) -> None:
     runs = [
         run("mpc", [-900.0, -180.0, -150.0]),
         run(
@@ -45,9 +34,28 @@ def test_pendulum_report_uses_its_own_bar(dyna_q, tmp_path: Path) -> None:
         ),
     ]
     (tmp_path / "imagination_pendulum.json").write_text(json.dumps({"runs": runs}))
-    text = dyna_q.report("pendulum", plot=False)
+    text = dyna_q.report("pendulum", plot=False, results=tmp_path)
     rows = {line.split(" | ")[0]: line for line in text.splitlines() if "| 0 |" in line}
     # mpc: reaches -200 at 600 and holds; hybrid reaches at 600, dips, holds from 1200.
     assert "| mpc | 0 | 600 | 600 | -150.0 |" in rows["| mpc"]
     assert "| hybrid | 0 | 600 | 1200 | -160.0 | 0.2 | 0.900 | sac | T@400 |" in rows["| hybrid"]
     assert "first reach -200" in text
+
+
+def test_results_default_to_benchmarks_results_under_the_current_folder(tmp_path: Path) -> None:
+    """Run from any folder (an installed package has no checkout to write into): the report
+    reads and plots in ``./benchmarks/results`` there."""
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    runs = [run("mpc", [-900.0, -180.0, -150.0])]
+    (results / "imagination_pendulum.json").write_text(json.dumps({"runs": runs}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "wm_agents", "bench", "dyna-q", "pendulum-report"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| mpc | 0 | 600 | 600 | -150.0 |" in proc.stdout
+    assert (results / "imagination_pendulum.png").is_file()

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "llm_calibration.py"
-
-
-def load_benchmark():
-    if "llm_calibration" in sys.modules:
-        return sys.modules["llm_calibration"]
-    spec = importlib.util.spec_from_file_location("llm_calibration", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["llm_calibration"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from wm_agents.bench import llm_calibration as bench
 
 
 def test_real_outcomes_match_the_data_set(tmp_path):
-    bench = load_benchmark()
     data = bench.load_calls()
     calls = bench.execute_calls(data, tmp_path)
     assert len(calls) >= 20
@@ -41,7 +26,6 @@ def test_real_outcomes_match_the_data_set(tmp_path):
 
 
 def test_summary_metrics_are_exact():
-    bench = load_benchmark()
     rows = [
         {
             "success": True,

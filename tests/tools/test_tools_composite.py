@@ -100,10 +100,19 @@ class FakeLLM:
 
 
 class FakeLearned:
-    """Knows only ``known``; unseen tools fall through."""
+    """Knows only ``known``; unseen tools fall through.  ``doubt[tool]`` is its uncertainty
+    for that tool (0.1 otherwise); it refuses transitions without a result, as the real one."""
 
-    def __init__(self, known):
+    def __init__(self, known, doubt=None):
         self.known = set(known)
+        self.doubt = dict(doubt or {})
+        self.learned: list = []
+
+    def learn(self, transitions):
+        if any(t.success is None for t in transitions):
+            raise ValueError("a Transition for the learned outcome model needs success")
+        self.learned += list(transitions)
+        return LearnReport(n_transitions=len(transitions), updated=False)
 
     def imagine(self, state, candidates, *, horizon=1):
         out = []
@@ -114,7 +123,7 @@ class FakeLearned:
                         candidate=c,
                         prediction={"source": "learned", "success_probability": 0.9},
                         value=0.45,
-                        uncertainty=0.1,
+                        uncertainty=self.doubt.get(c["name"], 0.1),
                         risk=0.1,
                     )
                 )
@@ -204,6 +213,49 @@ def test_learn_reaches_every_source():
     assert report.updated
 
 
+def test_an_unconfident_learned_outcome_goes_to_the_llm_and_says_why():
+    llm = FakeLLM()
+    learned = FakeLearned({"lookup", "parse"}, doubt={"parse": 0.35})
+    model = CompositeToolModel(learned=learned, llm=llm)
+    sure, unsure = model.imagine({}, [call("lookup"), call("parse")])
+    assert sure.prediction["source"] == "learned" and "declined" not in sure.prediction
+    assert unsure.prediction["source"] == "llm"
+    assert unsure.prediction["route"] == ["FakeLearned", "FakeLLM"]
+    [why] = unsure.prediction["declined"]
+    assert "not confident (uncertainty 0.35 > 0.2, p 0.90)" in why
+    assert llm.batches == [[call("parse")]]
+    # With a looser cut it keeps the learned outcome.
+    loose = CompositeToolModel(learned=learned, llm=FakeLLM(), learned_max_uncertainty=0.4)
+    assert loose.imagine({}, [call("parse")])[0].prediction["source"] == "learned"
+
+
+def test_an_unconfident_learned_outcome_is_kept_when_nothing_comes_after():
+    model = CompositeToolModel(learned=FakeLearned({"parse"}, doubt={"parse": 0.9}))
+    [o] = model.imagine({}, [call("parse")])
+    assert o.status == "ok" and o.prediction["source"] == "learned" and o.uncertainty == 0.9
+
+
+def test_the_learned_model_learns_only_calls_with_a_result_and_a_failing_source_stops_nothing():
+    sim, llm, learned = FakeSim({"write"}), FakeLLM(), FakeLearned({"lookup"})
+    model = CompositeToolModel(simulators=[sim], learned=learned, llm=llm)
+    ran = Transition(state={}, action=call("lookup"), result="ok", success=True)
+    refused = Transition(state={}, action=call("lookup"), result=None, success=None)
+    report = model.learn([ran, refused])
+    assert learned.learned == [ran] and llm.learned == [ran, refused]
+
+    class Broken(FakeLLM):
+        def learn(self, transitions):
+            raise RuntimeError("store is gone")
+
+    model = CompositeToolModel(simulators=[sim], learned=learned, llm=Broken())
+    report = model.learn([ran])
+    assert not any(k.startswith("Broken") for k in report.metrics)
+    assert "Broken could not learn: RuntimeError: store is gone" in report.message
+    assert learned.learned == [ran, ran]
+
+
 def test_needs_a_source():
     with pytest.raises(ValueError, match="at least one"):
         CompositeToolModel()
+    with pytest.raises(ValueError, match="learned_max_uncertainty"):
+        CompositeToolModel(llm=FakeLLM(), learned_max_uncertainty=1.5)

@@ -1,4 +1,5 @@
-"""``wm-agents bench ...``: every benchmark from the command line.
+"""``wm-agents bench ...``: every benchmark from the command line (also
+``python -m wm_agents bench ...``); numbers and the exact commands are in BENCHMARKS.md.
 
 wm-agents bench plan --population 500 --horizon 15 --ensemble 5 --hidden 200 --layers 3 \
     --iterations 5 --particles 1 --threads 1 [--dtype bfloat16] [--seed-loop] --json
@@ -8,6 +9,16 @@ wm-agents bench sample-efficiency report
 wm-agents bench seed-recipe-why       (what the seed's model predicts, and why it fails)
 wm-agents bench graph [--seeds 0 1 2]
 wm-agents bench uncertainty [--seeds 0 1 2] [--variants E5:0 E5:1 E1:0]
+wm-agents bench llm-env [--no-llm] [--held-out 100] [--episodes 2] [--max-steps 50]
+wm-agents bench dyna-q tabular|cartpole|cartpole-report|pendulum|pendulum-report
+wm-agents bench simulate-cost [--big]
+wm-agents bench learned-outcomes data|llm|run|report
+wm-agents bench llm-calibration|llm-concurrency [--out FILE]
+wm-agents bench llm-latency [--base OLD_CHECKOUT] [--out FILE]
+wm-agents bench startup [--checkout DIR]
+
+Results go to ``./benchmarks/results`` under the current folder unless ``--out`` /
+``--results`` says otherwise; each benchmark checks that it can write there before it starts.
 """
 
 from __future__ import annotations
@@ -49,6 +60,41 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "risk weight lambda and ensemble size",
         "wm_agents.bench.uncertainty:add_arguments",
         "wm_agents.bench.uncertainty:run_cli",
+    ),
+    "llm-env": (
+        "the LLM as a CartPole world model against the ensemble (one-step, rollout, planning)",
+        "wm_agents.bench.llm_env:add_arguments",
+        "wm_agents.bench.llm_env:run_cli",
+    ),
+    "dyna-q": (
+        "tabular Dyna-Q against k; policy / MPC / hybrid agents on CartPole and Pendulum",
+        "wm_agents.bench.dyna_q:add_arguments",
+        "wm_agents.bench.dyna_q:run_cli",
+    ),
+    "simulate-cost": (
+        "what simulating a tool call on a shadow copy costs, against workspace size",
+        "wm_agents.bench.simulate_cost:add_arguments",
+        "wm_agents.bench.simulate_cost:run_cli",
+    ),
+    "learned-outcomes": (
+        "the learned outcome model vs. the LLM and experience on 9,000 real tool calls",
+        "wm_agents.bench.learned_outcomes:add_arguments",
+        "wm_agents.bench.learned_outcomes:run_cli",
+    ),
+    "llm-calibration": (
+        "does experience make the LLM outcome predictor right more often (real tool calls)",
+        "wm_agents.bench.llm_calibration:add_arguments",
+        "wm_agents.bench.llm_calibration:run_cli",
+    ),
+    "llm-concurrency": (
+        "wall time of imagining 8 tool calls x 3 samples, concurrently vs. one at a time",
+        "wm_agents.bench.llm_concurrency:add_arguments",
+        "wm_agents.bench.llm_concurrency:run_cli",
+    ),
+    "llm-latency": (
+        "ms per imagined tool call on the embedded LLM, against an older checkout",
+        "wm_agents.bench.llm_latency:add_arguments",
+        "wm_agents.bench.llm_latency:run_cli",
     ),
     "startup": (
         "import and --help start-up time (optionally against another checkout)",

@@ -42,8 +42,12 @@ __all__ = [
     "write_json",
 ]
 
-#: Where the benchmark scripts write JSON and PNG results (``benchmarks/results`` in a checkout).
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+RESULTS_DIR = Path("benchmarks") / "results"
+"""Where the benchmarks write JSON and PNG results by default: ``./benchmarks/results``,
+relative to the current folder when they run (the repository's own results from the top of a
+clone; anywhere else for an installed package).  Each benchmark's ``--out`` / ``--results``
+overrides it, and the path is checked before any work starts
+(:func:`~wm_agents.outputs.check_output_file` / :func:`~wm_agents.outputs.check_output_dir`)."""
 
 
 @dataclass(frozen=True)
@@ -110,14 +114,18 @@ def summarize_runs(runs: Sequence[CurveRun], threshold: float) -> dict[str, Any]
     }
 
 
+_SOURCE = Path(__file__).resolve().parent
+
+
 def code_state() -> dict[str, Any]:
-    """The commit and the files that differ from it, so a reader knows what code ran."""
+    """The commit and the files that differ from it, so a reader knows what code ran (the git
+    repository this package runs from; empty for an installed package)."""
     import subprocess
 
     def git(*a: str) -> str:
         try:
             return subprocess.run(
-                ["git", *a], capture_output=True, text=True, check=True, cwd=RESULTS_DIR.parent
+                ["git", *a], capture_output=True, text=True, check=True, cwd=_SOURCE
             ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return ""

@@ -39,7 +39,7 @@ import torch
 from wm_agents.bench.common import RESULTS_DIR, machine_info, write_json
 from wm_agents.outputs import check_output_file
 
-__all__ = ["main", "measure_overhead"]
+__all__ = ["add_arguments", "measure_overhead", "run_cli"]
 
 
 def _agent(seed: int, train_steps: int, overrides: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -195,7 +195,7 @@ def measure_overhead(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``graph_overhead.py`` / ``wm-agents bench graph``."""
+    """Options of ``wm-agents bench graph``."""
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument(
         "--train-steps", type=int, default=1000, help="real steps the agent learns from first"
@@ -225,10 +225,3 @@ def run_cli(args: argparse.Namespace) -> int:
         write_json(args.out, payload)
     print(json.dumps(payload["summary"]))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python benchmarks/graph_overhead.py``"""
-    p = argparse.ArgumentParser(description="graph overhead (see BENCHMARKS.md)")
-    add_arguments(p)
-    return run_cli(p.parse_args(argv))

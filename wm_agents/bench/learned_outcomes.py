@@ -1,12 +1,13 @@
 """Predicting first-time tool calls: the learned outcome model against the majority class, the
 embedded LLM and experience-by-similarity, on calls run for real.
 
-Stages (``python benchmarks/learned_outcomes.py STAGE``):
+Stages (``wm-agents bench learned-outcomes STAGE``):
 
 * ``data``: build the data set (workspaces under /tmp, calls run for real) and print its shape;
 * ``llm``: ask the embedded LLM (zero-shot, k = 3) about the LLM subset; cached, resumable;
 * ``run``: every predictor on every split seed, both split modes; JSON and a reliability
-  diagram under ``benchmarks/results``;
+  diagram (``--out``, default ``benchmarks/results/learned_outcomes.json`` under the current
+  folder; checked before the run);
 * ``report``: the tables again from the JSON (``--plot``: the PNG too).
 
 The data set: :data:`N_WORKSPACES` workspaces x up to :data:`CALLS_PER_WORKSPACE` calls
@@ -51,8 +52,9 @@ from wm_agents.bench.toolworld import (
     split_calls,
 )
 from wm_agents.learned import LearnedConfig
+from wm_agents.outputs import check_output_file
 
-__all__ = ["build_benchmark_data", "main", "splits"]
+__all__ = ["add_arguments", "build_benchmark_data", "run_cli", "splits"]
 
 N_WORKSPACES = 150
 CALLS_PER_WORKSPACE = 60
@@ -240,7 +242,7 @@ def _run_stage(args: argparse.Namespace) -> int:
                 flush=True,
             )
     report = {
-        "command": "python benchmarks/learned_outcomes.py run",
+        "command": "wm-agents bench learned-outcomes run",
         "code": code_state(),
         "machine": machine_info(),
         "data": {
@@ -288,24 +290,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark's stages and options."""
     sub = parser.add_subparsers(dest="stage", required=True)
     data = sub.add_parser("data", help="build the data set and print its shape")
-    data.set_defaults(func=_data_stage)
+    data.set_defaults(run=_data_stage, writes=lambda a: [])
     llm = sub.add_parser("llm", help="measure the embedded LLM on the LLM subset (cached)")
     llm.add_argument("--per-seed", type=int, default=LLM_PER_SEED)
     llm.add_argument("--cache", type=Path, default=LLM_CACHE)
-    llm.set_defaults(func=_llm_stage)
+    llm.set_defaults(run=_llm_stage, writes=lambda a: [a.cache])
     run = sub.add_parser("run", help="every predictor on every split seed (JSON, PNG, tables)")
     run.add_argument("--cache", type=Path, default=LLM_CACHE)
     run.add_argument("--out", type=Path, default=RESULTS_DIR / "learned_outcomes.json")
-    run.set_defaults(func=_run_stage)
+    run.set_defaults(run=_run_stage, writes=lambda a: [a.out, a.out.with_suffix(".png")])
     rep = sub.add_parser("report", help="the tables (and --plot the PNG) from the JSON")
     rep.add_argument("--out", type=Path, default=RESULTS_DIR / "learned_outcomes.json")
     rep.add_argument("--plot", action="store_true")
-    rep.set_defaults(func=_report_stage)
+    rep.set_defaults(
+        run=_report_stage, writes=lambda a: [a.out.with_suffix(".png")] if a.plot else []
+    )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one stage."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+def run_cli(args: argparse.Namespace) -> int:
+    """Run one stage, after checking that what it writes can be written."""
+    for path in args.writes(args):
+        check_output_file(path)  # before minutes (or hours, for the llm stage), not after
+    return int(args.run(args))

@@ -6,10 +6,10 @@ results folder; ``report`` reads whichever files exist and writes the markdown t
 median over seeds with the min-max band).  Every evaluation is 10 deterministic episodes on a
 separate env whose seeds are ``1_000_000 + 1_000 * seed + i`` for every method.
 
-    python benchmarks/sample_efficiency.py run --method dqn --seeds 0 1 2 3 4
-    python benchmarks/sample_efficiency.py run --method planner --seeds 0 1 2 3 4
-    python benchmarks/sample_efficiency.py run --method seed_recipe --seeds 0 1 2 3 4
-    python benchmarks/sample_efficiency.py report
+    wm-agents bench sample-efficiency run --method dqn --seeds 0 1 2 3 4
+    wm-agents bench sample-efficiency run --method planner --seeds 0 1 2 3 4
+    wm-agents bench sample-efficiency run --method seed_recipe --seeds 0 1 2 3 4
+    wm-agents bench sample-efficiency report
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from wm_agents.bench.common import (
 )
 from wm_agents.outputs import check_output_dir
 
-__all__ = ["add_arguments", "main", "report", "run_method", "run_planner"]
+__all__ = ["add_arguments", "report", "run_cli", "run_method", "run_planner"]
 
 THRESHOLD = 475.0
 METHODS = ("planner", "dqn", "seed_recipe")
@@ -181,7 +180,7 @@ def _plot(data: dict[str, Any], path: Path) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``sample_efficiency.py`` / ``wm-agents bench sample-efficiency``."""
+    """Options of ``wm-agents bench sample-efficiency``."""
     p.add_argument("action", choices=["run", "report"], help="run one method's seeds, or report")
     p.add_argument("--method", choices=METHODS, default="planner")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -224,10 +223,3 @@ def run_cli(args: argparse.Namespace) -> int:
     out = write_json(args.results / f"sample_efficiency_{args.method}.json", payload)
     print(json.dumps({"written": str(out), **payload["summary"]}))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python benchmarks/sample_efficiency.py ...``"""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run_cli(parser.parse_args(argv))

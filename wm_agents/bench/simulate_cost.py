@@ -19,8 +19,10 @@ copy-up; ``copy``: a plain copy; ``reflink`` where the file system clones files)
 * ``fresh_per_candidate_ms``: the same with a fresh copy per candidate (``reuse=False``),
   on workspaces of at most ``--fresh-max-files`` files.
 
-Results go to ``benchmarks/results/simulate_cost.json`` and ``.png``.  Temporary workspaces
-live under ``--tmp`` (default ``/tmp``) and are deleted afterwards.
+Run as ``wm-agents bench simulate-cost``.  Results go to ``--out`` (default
+``benchmarks/results/simulate_cost.json`` under the current folder, checked before any
+measurement) and the ``.png`` beside it.  Temporary workspaces live under ``--tmp`` (default
+``/tmp``) and are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from wm_agents.bench.common import RESULTS_DIR, machine_info, write_json
+from wm_agents.outputs import check_output_file
 
-__all__ = ["main", "make_workspace", "measure"]
+__all__ = ["add_arguments", "make_workspace", "measure", "run_cli"]
 
 _PER_FOLDER = 100
 
@@ -183,9 +186,8 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally blocks that delete /tmp data
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``wm-agents bench simulate-cost``."""
     p.add_argument("--files", type=int, nargs="+", default=[10, 1000, 100_000])
     p.add_argument("--data", type=int, nargs="+", default=[1 << 20], help="bytes in all")
     p.add_argument("--big", action="store_true", help="also 1 GB of data in --big-files files")
@@ -197,8 +199,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tmp", default="/tmp")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "simulate_cost.json")
-    args = p.parse_args(argv)
 
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Measure every case; write the JSON and the plot."""
+    check_output_file(args.out)  # before the measurements, not after
+    check_output_file(args.out.with_suffix(".png"))
+    signal.signal(signal.SIGTERM, _terminate)
     from wm_agents.simulate import reflink_supported
 
     cases = [(n, d) for d in args.data for n in args.files]
@@ -236,11 +243,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             shutil.rmtree(base, ignore_errors=True)
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent,  # the code that ran, wherever the command runs
     ).stdout.strip()
     payload = {
-        "command": "python benchmarks/simulate_cost.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "wm-agents " + " ".join(sys.argv[1:]),
         "commit": commit,
         "machine": machine_info(),
         "reflink_available": reflink,

@@ -5,7 +5,7 @@ the CEM score and the gate (``mean - lambda * std`` over members) and with 1 or 
 reports real steps to first reach / to hold 475 and failures during learning: planned training
 episodes (after the random warm-up) that ended before the 500-step time limit.
 
-    python benchmarks/uncertainty.py --seeds 0 1 2 --variants E5:0 E5:0.5 E5:1 E1:0
+    wm-agents bench uncertainty --seeds 0 1 2 --variants E5:0 E5:0.5 E5:1 E1:0
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import argparse
 import json
 import statistics
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from wm_agents.bench.sample_efficiency import THRESHOLD, run_planner
 from wm_agents.outputs import check_output_file
 from wm_agents.runner import default_config
 
-__all__ = ["main", "parse_variant", "table"]
+__all__ = ["add_arguments", "parse_variant", "run_cli", "table"]
 
 
 def parse_variant(text: str) -> tuple[int, float]:
@@ -107,7 +106,7 @@ def _earlier_runs(args: argparse.Namespace) -> dict[tuple[int, float, int], Curv
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``uncertainty.py`` / ``wm-agents bench uncertainty``."""
+    """Options of ``wm-agents bench uncertainty``."""
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument(
         "--variants",
@@ -174,10 +173,3 @@ def run_cli(args: argparse.Namespace) -> int:
         write_json(args.out, payload)
     print(table(payload))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python benchmarks/uncertainty.py``"""
-    p = argparse.ArgumentParser(description="risk weight and ensemble size (see BENCHMARKS.md)")
-    add_arguments(p)
-    return run_cli(p.parse_args(argv))

@@ -15,6 +15,7 @@ person at a terminal, or a fixed ``--on-ask``), or leaves it pending for ``--res
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +54,9 @@ DEMO_TASK = (
 )
 
 
-def seed_sandbox(root: Path) -> None:
+def seed_sandbox(root: str | os.PathLike[str]) -> None:
     """The demo's starting files (only written into an empty folder)."""
+    root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         return

@@ -28,6 +28,11 @@ tool it has never seen or seen fewer than ``min_tool_examples`` times, and when 
 features cannot be read: a composite model can then route the call to the LLM.  It never
 raises for a bad prediction; a candidate that is not a tool call is a programming error and
 raises ``ValueError``.
+
+Why one module of ~570 lines: it is the one object that holds the model's state (examples,
+fitted ensemble, calibrator, vocabulary) through its life (learn, refit, predict, save, load);
+each step it delegates already has its own module (features, training, calibration, network,
+file format in :mod:`wm_agents.learned.io`).
 """
 
 from __future__ import annotations
@@ -83,6 +88,10 @@ class LearnedPrediction:
         member_probabilities: each member's probability.
         uncertainty: in [0, 1] (see the module docstring); 1 when unknown.
         reason: why there is no prediction (None when there is one).
+        cause: a short key for ``reason``: ``"too_little_data"`` (not trained, or the tool
+            seen too rarely), ``"unseen_tool"``, ``"unreadable_call"`` (its features could not
+            be read) or ``"non_finite"``; the composite model passes such calls on to the
+            next source (:data:`wm_agents.tools.composite.FALL_THROUGH`).
     """
 
     tool: str
@@ -93,6 +102,7 @@ class LearnedPrediction:
     member_probabilities: tuple[float, ...] = ()
     uncertainty: float = UNKNOWN_UNCERTAINTY
     reason: str | None = None
+    cause: str | None = None
 
     @property
     def is_known(self) -> bool:
@@ -307,12 +317,16 @@ class LearnedOutcomeModel:
         for i, (situation, tool, args) in enumerate(calls):
             prior = _clean_prior(priors[i])
             if fitted is None:
-                out[i] = LearnedPrediction(tool, None, prior=prior, reason=not_ready)
+                out[i] = LearnedPrediction(
+                    tool, None, prior=prior, reason=not_ready, cause="too_little_data"
+                )
                 continue
             if not fitted.featurizer.knows(tool):
                 known = ", ".join(sorted(fitted.tool_counts)) or "none"
                 reason = f"the learned model has never seen tool {tool!r} (it knows: {known})"
-                out[i] = LearnedPrediction(tool, None, prior=prior, reason=reason)
+                out[i] = LearnedPrediction(
+                    tool, None, prior=prior, reason=reason, cause="unseen_tool"
+                )
                 continue
             n_tool = fitted.tool_counts.get(tool, 0)
             if n_tool < self.config.min_tool_examples:
@@ -320,13 +334,17 @@ class LearnedOutcomeModel:
                     f"the learned model has seen tool {tool!r} {n_tool} times; it needs "
                     f"{self.config.min_tool_examples}"
                 )
-                out[i] = LearnedPrediction(tool, None, prior=prior, reason=reason)
+                out[i] = LearnedPrediction(
+                    tool, None, prior=prior, reason=reason, cause="too_little_data"
+                )
                 continue
             try:
                 rows.append(fitted.featurizer.transform_one(situation, tool, args))
             except Exception as exc:  # odd argument values are data, not a crash
                 reason = f"could not read the call's features: {type(exc).__name__}: {exc}"
-                out[i] = LearnedPrediction(tool, None, prior=prior, reason=reason[:300])
+                out[i] = LearnedPrediction(
+                    tool, None, prior=prior, reason=reason[:300], cause="unreadable_call"
+                )
                 continue
             index.append(i)
         if index and fitted is not None:
@@ -337,7 +355,9 @@ class LearnedOutcomeModel:
                 members = tuple(float(v) for v in batch.member_probabilities[:, j])
                 p = float(batch.p_success[j])
                 if not (math.isfinite(p) and all(math.isfinite(v) for v in members)):
-                    out[i] = LearnedPrediction(tool, None, reason="non-finite prediction")
+                    out[i] = LearnedPrediction(
+                        tool, None, reason="non-finite prediction", cause="non_finite"
+                    )
                     continue
                 out[i] = LearnedPrediction(
                     tool,
@@ -418,7 +438,7 @@ class LearnedOutcomeModel:
         if not pred.is_known or pred.p_success is None:
             return Outcome(
                 candidate=call.as_dict(),
-                prediction=base,
+                prediction={**base, "cause": pred.cause or "unknown"},
                 value=-math.inf,
                 uncertainty=UNKNOWN_UNCERTAINTY,
                 risk=1.0,

@@ -25,6 +25,11 @@ call is then the call itself plus the changed paths (with the write guard's list
 paths) or one ``lstat`` walk of the copy (without it).  The real folder must not change
 *during* an imagine call (between sync and the end of the last candidate); it may change freely
 between calls.
+
+Why one module of ~540 lines: :class:`Shadow`'s sync, restore, compare and rebuild all keep one
+invariant together (the manifest of the real folder, and which copy paths are still pristine
+links or clones of it, per strategy); split apart, each half would have to know the other's
+rules.  Scanning and hashing trees already live in :mod:`wm_agents.simulate.tree`.
 """
 
 from __future__ import annotations

@@ -332,6 +332,12 @@ class ToolGate:
             reason = f"the simulation shows: {_side_effect_text(o.prediction)}; nothing is lost"
         elif o.prediction.get("simulated") is False:
             reason = f"{name} is never simulated; its hints allow running it"
+        elif o.prediction.get("source") == "learned":
+            p = float(o.prediction.get("success_probability", 0.0))
+            reason = (
+                f"the learned model gives success p {p:.2f}; its members agree (uncertainty "
+                f"{o.uncertainty:.2f}) and risk {o.risk:.2f} is within {policy.max_risk:.2f}"
+            )
         else:
             reason = (
                 f"predictions agree (uncertainty {o.uncertainty:.2f}) and risk is low "

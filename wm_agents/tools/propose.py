@@ -32,26 +32,39 @@ from langchain_core.messages import (
 from pydantic import BaseModel, ConfigDict, Field
 
 from wm_agents.llm.schemas import ToolCallCandidate, ToolSpec
+from wm_agents.prompt_files import load_prompt
 from wm_agents.tools.summary import summarize_tool_calls
 
 __all__ = [
-    "DEFAULT_PROPOSER_PROMPT",
+    "DEFAULT_PROPOSER_PROMPT",  # noqa: F822 (module __getattr__: read from its file on use)
+    "PROPOSER_PROMPT_FILE",
     "FixedPlanProposer",
     "LLMProposer",
     "PlanEntry",
     "Proposal",
     "Proposer",
+    "default_proposer_prompt",
     "proposal_json_schema",
     "supports_native_tools",
 ]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PROPOSER_PROMPT = (
-    "You are an agent that solves the user's task with tools. For the next step, propose up "
-    "to {n} alternative tool calls, the best first; each is simulated before one of them runs. "
-    "When the task is done or no tool helps, propose no tool call and write the final answer."
-)
+PROPOSER_PROMPT_FILE = "proposer_system.md"
+"""The proposer's default instructions: ``prompts/proposer_system.md`` (``{n}``: the number of
+candidates; see :mod:`wm_agents.prompt_files`)."""
+
+
+def default_proposer_prompt() -> str:
+    """The proposer's default instructions, read from :data:`PROPOSER_PROMPT_FILE`."""
+    return load_prompt(PROPOSER_PROMPT_FILE).strip()
+
+
+def __getattr__(name: str) -> Any:
+    # DEFAULT_PROPOSER_PROMPT is read from its file on first use, not at import.
+    if name == "DEFAULT_PROPOSER_PROMPT":
+        return default_proposer_prompt()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Proposal(BaseModel):
@@ -159,7 +172,8 @@ class LLMProposer:
         mode: ``"native"`` (``bind_tools``), ``"structured"`` (JSON schema), or ``"auto"``:
             native when the model class implements ``bind_tools``.  Use ``"structured"`` for
             OpenAI-compatible servers that accept tools but never call them (llama.cpp).
-        system_prompt: instructions; ``{n}`` is replaced by the number of candidates.
+        system_prompt: instructions; ``{n}`` is replaced by the number of candidates (default:
+            ``prompts/proposer_system.md``, :func:`default_proposer_prompt`).
         max_messages: most recent messages shown (the first human message is always kept).
     """
 
@@ -168,7 +182,7 @@ class LLMProposer:
         model: BaseChatModel,
         *,
         mode: Literal["auto", "native", "structured"] = "auto",
-        system_prompt: str = DEFAULT_PROPOSER_PROMPT,
+        system_prompt: str | None = None,
         max_messages: int = 12,
     ) -> None:
         if mode not in ("auto", "native", "structured"):
@@ -179,7 +193,7 @@ class LLMProposer:
         self.mode: Literal["native", "structured"] = (
             ("native" if supports_native_tools(model) else "structured") if mode == "auto" else mode
         )
-        self.system_prompt = system_prompt
+        self.system_prompt = default_proposer_prompt() if system_prompt is None else system_prompt
         self.max_messages = max_messages
 
     def _prompt(self, messages: Sequence[BaseMessage], n: int) -> list[BaseMessage]:

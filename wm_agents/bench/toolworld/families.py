@@ -11,6 +11,10 @@ be read-only; a listing may be partial or missing).
 
 Each ``make(rng, ws)`` returns the arguments, or ``None`` when the workspace has nothing the
 family needs (no read-only folder, say).
+
+Why one module of ~700 lines: it is the benchmark's data definition, one table of families
+(:data:`FAMILIES`) with the small choosers they share; split by tool, the shared choosers and
+the cause grouping the split reads would be spread over several files.
 """
 
 from __future__ import annotations

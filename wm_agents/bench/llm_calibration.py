@@ -1,6 +1,6 @@
 """Does experience make the LLM outcome predictor right more often?  Measured on real tool calls.
 
-The calls in ``tests/llm/data/tool_calls.json`` are executed for real, in order, in a fresh
+The calls in ``wm_agents/bench/data/tool_calls.json`` are executed for real, in order, in a fresh
 temporary folder (file operations, arithmetic, table lookups that fail), so every outcome is
 known.  Each call is first *imagined* with the experience of the calls before it only (in
 sequence: never from the call itself), then its real outcome is learned.  Reported: accuracy
@@ -16,7 +16,7 @@ over all calls, first-time calls, retries, and the two repeats whose world chang
 
 Run (embedded model, offline; about 5 minutes on a shared 2-core machine)::
 
-    python benchmarks/llm_calibration.py --samples 3
+    wm-agents bench llm-calibration --samples 3
 
 ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``WM_AGENTS_LLM_MODEL`` point it at another model.
 """
@@ -39,8 +39,12 @@ from wm_agents.llm.config import open_chat_model, resolve_llm_settings
 from wm_agents.llm.memory import ExperienceMemory
 from wm_agents.llm.predictor import LLMOutcomePredictor
 from wm_agents.llm.schemas import LLMState, ToolCallCandidate
+from wm_agents.outputs import check_output_file, write_text_with_fallback
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "llm" / "data" / "tool_calls.json"
+__all__ = ["DATA", "add_arguments", "execute_calls", "load_calls", "run_cli", "summarize"]
+
+DATA = Path(__file__).resolve().parent / "data" / "tool_calls.json"
+"""The calls, their situations and recorded outcomes (shipped with the package)."""
 
 CITIES = {"paris": "France", "rome": "Italy", "madrid": "Spain", "berlin": "Germany"}
 
@@ -300,14 +304,18 @@ async def _amain(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; print the tables; optionally write all rows as JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``wm-agents bench llm-calibration``."""
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
-    args = parser.parse_args(argv)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run the benchmark; print the tables; optionally write all rows as JSON."""
+    if args.out is not None:
+        check_output_file(args.out)  # before minutes of model calls, not after
     report = asyncio.run(_amain(args))
     print()
     print(f"model: {report['model']}; k={report['samples']} samples; seed {report['seed']}")
@@ -326,9 +334,5 @@ def main(argv: list[str] | None = None) -> int:
             f"{m.get('brier', math.nan):.3f} |"
         )
     if args.out is not None:
-        args.out.write_text(json.dumps(report, indent=1, default=str))
+        write_text_with_fallback(args.out, json.dumps(report, indent=1, default=str))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,7 +6,7 @@ call (1 candidate x 1 sample), and of the 24 calls with ``max_concurrency`` 1, 4
 
 Run (about 3 minutes on a shared 2-core machine)::
 
-    python benchmarks/llm_concurrency.py
+    wm-agents bench llm-concurrency
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from pathlib import Path
 
 from wm_agents.llm.config import open_chat_model, resolve_llm_settings
 from wm_agents.llm.predictor import LLMOutcomePredictor
+from wm_agents.outputs import check_output_file, write_text_with_fallback
+
+__all__ = ["add_arguments", "run_cli", "timed"]
 
 STATE = {
     "task": "Tidy the workspace and compute the report totals.",
@@ -81,17 +84,17 @@ async def _amain(repeats: int) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run and print one JSON row per measurement."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``wm-agents bench llm-concurrency``."""
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run and print one JSON row per measurement."""
+    if args.out is not None:
+        check_output_file(args.out)  # before minutes of model calls, not after
     rows = asyncio.run(_amain(args.repeats))
     if args.out is not None:
-        args.out.write_text(json.dumps(rows, indent=1))
+        write_text_with_fallback(args.out, json.dumps(rows, indent=1))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,10 +1,10 @@
 """Milliseconds per imagined tool call on the embedded LLM, before and after a code change.
 
 Two copies of the library are compared side by side: the working tree ("after") and an older
-checkout given with ``--base`` ("before").  Each runs in its own worker process
-(``--worker``, with ``PYTHONPATH`` pointing at its copy) with its own embedded server (4 slots,
-1 thread, that copy's server settings), and the driver interleaves them call by call, so both
-see the same machine load.
+checkout given with ``--base`` ("before").  Each runs in its own worker process (this file run
+with ``--worker``, with ``PYTHONPATH`` pointing at its copy; the worker imports only what older
+copies have) with its own embedded server (4 slots, 1 thread, that copy's server settings), and
+the driver interleaves them call by call, so both see the same machine load.
 
 The calls are the sandbox demo's (``wm_agents/demos/fs_agent.py``; ``tools/demo.py`` before):
 its five tools, task and situation, and five decisions in a row whose messages grow as the
@@ -23,7 +23,7 @@ every field (or whose failure) is the same both times.
 Run (about 30 minutes on a shared 2-core machine)::
 
     git archive 436bda4 | (mkdir -p /tmp/llm-base && tar -x -C /tmp/llm-base)
-    python benchmarks/llm_latency.py --base /tmp/llm-base --out benchmarks/results/llm_latency.json
+    wm-agents bench llm-latency --base /tmp/llm-base --out benchmarks/results/llm_latency.json
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+__all__ = ["STEPS", "add_arguments", "run_cli"]
 
 SAMPLES = 3
 CANDIDATES_PER_DECISION = (1, 2, 4)
@@ -112,7 +114,6 @@ class _Worker:
             from wm_agents.demos.fs_agent import DEMO_TASK, SITUATION
         except ImportError:  # an older checkout (--base)
             from wm_agents.tools.demo import SITUATION
-
             from wm_agents.tools.sandbox import DEMO_TASK
 
         self.server = EmbeddedLLMServer(parallel=4).start()
@@ -266,8 +267,14 @@ class _Remote:
         env = dict(os.environ, PYTHONPATH=str(root))
         for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "WM_AGENTS_LLM_MODEL"):
             env.pop(var, None)
+        # This file's worker code, on the copy's library: run by path (an older copy may not
+        # have this module), from -c so that this file's folder does not come first on sys.path.
+        run_worker = (
+            "import runpy, sys; sys.argv = [sys.argv[0], '--worker']; "
+            f"runpy.run_path({str(Path(__file__).resolve())!r}, run_name='__main__')"
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker"],
+            [sys.executable, "-c", run_worker],
             cwd=root,
             env=env,
             stdin=subprocess.PIPE,
@@ -342,12 +349,12 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def driver_main(args: argparse.Namespace) -> int:
     """Interleave before/after call by call; write and print the results."""
-    here = Path(__file__).resolve().parents[1]
+    here = Path(__file__).resolve().parents[2]  # the source tree this module runs from
     modes = {"after": here}
     if args.base is not None:
         modes = {"before": args.base.resolve(), "after": here}
     meta = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": "wm-agents " + " ".join(sys.argv[1:]),
         "after_commit": _git(here, "rev-parse", "HEAD"),
         "after_dirty": bool(_git(here, "status", "--porcelain", "--untracked-files=no")),
         "before_root": str(args.base) if args.base else None,
@@ -393,23 +400,32 @@ def driver_main(args: argparse.Namespace) -> int:
     result = {"meta": meta, "summary": _summary(rows), "reproducibility": repro, "rows": rows}
     print(json.dumps({"summary": result["summary"], "reproducibility": repro}, indent=1))
     if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        from wm_agents.outputs import write_text_with_fallback
+
+        write_text_with_fallback(args.out, json.dumps(result, indent=1) + "\n")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Driver (default) or ``--worker``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``wm-agents bench llm-latency``."""
     parser.add_argument("--base", type=Path, default=None, help="checkout of the 'before' code")
     parser.add_argument("--episodes-1", type=int, default=4, help="episodes, 1 candidate")
     parser.add_argument("--episodes", type=int, default=2, help="episodes, 2 and 4 candidates")
     parser.add_argument("--out", type=Path, default=None, help="results JSON")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        return worker_main()
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """The driver, after checking ``--base`` and ``--out`` (before half an hour of calls)."""
+    from wm_agents.outputs import check_output_file
+
+    if args.base is not None and not (args.base / "wm_agents" / "__init__.py").is_file():
+        raise ValueError(f"--base {args.base} has no wm_agents package")
+    if args.out is not None:
+        check_output_file(args.out)
     return driver_main(args)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the worker process (see _Remote)
+    if sys.argv[1:] != ["--worker"]:
+        raise SystemExit("run the benchmark as: wm-agents bench llm-latency [options]")
+    raise SystemExit(worker_main())

@@ -1,18 +1,19 @@
 """Learning inside imagination: tabular Dyna-Q against k, and policy / MPC / hybrid agents on
 CartPole-v1 (DQN) and Pendulum-v1 (SAC).
 
-    python benchmarks/dyna_q.py tabular [--seeds 30] [--ks 0 5 10 20 50]
-    python benchmarks/dyna_q.py cartpole [--seeds 0 1 2 3 4] [--max-steps 2000] [--agents ...]
-    python benchmarks/dyna_q.py cartpole-report
-    python benchmarks/dyna_q.py pendulum [--seeds 0 1 2] [--max-steps 1500]
-    python benchmarks/dyna_q.py pendulum-report
+    wm-agents bench dyna-q tabular [--seeds 30] [--ks 0 5 10 20 50]
+    wm-agents bench dyna-q cartpole [--seeds 0 1 2 3 4] [--max-steps 2000] [--agents ...]
+    wm-agents bench dyna-q cartpole-report
+    wm-agents bench dyna-q pendulum [--seeds 0 1 2] [--max-steps 1500]
+    wm-agents bench dyna-q pendulum-report
 
-``tabular`` runs Sutton & Barto's Dyna maze (alpha 0.1, gamma 0.95, epsilon 0.1) for every k and
-seed, prints a markdown table of episodes-to-solve (greedy path within 20% of the 14-step
-shortest path) and writes ``benchmarks/results/dyna_maze_episodes_vs_k.png`` (episodes-to-solve
+(each with ``--results DIR``, default ``benchmarks/results`` under the current folder, checked
+before any run).  ``tabular`` runs Sutton & Barto's Dyna maze (alpha 0.1, gamma 0.95, epsilon
+0.1) for every k and seed, prints a markdown table of episodes-to-solve (greedy path within 20%
+of the 14-step shortest path) and writes ``dyna_maze_episodes_vs_k.png`` (episodes-to-solve
 against k, and the book's steps-per-episode curves).  ``cartpole`` / ``pendulum`` run the mpc,
 policy and hybrid agents of ``wm_agents.imagination`` for a fixed real-step budget (no early
-stop) on each seed, write every run's summary to ``benchmarks/results/imagination_{env}.json``
+stop) on each seed, write every run's summary to ``imagination_{env}.json``
 and print real steps to first reach / hold an evaluation mean at the env's bar (:data:`ENVS`:
 475 for CartPole, -200 for Pendulum), the final evaluation, the median milliseconds per action
 (each decision's ``plan_ms`` in the evaluation through the planning graph, same for every
@@ -30,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from wm_agents.bench.common import code_state
+from wm_agents.bench.common import RESULTS_DIR, code_state
+from wm_agents.outputs import check_output_dir
 
-RESULTS = Path(__file__).resolve().parent / "results"
+__all__ = ["ENVS", "add_arguments", "imagination_runs", "report", "run_cli", "tabular"]
 
 
 def tabular(args: argparse.Namespace) -> None:
@@ -97,8 +99,8 @@ def tabular(args: argparse.Namespace) -> None:
     ax2.set_title("Sutton & Barto Fig. 8.2 (from episode 2)")
     ax2.legend()
     fig.tight_layout()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "dyna_maze_episodes_vs_k.png"
+    args.results.mkdir(parents=True, exist_ok=True)
+    out = args.results / "dyna_maze_episodes_vs_k.png"
     fig.savefig(out, dpi=100)
     print(f"\nplot: {out}", file=sys.stderr)
 
@@ -125,12 +127,12 @@ ENVS: dict[str, dict] = {
 }
 
 
-def _json(env: str) -> Path:
-    return RESULTS / f"imagination_{env}.json"
+def _json(env: str, results: Path) -> Path:
+    return results / f"imagination_{env}.json"
 
 
-def _png(env: str) -> Path:
-    return RESULTS / f"imagination_{env}.png"
+def _png(env: str, results: Path) -> Path:
+    return results / f"imagination_{env}.png"
 
 
 def imagination_runs(args: argparse.Namespace) -> None:
@@ -143,7 +145,7 @@ def imagination_runs(args: argparse.Namespace) -> None:
     for key in ("max_steps", "eval_every", "eval_episodes", "seeds"):
         if getattr(args, key) is None:
             setattr(args, key, env[key])
-    out = _json(args.env)
+    out = _json(args.env, args.results)
     done: list[dict] = []
     if args.resume and out.exists():
         done = json.loads(out.read_text())["runs"]
@@ -191,7 +193,7 @@ def imagination_runs(args: argparse.Namespace) -> None:
                     "runs": done,
                 },
             )
-    print(report(args.env, plot=not args.no_plot))
+    print(report(args.env, plot=not args.no_plot, results=args.results))
 
 
 def _policy_share(run: dict) -> float | None:
@@ -201,16 +203,16 @@ def _policy_share(run: dict) -> float | None:
     return src.get("policy", 0) / total if total else None
 
 
-def report(env_key: str, *, plot: bool = True) -> str:
-    """Markdown tables (per seed, then medians) from ``imagination_{env}.json``; with
-    ``plot``, ``imagination_{env}.png`` (eval mean against real steps, per agent).  "Reach" /
-    "hold" use the env's bar in :data:`ENVS`."""
+def report(env_key: str, *, plot: bool = True, results: Path = RESULTS_DIR) -> str:
+    """Markdown tables (per seed, then medians) from ``imagination_{env}.json`` in
+    ``results``; with ``plot``, ``imagination_{env}.png`` (eval mean against real steps, per
+    agent).  "Reach" / "hold" use the env's bar in :data:`ENVS`."""
     from wm_agents.bench.common import median_range, steps_to_hold, steps_to_reach
     from wm_agents.runner import EvalPoint
 
     env = ENVS[env_key]
     bar = env["bar"]
-    data = json.loads(_json(env_key).read_text())
+    data = json.loads(_json(env_key, results).read_text())
     runs = data["runs"]
     for r in runs:  # reach / hold against the bar (Pendulum has no threshold of its own)
         evals = [EvalPoint(e["real_steps"], [e["mean"]]) for e in r["evals"]]
@@ -257,8 +259,8 @@ def report(env_key: str, *, plot: bool = True) -> str:
         finals = [round(r["eval_mean"], 1) for r in rs]
         lines.append(f"| {a} | {len(rs)} | {fmt(reach)} | {fmt(hold)} | {finals} | {ms:.3g} |")
     if plot:
-        _plot(runs, agents, env, _png(env_key))
-        lines.append(f"\nplot: {_png(env_key)}")
+        _plot(runs, agents, env, _png(env_key, results))
+        lines.append(f"\nplot: {_png(env_key, results)}")
     return "\n".join(lines)
 
 
@@ -292,17 +294,14 @@ def _plot(runs: list[dict], agents: list[str], env: dict, path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def main() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one visible threads block; everything else takes explicit seeds
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``tabular``, ``cartpole``, ``cartpole-report``, ``pendulum``, ``pendulum-report``."""
     sub = parser.add_subparsers(dest="what", required=True)
-    t = sub.add_parser("tabular")
+    t = sub.add_parser("tabular", help="Dyna maze: episodes to solve against k")
     t.add_argument("--seeds", type=int, default=30)
     t.add_argument("--episodes", type=int, default=50)
     t.add_argument("--ks", type=int, nargs="+", default=[0, 1, 2, 5, 10, 20, 50])
-    t.set_defaults(func=tabular)
+    t.set_defaults(stage=tabular, writes=lambda a: ["dyna_maze_episodes_vs_k.png"])
     for key, env in ENVS.items():
         c = sub.add_parser(key, help=f"mpc / policy / hybrid on {env['id']}")
         c.add_argument("--seeds", type=int, nargs="+", default=None, help=f"{env['seeds']}")
@@ -313,13 +312,33 @@ def main() -> None:
         c.add_argument("--resume", action="store_true", help="skip runs already in the JSON")
         c.add_argument("--no-plot", action="store_true")
         c.add_argument("--quiet", action="store_true")
-        c.set_defaults(func=imagination_runs, env=key)
+        c.set_defaults(
+            stage=imagination_runs,
+            env=key,
+            writes=lambda a: [f"imagination_{a.env}.json", f"imagination_{a.env}.png"],
+        )
         r = sub.add_parser(f"{key}-report", help=f"tables + plot from the {key} JSON")
         r.add_argument("--no-plot", action="store_true")
-        r.set_defaults(func=lambda a, k=key: print(report(k, plot=not a.no_plot)))
-    args = parser.parse_args()
-    args.func(args)
+        r.set_defaults(
+            stage=lambda a, k=key: print(report(k, plot=not a.no_plot, results=a.results)),
+            env=key,
+            writes=lambda a: [] if a.no_plot else [f"imagination_{a.env}.png"],
+        )
+    for p in sub.choices.values():
+        p.add_argument(
+            "--results",
+            type=Path,
+            default=RESULTS_DIR,
+            help="folder for the JSON and PNG results (default: ./benchmarks/results)",
+        )
 
 
-if __name__ == "__main__":
-    main()
+def run_cli(args: argparse.Namespace) -> int:
+    """Check the results folder, then run the chosen part."""
+    import torch
+
+    # Before minutes or hours of runs, not after: the folder must take what this part writes.
+    check_output_dir(args.results, args.writes(args))
+    torch.set_num_threads(1)  # one visible threads block; everything else takes explicit seeds
+    args.stage(args)
+    return 0
