@@ -47,7 +47,7 @@ def suggest(state: State) -> State:
 graph = StateGraph(State)
 graph.add_node("suggest", suggest)
 graph.add_node("imagine", make_imagine_node(model, horizon=15))
-graph.add_node("decide", make_decide_node(AgreementGate(), gate_args=(model.action_spec,)))
+graph.add_node("decide", make_decide_node(AgreementGate(action_spec=model.action_spec)))
 graph.add_edge(START, "suggest")
 graph.add_edge("suggest", "imagine")
 graph.add_edge("imagine", "decide")

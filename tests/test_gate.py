@@ -28,7 +28,7 @@ def outcome(candidate, members: list[float], risk: float = 0.0) -> Outcome:
 
 def test_members_agree_act() -> None:
     outs = [outcome([[0.0], [1.0]], [5, 5, 4]), outcome([[1.0], [1.0]], [1, 2, 1])]
-    d = AgreementGate().decide(outs, DISCRETE2)
+    d = AgreementGate(action_spec=DISCRETE2).decide(outs)
     assert isinstance(d, Decision)
     assert d.verdict == "act"
     assert d.chosen == 0
@@ -46,7 +46,7 @@ DISAGREE = [outcome([[0.0]], [10.0, 0.0, 0.0]), outcome([[1.0]], [0.0, 2.0, 2.0]
 
 
 def test_members_disagree_replan() -> None:
-    d = AgreementGate(max_replans=1).decide(DISAGREE, DISCRETE2, replans=0)
+    d = AgreementGate(max_replans=1, action_spec=DISCRETE2).decide(DISAGREE, replans=0)
     assert d.verdict == "replan"
     assert d.action is None and d.chosen is None and d.plan is None
     assert d.agreement == pytest.approx(1 / 3)
@@ -57,7 +57,9 @@ def test_members_disagree_replan() -> None:
 def test_disagree_after_replan_takes_best_lcb() -> None:
     # mean - 1 x std: c0 = 3.33 - 4.71 = -1.38, c1 = 1.33 - 0.94 = 0.39: best mean != best LCB.
     assert max(range(2), key=lambda i: DISAGREE[i].value) == 0
-    d = AgreementGate(max_replans=1, lcb_kappa=1.0).decide(DISAGREE, DISCRETE2, replans=1)
+    d = AgreementGate(max_replans=1, lcb_kappa=1.0, action_spec=DISCRETE2).decide(
+        DISAGREE, replans=1
+    )
     assert d.verdict == "lcb"
     assert d.chosen == 1
     assert d.action == [1.0]
@@ -67,19 +69,19 @@ def test_disagree_after_replan_takes_best_lcb() -> None:
 
 
 def test_lcb_with_kappa_zero_is_best_mean() -> None:
-    d = AgreementGate(max_replans=0, lcb_kappa=0.0).decide(DISAGREE, DISCRETE2)
+    d = AgreementGate(max_replans=0, lcb_kappa=0.0, action_spec=DISCRETE2).decide(DISAGREE)
     assert d.verdict == "lcb"
     assert d.chosen == 0
 
 
 def test_max_replans_zero_goes_straight_to_lcb() -> None:
-    d = AgreementGate(max_replans=0).decide(DISAGREE, DISCRETE2, replans=0)
+    d = AgreementGate(max_replans=0, action_spec=DISCRETE2).decide(DISAGREE, replans=0)
     assert d.verdict == "lcb" and d.chosen == 1
 
 
 def test_risk_weight_changes_the_choice() -> None:
     # With risk_weight 1 the gate picks c1 directly, and 2/3 of members agree with it.
-    d = AgreementGate(risk_weight=1.0).decide(DISAGREE, DISCRETE2)
+    d = AgreementGate(risk_weight=1.0, action_spec=DISCRETE2).decide(DISAGREE)
     assert d.verdict == "act"
     assert d.chosen == 1
     assert d.agreement == pytest.approx(2 / 3)
@@ -87,8 +89,10 @@ def test_risk_weight_changes_the_choice() -> None:
 
 def test_agreement_threshold_is_inclusive() -> None:
     outs = [outcome([[0.0]], [3.0, 3.0, 0.0]), outcome([[1.0]], [0.0, 0.0, 1.0])]
-    assert AgreementGate(agreement_threshold=2 / 3).decide(outs, DISCRETE2).verdict == "act"
-    assert AgreementGate(agreement_threshold=0.7).decide(outs, DISCRETE2).verdict == "replan"
+    at_two_thirds = AgreementGate(agreement_threshold=2 / 3, action_spec=DISCRETE2)
+    above = AgreementGate(agreement_threshold=0.7, action_spec=DISCRETE2)
+    assert at_two_thirds.decide(outs).verdict == "act"
+    assert above.decide(outs).verdict == "replan"
 
 
 def test_unknown_outcomes_never_chosen_and_counted() -> None:
@@ -97,7 +101,7 @@ def test_unknown_outcomes_never_chosen_and_counted() -> None:
         outcome([[0.0]], [1.0, 1.0]),
         Outcome.unknown([[1.0]], "diverged"),
     ]
-    d = AgreementGate().decide(outs, DISCRETE2)
+    d = AgreementGate(action_spec=DISCRETE2).decide(outs)
     assert d.verdict == "act"
     assert d.chosen == 1
     assert d.n_nonfinite == 2
@@ -105,14 +109,14 @@ def test_unknown_outcomes_never_chosen_and_counted() -> None:
 
 def test_all_unknown_replan_then_lcb() -> None:
     outs = [Outcome.unknown([[0.0]], "nan"), Outcome.unknown([[1.0]], "nan")]
-    gate = AgreementGate(max_replans=1)
-    first = gate.decide(outs, DISCRETE2, replans=0)
+    gate = AgreementGate(max_replans=1, action_spec=DISCRETE2)
+    first = gate.decide(outs, replans=0)
     assert first.verdict == "replan"
     assert first.action is None
     assert first.agreement == 0.0
     assert first.n_nonfinite == 2
     assert "non-finite" in first.reason
-    second = gate.decide(outs, DISCRETE2, replans=1)
+    second = gate.decide(outs, replans=1)
     assert second.verdict == "lcb"
     assert second.chosen == 0
     assert second.action == [0.0]
@@ -126,7 +130,7 @@ def test_all_unknown_replan_then_lcb() -> None:
 
 def test_zero_outcomes() -> None:
     with pytest.raises(ValueError, match="zero candidates"):
-        AgreementGate().decide([], DISCRETE2)
+        AgreementGate(action_spec=DISCRETE2).decide([])
 
 
 @pytest.mark.parametrize(
@@ -145,7 +149,7 @@ def test_invalid_gate_options(kwargs: dict, match: str) -> None:
 
 
 def test_one_dimensional_discrete_candidate() -> None:
-    d = AgreementGate().decide([outcome([1, 0, 0], [1.0, 1.0])], DISCRETE2)
+    d = AgreementGate(action_spec=DISCRETE2).decide([outcome([1, 0, 0], [1.0, 1.0])])
     assert d.action == [1.0]
     assert d.plan == [[1.0], [0.0], [0.0]]
 
@@ -163,7 +167,7 @@ def test_member_agreement_box_tolerance() -> None:
     assert member_agreement(outs, 0, BOX, tolerance=0.05) == 0.25
     assert member_agreement(outs, 2, BOX, tolerance=0.1) == 0.5
     # The gate uses its own action_tolerance.
-    assert AgreementGate(action_tolerance=0.3).decide(outs, BOX).agreement == 1.0
+    assert AgreementGate(action_tolerance=0.3, action_spec=BOX).decide(outs).agreement == 1.0
 
 
 def test_member_agreement_multi_dimensional_box_needs_every_dimension() -> None:
@@ -193,3 +197,13 @@ def test_member_agreement_ignores_nonfinite_member_values() -> None:
     ]
     # +inf from a diverged member must not make it "prefer" the broken candidate.
     assert member_agreement(outs, 0, DISCRETE2) == 1.0
+
+
+def test_gate_needs_an_action_space_bound_at_construction() -> None:
+    outs = [outcome([[0.0]], [1.0, 1.0])]
+    with pytest.raises(ValueError, match=r"no action space.*for_actions"):
+        AgreementGate().decide(outs)
+    bound = AgreementGate(max_replans=0).for_actions(DISCRETE2)
+    assert bound.action_spec == DISCRETE2 and bound.max_replans == 0
+    assert bound.for_actions(DISCRETE2) is bound
+    assert bound.decide(outs).verdict == "act"

@@ -240,33 +240,29 @@ def user_graph(imagine, decide, context_schema=None):
 
 
 def test_nodes_bound_at_build_time(small_model) -> None:
-    gate = AgreementGate(agreement_threshold=0.0)
+    gate = AgreementGate(agreement_threshold=0.0, action_spec=DISCRETE2)
     graph = user_graph(
         make_imagine_node(small_model, horizon="horizon"),
-        make_decide_node(gate, gate_args=(DISCRETE2,)),
+        make_decide_node(gate),
     )
     final = graph.invoke({"observation": OBS, "candidates": CANDIDATES, "horizon": 3})
     expected = small_model.imagine(OBS, CANDIDATES, horizon=3)
     assert final["outcomes"] == expected
-    assert final["decision"] == gate.decide(expected, DISCRETE2)
+    assert final["decision"] == gate.decide(expected)
     assert final["decision"].verdict == "act"
     assert final["replans"] == 0
 
 
 def test_nodes_read_heavy_objects_from_context(small_model) -> None:
-    gate = AgreementGate(agreement_threshold=1.0, max_replans=1)
-    graph = user_graph(
-        make_imagine_node(horizon=2),
-        make_decide_node(gate_args=lambda rt: (rt.context.world_model.action_spec,)),
-        context_schema=UserContext,
-    )
+    gate = AgreementGate(agreement_threshold=1.0, max_replans=1, action_spec=DISCRETE2)
+    graph = user_graph(make_imagine_node(horizon=2), make_decide_node(), context_schema=UserContext)
     final = graph.invoke(
         {"observation": OBS, "candidates": CANDIDATES},
         context=UserContext(world_model=small_model, gate=gate),
     )
     expected = small_model.imagine(OBS, CANDIDATES, horizon=2)
     assert final["outcomes"] == expected
-    decision = gate.decide(expected, DISCRETE2)
+    decision = gate.decide(expected)
     assert final["decision"] == decision
     # The replans counter goes up exactly on a replan verdict.
     assert final["replans"] == (1 if decision.verdict == "replan" else 0)
@@ -277,13 +273,23 @@ def test_decide_node_counts_replans() -> None:
         Outcome(candidate=[[0.0]], value=1.0, uncertainty=5.0, risk=0.0, member_values=[10, -8]),
         Outcome(candidate=[[1.0]], value=0.0, uncertainty=0.0, risk=0.0, member_values=[0, 0]),
     ]
-    decide = make_decide_node(AgreementGate(max_replans=1), gate_args=(DISCRETE2,))
+    decide = make_decide_node(AgreementGate(max_replans=1, action_spec=DISCRETE2))
     first = decide({"outcomes": outs}, None)
     assert first["decision"].verdict == "replan" and first["replans"] == 1
     second = decide({"outcomes": outs, "replans": 1}, None)
     assert second["decision"].verdict == "lcb" and second["replans"] == 0
-    untracked = make_decide_node(AgreementGate(), gate_args=(DISCRETE2,), replans_key=None)
+    untracked = make_decide_node(AgreementGate(action_spec=DISCRETE2), replans_key=None)
     assert set(untracked({"outcomes": outs}, None)) == {"decision"}
+    # gate_args: an extra for a user's own gate that wants more than the outcomes.
+    seen: list[Any] = []
+
+    class SpecGate:
+        def decide(self, outcomes, spec, *, replans: int = 0) -> Decision:
+            seen.append((spec, replans))
+            return AgreementGate(action_spec=spec).decide(outcomes, replans=replans)
+
+    assert make_decide_node(SpecGate(), gate_args=(DISCRETE2,))({"outcomes": outs}, None)
+    assert seen == [(DISCRETE2, 0)]
 
 
 def test_missing_world_model_is_a_clear_error() -> None:
@@ -447,14 +453,14 @@ class ReplanOnceGate:
     """Asks for one re-plan on every step (3 more nodes per step), then defers to the gate."""
 
     def __init__(self) -> None:
-        self.inner = AgreementGate()
+        self.inner = AgreementGate(action_spec=ActionSpec.discrete(2))
         self.replans_asked = 0
 
-    def decide(self, outcomes, action_spec, *, replans: int = 0) -> Decision:
+    def decide(self, outcomes, *, replans: int = 0) -> Decision:
         if replans == 0:
             self.replans_asked += 1
             return Decision(verdict="replan", reason="test", n_candidates=len(outcomes))
-        return self.inner.decide(outcomes, action_spec, replans=replans)
+        return self.inner.decide(outcomes, replans=replans)
 
 
 def test_episode_config_covers_a_replan_on_every_step() -> None:

@@ -12,24 +12,38 @@ Everything downstream (planners, gates, graphs, logs) reads only :class:`Outcome
 :class:`Decision`, so those are validated, frozen pydantic models that serialize into LangGraph
 checkpoints.  Model mistakes are data (an ``Outcome`` with ``status="unknown"`` and a reason);
 programming errors raise.
+
+Three protocols say what plugs in where, and one function runs them:
+
+* :class:`WorldModel` imagines candidates (the ensemble, an LLM, a simulator, a 20-line toy);
+* :class:`Gate` turns outcomes into a :class:`Decision` (the agreement gate, the tool gate);
+* :class:`Controller` plans one real step of an environment: propose, imagine, decide, with
+  re-plans (MPC on any world model, a learned policy, the hybrid of both);
+* :func:`plan_step` is that propose -> imagine -> decide loop, written once: controllers, the
+  fused graph node and the benchmarks all run it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "Controller",
     "Decision",
+    "Gate",
     "LearnReport",
     "Outcome",
     "OutcomeStatus",
+    "PlannedStep",
     "Transition",
     "Verdict",
     "WorldModel",
+    "plan_step",
 ]
 
 OutcomeStatus = Literal["ok", "unknown"]
@@ -142,7 +156,8 @@ class Decision(_Frozen):
 
     Attributes:
         action: the action to execute now (first step of the chosen sequence, or a tool call);
-            ``None`` when the verdict is ``ask``/``refuse``/``replan``.
+            ``None`` for ``replan``; an ``ask`` (and a ``refuse`` that has one) carries the
+            action proposed, for a person to review or a log to show.
         value: predicted return (mean over members) of the chosen candidate.
         uncertainty: spread of member values for the chosen candidate.
         risk: predicted probability of failure / termination for the chosen candidate.
@@ -155,6 +170,10 @@ class Decision(_Frozen):
         n_nonfinite: how many had non-finite predicted values (ranked last).
         plan: the chosen full sequence (for warm starts), as nested lists ``[H][A]``.
         plan_ms: wall time of proposing + imagining + deciding, in milliseconds.
+        source: who decided, set by the controller: ``"mpc"``, ``"policy"``,
+            ``"hybrid:policy"`` / ``"hybrid:mpc"`` (the part of a hybrid that acted),
+            ``"fallback"`` (a refused step taken by the fallback policy), ``"person"`` (an
+            action a person entered); ``""`` when nobody said (a bare gate).
     """
 
     action: Any = None
@@ -169,6 +188,7 @@ class Decision(_Frozen):
     n_nonfinite: int = 0
     plan: list[list[float]] | None = None
     plan_ms: float = 0.0
+    source: str = ""
 
 
 class LearnReport(_Frozen):
@@ -197,3 +217,109 @@ class WorldModel(Protocol):
     def learn(self, transitions: Sequence[Transition]) -> LearnReport:
         """Record real transitions and update the model."""
         ...
+
+
+class Gate(Protocol):
+    """Turns imagined outcomes into a :class:`Decision` (act, re-plan, ask or refuse).
+
+    Anything a gate needs beyond the outcomes (the action space, the tools' hints) is bound
+    when it is built, so every gate is called the same way: by the decide node, by a
+    controller, by a middleware.
+    """
+
+    def decide(self, outcomes: Sequence[Outcome], *, replans: int = 0) -> Decision:
+        """The decision for these outcomes; ``replans``: re-plans already done for this step."""
+        ...
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """Plans one real step of an environment: propose -> imagine -> decide, re-planning on ask.
+
+    What the env planning graph runs (its propose, imagine and decide nodes call these three
+    methods) and what :meth:`act` runs without a graph, through :func:`plan_step`.  A
+    controller is also the :class:`Gate` of its own decisions (its :meth:`decide` sets
+    :attr:`Decision.source`), and imagines like a :class:`WorldModel` for its own candidates
+    (its model, with its own value options such as a discount or a terminal value).
+    """
+
+    @property
+    def horizon(self) -> int:
+        """Steps in the action sequences :meth:`propose` returns."""
+        ...
+
+    def propose(self, state: Any, *, warm_start: Any = None, replans: int = 0) -> Any:
+        """Candidates for ``state``: an object whose ``candidates`` are ``[C, H, A]`` action
+        sequences (a :class:`~wm_agents.planning.Proposal`); wider after each re-plan."""
+        ...
+
+    def imagine(
+        self, state: Any, candidates: Sequence[Any], *, horizon: int | None = None
+    ) -> list[Outcome]:
+        """One :class:`Outcome` per candidate (``horizon``: ``None`` = the whole sequence)."""
+        ...
+
+    def decide(self, outcomes: Sequence[Outcome], *, replans: int = 0) -> Decision:
+        """The :class:`Decision` for these outcomes, with ``source`` saying who decided."""
+        ...
+
+    def act(self, state: Any) -> Decision:
+        """One whole decision without a graph (:func:`plan_step`), timed in ``plan_ms``."""
+        ...
+
+    def reset(self) -> None:
+        """Forget per-episode memory (a warm start); call at the start of an episode."""
+        ...
+
+
+P = TypeVar("P")
+
+MAX_ROUNDS = 64
+"""Most propose -> imagine -> decide rounds :func:`plan_step` runs for one step.  Gates bound
+their re-plans (``AgreementGate.max_replans``); one that never stops is a bug, and this turns
+it into an error instead of a hung agent."""
+
+
+@dataclass(frozen=True)
+class PlannedStep(Generic[P]):
+    """What :func:`plan_step` ended with: the decision, and the last round's proposal and
+    outcomes (``rounds``: rounds run, re-plans included)."""
+
+    decision: Decision
+    proposal: P
+    outcomes: Sequence[Outcome]
+    rounds: int
+
+
+def plan_step(
+    propose: Callable[[int], P],
+    imagine: Callable[[P], Sequence[Outcome]],
+    decide: Callable[[Sequence[Outcome], int], Any],
+    *,
+    first_round: int = 0,
+) -> PlannedStep[P]:
+    """Propose -> imagine -> decide until the decision is not ``replan``: one real step.
+
+    ``propose(replans)`` and ``decide(outcomes, replans)`` get the number of re-plans done so
+    far, counted from ``first_round`` (a hybrid that has already tried its policy starts at 1).
+    ``decide`` returns a :class:`Decision` (or a mapping with a ``"verdict"``, as a graph node
+    may write).  The controllers' :meth:`~Controller.act`, the fused graph node and the
+    benchmarks all plan through this one loop.
+
+    Raises:
+        RuntimeError: the gate asked for more than :data:`MAX_ROUNDS` re-plans in a row.
+    """
+    replans = first_round
+    while True:
+        proposal = propose(replans)
+        outcomes = imagine(proposal)
+        decision = decide(outcomes, replans)
+        verdict = decision["verdict"] if isinstance(decision, Mapping) else decision.verdict
+        if verdict != "replan":
+            return PlannedStep(decision, proposal, outcomes, replans - first_round + 1)
+        replans += 1
+        if replans - first_round >= MAX_ROUNDS:
+            raise RuntimeError(
+                f"the gate asked for {MAX_ROUNDS} re-plans in a row; a gate must stop "
+                "re-planning (e.g. AgreementGate.max_replans)"
+            )

@@ -2,6 +2,9 @@
 
 random warm-up -> fit -> episodes of MPC through the graph (every real step recorded, the model
 refit on a schedule) -> evaluations on a separate env (no learning, not counted as real steps).
+The loop itself is :func:`wm_agents.run_loop.run_env_loop`; this module gives it the MPC
+agent's strategies (:class:`MPCStrategy`, a :class:`~wm_agents.neural.dyna.DynaLearner`) and
+collects a :class:`RunResult`.
 """
 
 from __future__ import annotations
@@ -9,23 +12,14 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
+from wm_agents.core import Controller
 from wm_agents.envs.gym_actuator import GymActuator
 from wm_agents.envs.make import make_env
-from wm_agents.graph.env_graph import (
-    EnvPlanningContext,
-    StepRecord,
-    create_env_planning_graph,
-    episode_config,
-)
 from wm_agents.neural.dyna import DynaLearner
 from wm_agents.neural.ensemble import EnsembleDynamicsModel
 from wm_agents.neural.trainer import FitConfig
@@ -33,6 +27,7 @@ from wm_agents.outputs import OutputPathError, check_output_dir, save_with_fallb
 from wm_agents.planning.gate import AgreementGate
 from wm_agents.planning.mpc import MPCController
 from wm_agents.planning.optimizers import CEMPlanner, RandomShootingPlanner
+from wm_agents.run_loop import EvalPoint, LoopRun, evaluate, random_warmup, run_env_loop
 from wm_agents.torch_threads import torch_threads
 
 __all__ = [
@@ -40,6 +35,7 @@ __all__ = [
     "AgentConfig",
     "EvalPoint",
     "Evaluation",
+    "MPCStrategy",
     "OutputPathError",
     "RunResult",
     "build_agent",
@@ -48,6 +44,7 @@ __all__ = [
     "evaluate",
     "random_warmup",
     "run_gym",
+    "run_result",
     "save_run",
     "steps_to_hold",
     "steps_to_reach",
@@ -129,16 +126,6 @@ def default_config(env_id: str, **overrides: Any) -> AgentConfig:
     """The recommended config for ``env_id`` (generic defaults for unknown envs) + overrides."""
     base = AgentConfig(**_ENV_DEFAULTS.get(env_id, {}))
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-
-@dataclass
-class EvalPoint:
-    real_steps: int
-    returns: list[float]
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.returns)) if self.returns else math.nan
 
 
 class Evaluation(Protocol):
@@ -264,6 +251,7 @@ def build_controller(model: EnsembleDynamicsModel, config: AgentConfig, seed: in
         agreement_threshold=config.agreement_threshold,
         lcb_kappa=config.lcb_kappa,
         max_replans=config.max_replans,
+        action_spec=model.action_spec,
     )
     return MPCController(
         model,
@@ -276,60 +264,24 @@ def build_controller(model: EnsembleDynamicsModel, config: AgentConfig, seed: in
     )
 
 
-def evaluate(
-    graph: Any,
-    actuator: GymActuator,
-    controller: MPCController,
-    episodes: int,
-    *,
-    seed: int,
-    max_replans: int = 1,
-    on_step: Callable[[StepRecord], None] | None = None,
-) -> tuple[list[float], list[StepRecord]]:
-    """Run ``episodes`` episodes through the graph without learning; returns their returns."""
-    limit = actuator.max_episode_steps or 1000
-    returns, records = [], []
-    for i in range(episodes):
-        ctx = EnvPlanningContext(actuator=actuator, controller=controller, on_step=on_step)
-        # A thread id per episode so a graph compiled with a checkpointer can run it too.
-        config = episode_config(limit, max_replans, configurable={"thread_id": f"eval-{seed + i}"})
-        final = graph.invoke({"seed": seed + i}, context=ctx, config=config)
-        returns.append(float(final["episode_return"]))
-        records.extend(ctx.records)
-    return returns, records
+@dataclass
+class MPCStrategy:
+    """The MPC agent's controllers for :func:`~wm_agents.run_loop.run_env_loop`: ``controller``
+    plans the training episodes, ``eval_controller`` the evaluations (in ``run_gym`` a twin on
+    the same model with its own planner stream, so when and how often evaluations run does not
+    change what the learning run does; it may be the same object)."""
 
+    controller: MPCController
+    eval_controller: MPCController
 
-def random_warmup(
-    actuator: GymActuator,
-    learner: Any,
-    steps: int,
-    *,
-    seed: int,
-    on_step: Callable[[], None] | None = None,
-) -> list[tuple[int, float]]:
-    """Uniformly random actions (from a numpy Generator seeded with ``seed``) fed to ``learner``.
+    def for_training(self, steps: int) -> Controller:
+        return self.controller
 
-    ``learner`` is anything with ``observe(obs, action, reward, next_obs, terminated,
-    truncated)``, ``steps`` and ``model`` (a :class:`DynaLearner`).  Episodes reset with seeds
-    derived from ``seed``.  Returns ``(real steps so far, return)`` per finished episode.
-    """
-    rng = np.random.default_rng(seed)
-    episodes: list[tuple[int, float]] = []
-    ep_return = 0.0
-    obs = actuator.reset(seed=seed * 10_000)
-    for _ in range(steps):
-        action = actuator.sample_action(rng)
-        res = actuator.step(action)
-        ep_return += res.reward
-        learner.observe(obs, action, res.reward, res.obs, res.terminated, res.truncated)
-        if on_step is not None:
-            on_step()
-        obs = res.obs
-        if res.terminated or res.truncated:
-            episodes.append((learner.steps, ep_return))
-            ep_return, obs = 0.0, actuator.reset(seed=seed * 10_000 + len(episodes))
-    learner.model.buffer.mark_episode_end()
-    return episodes
+    def for_evaluation(self, steps: int) -> Controller:
+        return self.eval_controller
+
+    def episode_ended(self, controller: Controller, final: Mapping[str, Any], steps: int) -> None:
+        """Nothing to learn from an episode's end: the Dyna learner learned from every step."""
 
 
 def run_gym(
@@ -340,13 +292,15 @@ def run_gym(
     out: str | Path | None = None,
     progress: bool = True,
     checkpointer: Any = None,
+    on_eval: Callable[[EvalPoint], bool | None] | None = None,
 ) -> RunResult:
     """Learn ``env_id`` with the Dyna/MPC agent through the planning graph and evaluate it.
 
     Torch runs on ``config.threads`` threads meanwhile (the caller's count is restored).
     With ``out``, the folder is checked before anything runs (:class:`OutputPathError` when
     the run could not write there) and gets :data:`RUN_FILES` at the end (see
-    :func:`save_run`).
+    :func:`save_run`).  ``on_eval`` hears every evaluation as it is measured and stops the run
+    by returning ``True`` (see :func:`~wm_agents.run_loop.run_env_loop`).
     """
     if out is not None:
         out = check_output_dir(out, RUN_FILES)
@@ -354,112 +308,67 @@ def run_gym(
     # The terminal value is learned with the discount the planner applies beyond its horizon.
     cfg = replace(cfg, fit=replace(cfg.fit, seed=seed, value=cfg.use_value, value_gamma=cfg.gamma))
     with torch_threads(cfg.threads):
-        return _run_gym(env_id, seed, cfg, out, progress, checkpointer)
+        actuator = GymActuator(make_env(env_id))
+        eval_actuator = GymActuator(make_env(env_id))
+        try:
+            model, controller = build_agent(actuator, cfg, seed)
+            learner = DynaLearner(model, cfg.refit_every, cfg.fit, budget=cfg.max_steps)
+            strategy = MPCStrategy(controller, build_controller(model, cfg, seed + 7_777))
+            run = run_env_loop(
+                actuator,
+                eval_actuator,
+                strategy,
+                learner,
+                seed=seed,
+                max_steps=cfg.max_steps,
+                warmup_steps=cfg.warmup_steps,
+                eval_every=cfg.eval_every,
+                eval_episodes=cfg.eval_episodes,
+                stop_when_solved=cfg.stop_when_solved,
+                max_replans=cfg.max_replans,
+                fuse=cfg.fuse_graph,
+                checkpointer=checkpointer,
+                progress=progress,
+                desc=f"{env_id} real steps",
+                on_eval=on_eval,
+            )
+        finally:
+            actuator.close()
+            eval_actuator.close()
+        result = run_result(env_id, seed, run, actuator, learner, model)
+        result.plan_ms = [r.plan_ms for r in run.train_records]
+        if out is not None:
+            save_run(out, result, model, {"config": _jsonable(asdict(cfg))})
+        return result
 
 
-def _run_gym(
+def run_result(
     env_id: str,
     seed: int,
-    cfg: AgentConfig,
-    out: str | Path | None,
-    progress: bool,
-    checkpointer: Any,
-) -> RunResult:
-    from tqdm.auto import tqdm
-
-    t0 = time.perf_counter()
-    actuator = GymActuator(make_env(env_id))
-    eval_actuator = GymActuator(make_env(env_id))
-    model, controller = build_agent(actuator, cfg, seed)
-    # Evaluation plans with its own random stream, so when and how often it runs does not
-    # change what the learning run does.
-    eval_controller = build_controller(model, cfg, seed + 7_777)
-    learner = DynaLearner(model, cfg.refit_every, cfg.fit, budget=cfg.max_steps)
-    threshold = actuator.reward_threshold
-    graph = create_env_planning_graph(fuse=cfg.fuse_graph).compile(checkpointer=checkpointer)
-    limit = actuator.max_episode_steps or cfg.max_steps
-
-    bar = tqdm(
-        total=cfg.max_steps,
-        desc=f"{env_id} real steps",
-        disable=not progress,
-        unit="step",
-        mininterval=1.0,
-    )
-    train_episodes = random_warmup(
-        actuator, learner, cfg.warmup_steps, seed=seed, on_step=lambda: bar.update(1)
-    )
-    episode = len(train_episodes)  # the loop below numbers MPC episodes from here
-    if cfg.warmup_steps % cfg.refit_every:
-        learner.fit()
-
-    evals: list[EvalPoint] = []
-    solved_at: int | None = None
-    next_eval = cfg.warmup_steps + cfg.eval_every if cfg.eval_every else math.inf
-    eval_seed = 1_000_000 + seed * 1_000
-
-    def run_eval() -> EvalPoint:
-        bar.set_postfix_str(f"evaluating {cfg.eval_episodes} episodes")
-        rets, _ = evaluate(
-            graph,
-            eval_actuator,
-            eval_controller,
-            cfg.eval_episodes,
-            seed=eval_seed,
-            max_replans=cfg.max_replans,
-        )
-        point = EvalPoint(learner.steps, rets)
-        evals.append(point)
-        bar.set_postfix_str(f"eval mean {point.mean:.1f} at {learner.steps} steps")
-        return point
-
-    records: list[StepRecord] = []
-    while not learner.exhausted:
-        episode += 1
-        ctx = EnvPlanningContext(
-            actuator=actuator,
-            controller=controller,
-            learner=learner,
-            on_step=lambda r: bar.update(1),
-        )
-        final = graph.invoke(
-            {"seed": seed * 10_000 + episode},
-            context=ctx,
-            config=episode_config(
-                limit, cfg.max_replans, configurable={"thread_id": f"ep{episode}"}
-            ),
-        )
-        records.extend(ctx.records)
-        train_episodes.append((learner.steps, float(final["episode_return"])))
-        if cfg.eval_episodes and (learner.steps >= next_eval or learner.exhausted):
-            point = run_eval()
-            next_eval = learner.steps + cfg.eval_every if cfg.eval_every else math.inf
-            if threshold is not None and solved_at is None and point.mean >= threshold:
-                solved_at = point.real_steps
-                if cfg.stop_when_solved:
-                    break
-    bar.close()
-
+    run: LoopRun,
+    actuator: GymActuator,
+    learner: Any,
+    model: EnsembleDynamicsModel,
+    cls: type[RunResult] | None = None,
+    **extra: Any,
+) -> Any:
+    """A :class:`RunResult` (or subclass ``cls`` with ``extra`` fields) from a loop's run."""
     last_fit = learner.fits[-1] if learner.fits else None
-    result = RunResult(
+    return (cls or RunResult)(
         env=env_id,
         seed=seed,
-        real_steps=learner.steps,
-        evals=evals,
-        train_episodes=train_episodes,
-        solved_threshold=threshold,
-        solved_at_step=solved_at,
-        plan_ms=[r.plan_ms for r in records],
+        real_steps=run.real_steps,
+        evals=run.evals,
+        train_episodes=run.train_episodes,
+        solved_threshold=actuator.reward_threshold,
+        solved_at_step=run.solved_at,
+        plan_ms=[],
         model_val_mse=last_fit.val_mse if last_fit else math.nan,
-        verdicts=dict(Counter(r.verdict for r in records)),
-        seconds=time.perf_counter() - t0,
+        verdicts=run.verdicts,
+        seconds=run.seconds,
         clipped=model.clip_stats.as_dict(),
+        **extra,
     )
-    if out is not None:
-        save_run(out, result, model, {"config": _jsonable(asdict(cfg))})
-    actuator.close()
-    eval_actuator.close()
-    return result
 
 
 RUN_FILES = ("model.pt", "learning_curve.png", "result.json")

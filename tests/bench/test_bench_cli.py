@@ -20,6 +20,9 @@ HELPERS = {
     "learned_outcomes_eval",
     "learned_outcomes_llm",
     "learned_outcomes_report",
+    "planning_speed_report",  # plan-table's table and chart
+    "prefix_sharing",  # plan / plan-table, the -shared mode
+    "seed_loop",  # plan --seed-loop, plan-table's seed rows
 }
 
 

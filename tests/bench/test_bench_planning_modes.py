@@ -1,7 +1,8 @@
-"""Planning modes of the fast rollout: prefix sharing and low-precision search.
+"""Planning modes: the benchmark's prefix-sharing rollout and the library's low-precision search.
 
-The default (float32, no sharing) is the reference: sharing must give the same numbers up to
-float32 rounding, and a bfloat16 search must stay close and never leak into ``imagine``.
+The library's dense float32 rollout is the reference: the benchmark's shared-prefix rollout must
+give the same numbers up to float32 rounding, and a bfloat16 search must stay close and never
+leak into ``imagine``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wm_agents.neural.ensemble import EnsembleDynamicsModel
+from wm_agents.bench.prefix_sharing import shared_prefix_objective, shared_prefix_rollout
+from wm_agents.neural import EnsembleDynamicsModel
+from wm_agents.neural import rollout as rollout_module
 from wm_agents.spaces import ActionSpec
 
 
@@ -42,9 +45,7 @@ def test_shared_prefixes_match_dense(model, b: int, h: int, k: int) -> None:
     acts = sequences(b, h, 3, seed=b + h + k)
     tv = lambda s: s.sum(-1)  # noqa: E731  a terminal value that depends on the final state
     dense = model.rollout(obs, acts, particles=k, gamma=0.9, terminal_value=tv)
-    shared = model.rollout(
-        obs, acts, particles=k, gamma=0.9, terminal_value=tv, share_prefixes=True
-    )
+    shared = shared_prefix_rollout(model, obs, acts, particles=k, gamma=0.9, terminal_value=tv)
     for a, s in zip(
         (dense.returns, dense.survival, dense.first_obs),
         (shared.returns, shared.survival, shared.first_obs),
@@ -53,24 +54,27 @@ def test_shared_prefixes_match_dense(model, b: int, h: int, k: int) -> None:
         torch.testing.assert_close(s, a, rtol=1e-6, atol=1e-6)
 
 
-def test_defaults_are_float32_dense_and_model_attributes_apply(model) -> None:
+def test_defaults_are_float32_and_the_model_attribute_applies(model) -> None:
     obs = torch.zeros(4)
     acts = sequences(30, 5, 3, seed=1)
-    ref = model.rollout(obs, acts, particles=2, dtype=torch.float32, share_prefixes=False)
+    ref = model.rollout(obs, acts, particles=2, dtype=torch.float32)
     assert torch.equal(model.rollout(obs, acts, particles=2).returns, ref.returns)
-    model.share_prefixes = True
+    shared = shared_prefix_objective(model, obs, particles=2)(acts)
+    torch.testing.assert_close(shared, ref.returns, rtol=1e-6, atol=1e-6)
+    model.planning_dtype = torch.bfloat16
     try:
         via_attr = model.rollout(obs, acts, particles=2).returns
     finally:
-        model.share_prefixes = False
-    torch.testing.assert_close(via_attr, ref.returns, rtol=1e-6, atol=1e-6)
+        model.planning_dtype = "auto"
+    assert not torch.equal(via_attr, ref.returns)
+    torch.testing.assert_close(via_attr, ref.returns, rtol=0.05, atol=0.05)
 
 
 def test_bfloat16_search_is_close_and_imagine_stays_float32(model) -> None:
     obs = torch.tensor([0.1, -0.2, 0.05, 0.3])
     acts = sequences(30, 5, 3, seed=2)
     ref = model.rollout(obs, acts, particles=3)
-    low = model.rollout(obs, acts, particles=3, dtype=torch.bfloat16, share_prefixes=True)
+    low = shared_prefix_rollout(model, obs, acts, particles=3, dtype=torch.bfloat16)
     assert low.returns.dtype == torch.float32 and low.survival.dtype == torch.float32
     torch.testing.assert_close(low.returns, ref.returns, rtol=0.05, atol=0.05)
     cands = acts[:4, :, 0].tolist()
@@ -88,8 +92,8 @@ def test_box_actions_ignore_sharing() -> None:
         3, ActionSpec.box([-1.0], [1.0]), ensemble_size=2, hidden=16, layers=2, seed=0
     )
     acts = torch.rand(10, 4, 1, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    a = m.rollout(torch.zeros(3), acts, particles=2).returns
-    b = m.rollout(torch.zeros(3), acts, particles=2, share_prefixes=True).returns
+    a = m.rollout(torch.zeros(3), acts, particles=2, dtype="float32").returns
+    b = shared_prefix_rollout(m, torch.zeros(3), acts, particles=2).returns
     assert torch.equal(a, b)
 
 
@@ -99,8 +103,7 @@ def test_bad_dtype_is_rejected(model) -> None:
 
 
 def test_auto_precision_reads_hardware_and_width_only(monkeypatch) -> None:
-    from wm_agents.neural import ensemble as ens
-
+    ens = rollout_module
     narrow = EnsembleDynamicsModel(4, ActionSpec.discrete(2), ensemble_size=2, hidden=64)
     wide = EnsembleDynamicsModel(4, ActionSpec.discrete(2), ensemble_size=2, hidden=128)
     monkeypatch.setattr(ens, "native_bfloat16", lambda: True)
@@ -113,54 +116,58 @@ def test_auto_precision_reads_hardware_and_width_only(monkeypatch) -> None:
         ens.search_dtype(wide, "float16")
 
 
-def _ending_model() -> EnsembleDynamicsModel:
-    """A hand-set model: action 2 pushes obs[0] up by ~1 a step; obs[0] >= ~2 ends the episode.
+CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+flags\t\t: fpu sse2 avx2 avx512f {extra}
+processor\t: 1
+"""
 
-    So a row ends after two or three 2s and rows with fewer keep running: rows end at
-    different steps, which is what skipping ended rows has to handle.
-    """
-    m = EnsembleDynamicsModel(4, ActionSpec.discrete(3), ensemble_size=3, hidden=8, layers=2)
+
+@pytest.mark.parametrize(
+    ("extra", "native"),
+    [("avx512_bf16", True), ("amx_tile amx_bf16", True), ("avx512vl", False)],
+)
+def test_native_bfloat16_reads_the_public_cpu_flags(tmp_path, monkeypatch, extra, native) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text(CPUINFO.format(extra=extra))
+    monkeypatch.setattr(rollout_module, "_CPUINFO", info)
+    # torch's private probes are not asked when the public flags answer.
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: not native, raising=False)
+    assert rollout_module.native_bfloat16() is native
+
+
+def test_native_bfloat16_without_cpuinfo_falls_back_to_torch_then_to_false(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(rollout_module, "_CPUINFO", tmp_path / "absent")
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    assert rollout_module.native_bfloat16() is False
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert rollout_module.native_bfloat16() is True
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        monkeypatch.delattr(torch.cpu, name, raising=False)  # a torch without the probes
+    assert rollout_module.native_bfloat16() is False
+
+
+def test_planning_weights_without_tensor_versions_are_rebuilt_and_equal(model, monkeypatch) -> None:
+    """``Tensor._version`` is private: without it the cache is off, the numbers the same."""
+    obs = torch.tensor([0.1, -0.2, 0.05, 0.3])
+    acts = sequences(12, 4, 3, seed=3)
+    cached = model.rollout(obs, acts, particles=2, dtype="float32").returns
+    assert model.planning_weights() is model.planning_weights()  # cached while unchanged
+    monkeypatch.setattr(rollout_module, "_tensor_version", lambda t: None)
+    first = model.planning_weights()
+    assert first is not model.planning_weights()  # rebuilt on every call
+    assert torch.equal(model.rollout(obs, acts, particles=2, dtype="float32").returns, cached)
+    # A changed parameter is seen at once, as the versioned cache sees it.
     with torch.no_grad():
-        for layer in [*m.hidden_layers, m.head, *m.term_layers]:
-            layer.weight.zero_()
-            layer.bias.zero_()
-        first, mid = m.hidden_layers
-        first.weight[:, 4 + 2, 0] = 5.0  # one-hot action 2 -> hidden unit 0
-        mid.weight[:, 0, 0] = 1.0
-        m.head.weight[:, 0, 0] = 0.2  # delta obs[0]
-        m.head.bias[:, 0, 4] = 1.0  # reward 1 per step
-        t1, t2, t3 = m.term_layers
-        t1.weight[:, 0, 0] = 1.0
-        t2.weight[:, 0, 0] = 1.0
-        t3.weight[:, 0, 0] = 4.0
-        t3.bias.fill_(-6.0)  # bias [E, 1, out]
-    return m
-
-
-def test_skipping_ended_rows_changes_returns_by_at_most_the_bound(monkeypatch) -> None:
-    from wm_agents.neural import ensemble as ens
-
-    m = _ending_model()
-    obs = torch.zeros(4)
-    acts = sequences(60, 10, 3, seed=5)
-    tv = lambda s: 10.0 + s.abs().sum(-1)  # noqa: E731
-    full = m.rollout(obs, acts, particles=2, gamma=0.95, terminal_value=tv, min_survival=0.0)
-    eps = 1e-3
-    compactions: list[int] = []
-    select = ens._Compactor.select
-    monkeypatch.setattr(
-        ens._Compactor, "select", lambda self, o: (compactions.append(o.shape[1]), select(self, o))
-    )
-    skip = m.rollout(obs, acts, particles=2, gamma=0.95, terminal_value=tv, min_survival=eps)
-    ended = full.survival < eps
-    assert 0.2 < float(ended.float().mean()) < 0.9
-    assert compactions and compactions[-1] < 40  # 40 rows per member at the start
-    # Rows still running are computed exactly; ended rows lose at most eps x what remained.
-    torch.testing.assert_close(skip.returns[~ended], full.returns[~ended])
-    torch.testing.assert_close(skip.first_obs, full.first_obs)
-    remaining = 10 * 1.0 + float(tv(torch.full((4,), 10.0)))
-    diff = (skip.returns - full.returns).abs()
-    assert float(diff.max()) <= eps * remaining
-    assert torch.all(skip.survival[ended] < eps)
-    with pytest.raises(ValueError, match="min_survival"):
-        m.rollout(obs, acts, min_survival=1.5)
+        model.head.bias.add_(0.5)
+    try:
+        changed = model.rollout(obs, acts, particles=2, dtype="float32").returns
+        assert not torch.equal(changed, cached)
+        monkeypatch.undo()
+        assert torch.equal(model.rollout(obs, acts, particles=2, dtype="float32").returns, changed)
+    finally:
+        with torch.no_grad():
+            model.head.bias.sub_(0.5)

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from tiny_agent import FAST_FIT, tiny_cartpole_config
 
 from wm_agents.envs.gym_actuator import GymActuator
 from wm_agents.graph.env_graph import EnvPlanningContext, create_env_planning_graph, episode_config
@@ -24,13 +25,10 @@ from wm_agents.imagination import (
     imagined_policy_return,
     run_imagination_gym,
 )
-from wm_agents.neural import EnsembleDynamicsModel, FitConfig
+from wm_agents.neural import EnsembleDynamicsModel
 from wm_agents.neural.dyna import DynaLearner
 from wm_agents.planning import AgreementGate, CEMPlanner, MPCController
-from wm_agents.runner import default_config
 from wm_agents.spaces import ActionSpec
-
-FAST_FIT = FitConfig(max_epochs=5, patience=2, value=False, multistep=2)
 
 
 def test_dqn_learns_one_step_rewards() -> None:
@@ -219,22 +217,6 @@ def test_hybrid_fast_path_matches_the_graph_path(fitted) -> None:
     assert slow.reason.startswith("MPC fallback") and slow.n_candidates > 1
     assert [s.source for s in hybrid.trace] == ["policy", "mpc"]
     assert fast.plan_ms < slow.plan_ms
-
-
-def tiny_cartpole_config():
-    """A CartPole agent small enough for a test: 40 warm-up steps, refit every 40."""
-    return default_config(
-        "CartPole-v1",
-        warmup_steps=40,
-        refit_every=40,
-        hidden=32,
-        horizon=5,
-        population=20,
-        elites=4,
-        iterations=1,
-        ensemble_size=3,
-        fit=FAST_FIT,
-    )
 
 
 @pytest.mark.parametrize("agent", ["hybrid", "dqn"])

@@ -14,7 +14,7 @@ from wm_agents.imagination import (
     ImaginationConfig,
     ImaginationLearner,
 )
-from wm_agents.imagination.runner import _Trust
+from wm_agents.imagination.strategies import HybridTrust as _Trust
 from wm_agents.neural import EnsembleDynamicsModel, FitConfig
 from wm_agents.neural.dyna import DynaLearner
 from wm_agents.spaces import ActionSpec

@@ -16,9 +16,10 @@ policy and hybrid agents of ``wm_agents.imagination`` for a fixed real-step budg
 stop) on each seed, write every run's summary to ``imagination_{env}.json``
 and print real steps to first reach / hold an evaluation mean at the env's bar (:data:`ENVS`:
 475 for CartPole, -200 for Pendulum), the final evaluation, the median milliseconds per action
-(bare ``controller.act``, same for every agent), the policy's share of the hybrid's actions,
-which policy acted and the hybrid's trust events; ``{env}-report`` redoes the tables and the
-plot from the JSON."""
+(each decision's ``plan_ms`` in the evaluation through the planning graph, same for every
+agent; results before issue 12 timed a bare ``controller.act``), the policy's share of the
+hybrid's actions, which policy acted and the hybrid's trust events; ``{env}-report`` redoes
+the tables and the plot from the JSON."""
 
 from __future__ import annotations
 
@@ -286,7 +287,7 @@ def _plot(runs: list[dict], agents: list[str], env: dict, path: Path) -> None:
     ax2.bar(agents, ms, color=[colors[a] for a in agents])
     ax2.set_yscale("log")
     ax2.set_ylabel("ms per action (median over seeds, log)")
-    ax2.set_title("decision time, bare controller.act")
+    ax2.set_title("decision time (plan_ms, last evaluation)")
     for i, v in enumerate(ms):
         ax2.text(i, v, f"{v:.3g}", ha="center", va="bottom")
     fig.tight_layout()

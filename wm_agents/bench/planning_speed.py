@@ -11,27 +11,32 @@ Modes (``--modes``; the first is the reference the others' choices are matched a
 precision and optional suffixes:
 
 * ``auto``: the library default, what a model plans with when nobody sets anything
-  (:func:`~wm_agents.neural.ensemble.search_dtype`: bfloat16 on CPUs that run it natively when
+  (:func:`~wm_agents.neural.rollout.search_dtype`: bfloat16 on CPUs that run it natively when
   the layers are >= 128 wide, else float32), CEM stopping once an iteration no longer improves;
 * ``float32`` / ``bfloat16``: that search precision.  The final candidates are always imagined
   in float32 (``model.imagine``) and the gate decides on those;
 * ``-fixed``: CEM runs every iteration (``stop_tol=None``), the pre-iCEM planner;
 * ``-keep``: CEM carries its elites with their scores (``keep_elites=True``);
-* ``-shared``: ``share_prefixes``: each distinct action prefix per member computed once;
-* ``-skip``: ``min_survival=1e-6``: rows whose imagined episode ended stop being computed.
+* ``-shared``: each distinct action prefix per member computed once
+  (:mod:`wm_agents.bench.prefix_sharing`, this benchmark's own rollout since issue 12).
+
+The ``-skip`` mode (rows whose imagined episode had ended stopped being computed) was removed
+with issue 12: it never paid (``BENCHMARKS.md`` keeps its numbers), and it was a switch inside
+the library's rollout loop that only this benchmark turned on.
 
 Achieved GFLOP/s counts the *nominal* work of the dense search (every candidate, every particle,
 every step), divided by the measured time; the machine's matmul ceiling (1024x1024 through
 torch, same thread count) is measured in the same run.  The "seed's way" plans the same
-decision one candidate at a time and one step at a time (the seed's ``plan_with_model`` loop)
-with the same weights, so its ratio to the batched planner compares equal work.  All modes of a
-row are timed interleaved, state by state, so machine noise hits them alike.
+decision one candidate at a time and one step at a time (the seed's ``plan_with_model`` loop,
+:mod:`wm_agents.bench.seed_loop`) with the same weights, so its ratio to the batched planner
+compares equal work.  All modes of a row are timed interleaved, state by state, so machine
+noise hits them alike.  :mod:`wm_agents.bench.planning_speed_report` draws a run's table and
+chart.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import statistics
 import sys
@@ -39,21 +44,23 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
 from wm_agents.bench.common import RESULTS_DIR, machine_info, matmul_ceiling, write_json
-from wm_agents.neural.ensemble import EnsembleDynamicsModel, search_dtype
-from wm_agents.neural.trainer import FitConfig, fit_ensemble
+from wm_agents.bench.planning_speed_report import plot, table
+from wm_agents.bench.prefix_sharing import shared_prefix_objective
+from wm_agents.bench.seed_loop import seed_module_objective, seed_style_objective
+from wm_agents.neural import EnsembleDynamicsModel, FitConfig, fit_ensemble, search_dtype
 from wm_agents.outputs import check_output_file
 from wm_agents.planning.gate import AgreementGate
-from wm_agents.planning.mpc import model_objective
-from wm_agents.planning.optimizers import CEMPlanner, Objective
+from wm_agents.planning.mpc import MPCController, ObjectiveFactory
+from wm_agents.planning.optimizers import CEMPlanner
 from wm_agents.spaces import ActionSpec
 
 __all__ = [
@@ -66,9 +73,7 @@ __all__ = [
     "measure",
     "parse_mode",
     "planning_mode",
-    "plot",
     "run_table",
-    "seed_style_objective",
     "test_states",
 ]
 
@@ -120,134 +125,15 @@ def flops_per_row_step(model: EnsembleDynamicsModel) -> int:
     return 2 * macs
 
 
-def seed_style_objective(
-    model: EnsembleDynamicsModel, obs: Any, *, particles: int = 1, gamma: float = 1.0
-) -> Objective:
-    """The seed's ``plan_with_model`` loop on this model: one candidate, one step at a time.
-
-    Same weights, same member assignment (particle ``i * K + j`` -> member ``(i * K + j) % E``)
-    and same arithmetic as the batched mean rollout, so only the batching differs.
-    """
-    w = model.planning_weights()
-    e_count, d = model.ensemble_size, model.obs_dim
-    silu = torch.nn.functional.silu
-    (wt1, bt1), (wt2, bt2) = w["term"]
-    wt3, bt3 = w["term_out"]
-    obs_t = model.check_obs(obs)[None]
-
-    def objective(actions: torch.Tensor) -> torch.Tensor:
-        b, h, _ = actions.shape
-        enc = model.action_spec.encode(actions)
-        out = torch.empty(b, particles)
-        for i in range(b):  # one candidate at a time, as the seed does
-            for j in range(particles):
-                m = (i * particles + j) % e_count
-                state, ret, alive, disc = obs_t, 0.0, 1.0, 1.0
-                for t in range(h):
-                    x = silu(state @ w["w1s"][m] + enc[i, t][None] @ w["w1a"][m] + w["b1"][m])
-                    for wm, bm in w["mid"]:
-                        x = silu(x @ wm[m] + bm[m])
-                    y = x @ w["wh"][m] + w["bh"][m]
-                    state = state + y[:, :d]
-                    z = silu(state @ wt1[m] + bt1[m])
-                    z = silu(z @ wt2[m] + bt2[m])
-                    cont = float(torch.sigmoid(z @ wt3[m] + bt3[m]))
-                    ret += disc * alive * float(y[0, d])
-                    alive *= cont
-                    disc *= gamma
-                out[i, j] = ret
-        return out
-
-    return objective
-
-
-def seed_module_objective(
-    model: EnsembleDynamicsModel, obs: Any, *, particles: int = 1, gamma: float = 1.0
-) -> Objective:
-    """The seed's loop as written: ``nn.Sequential`` members, ``torch.cat``, one step a call.
-
-    The seed's ``WorldModel.rollout`` calls ``self.forward(state, action)`` per step, which
-    concatenates state and action and runs an ``nn.Sequential`` of ``nn.Linear`` layers;
-    ``plan_with_model`` does that for one candidate at a time.  Here each member is such a
-    ``Sequential`` holding this model's (normalizer-folded) weights, plus the termination
-    classifier as another ``Sequential`` (the seed has none; it is needed for equal work), with
-    the same member assignment as :func:`seed_style_objective`, so the returns are the same.
-    """
-    w = model.planning_weights()
-    e_count, d = model.ensemble_size, model.obs_dim
-
-    def linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
-        layer = nn.Linear(weight.shape[0], weight.shape[1])
-        with torch.no_grad():
-            layer.weight.copy_(weight.T)
-            layer.bias.copy_(bias.reshape(-1))
-        return layer
-
-    dynamics, termination = [], []
-    (wt1, bt1), (wt2, bt2) = w["term"]
-    wt3, bt3 = w["term_out"]
-    for m in range(e_count):
-        w1 = torch.cat([w["w1s"][m], w["w1a"][m]], dim=0)
-        layers: list[nn.Module] = [linear(w1, w["b1"][m]), nn.SiLU()]
-        for wm, bm in w["mid"]:
-            layers += [linear(wm[m], bm[m]), nn.SiLU()]
-        layers.append(linear(w["wh"][m], w["bh"][m]))
-        dynamics.append(nn.Sequential(*layers))
-        termination.append(
-            nn.Sequential(
-                linear(wt1[m], bt1[m]),
-                nn.SiLU(),
-                linear(wt2[m], bt2[m]),
-                nn.SiLU(),
-                linear(wt3[m], bt3[m]),
-            )
-        )
-    obs_t = model.check_obs(obs)
-
-    def rollout(m: int, state: torch.Tensor, action_sequence: torch.Tensor) -> torch.Tensor:
-        rewards, alive, disc = [], 1.0, 1.0
-        for action in action_sequence:
-            out = dynamics[m](torch.cat([state, action], dim=-1))
-            state = state + out[..., :d]
-            cont = float(torch.sigmoid(termination[m](state)))
-            rewards.append(disc * alive * out[..., d])
-            alive *= cont
-            disc *= gamma
-        return torch.stack(rewards)
-
-    @torch.no_grad()
-    def objective(actions: torch.Tensor) -> torch.Tensor:
-        enc = model.action_spec.encode(actions)
-        out = torch.empty(actions.shape[0], particles)
-        for i in range(actions.shape[0]):  # plan_with_model: one candidate at a time
-            for j in range(particles):
-                out[i, j] = rollout((i * particles + j) % e_count, obs_t, enc[i]).sum()
-        return out
-
-    return objective
-
-
-def _supports_modes() -> bool:
-    """Whether this build's rollout has the planning modes (``dtype``, ``share_prefixes``)."""
-    params = inspect.signature(EnsembleDynamicsModel.rollout).parameters
-    return "dtype" in params and "share_prefixes" in params
-
-
 @contextmanager
 def planning_mode(model: EnsembleDynamicsModel, mode: Mode) -> Iterator[None]:
-    """Temporarily set the model's search options to ``mode`` (its own settings after)."""
-    if mode != Mode() and not _supports_modes():
-        raise ValueError("this build's rollout has no dtype / share_prefixes options")
-    names = ("planning_dtype", "share_prefixes", "planning_min_survival")
-    old = {k: getattr(model, k, None) for k in names}
+    """Temporarily set the model's search precision to ``mode``'s (its own setting after)."""
+    old = model.planning_dtype
     model.planning_dtype = mode.dtype
-    model.share_prefixes = mode.shared
-    model.planning_min_survival = 1e-6 if mode.skip else 0.0
     try:
         yield
     finally:
-        for k, v in old.items():
-            setattr(model, k, v)
+        model.planning_dtype = old
 
 
 def decide(
@@ -280,16 +166,26 @@ def decide(
         keep_elites=mode.keep,
         seed=seed,
     )
+    objective: ObjectiveFactory | None = None  # the library's own: the ensemble's rollout
     if seed_loop == "modules":
-        objective = seed_module_objective(model, obs, particles=particles)
+        objective = partial(seed_module_objective, model, particles=particles)
     elif seed_loop:
-        objective = seed_style_objective(model, obs, particles=particles)
-    else:
-        objective = model_objective(model, obs, particles=particles, use_value=False)
+        objective = partial(seed_style_objective, model, particles=particles)
+    elif mode.shared:
+        objective = partial(shared_prefix_objective, model, particles=particles)
+    # Cold start, no re-plan, no terminal value, undiscounted: a fixed amount of work.
+    controller = MPCController(
+        model,
+        planner,
+        AgreementGate(max_replans=0),
+        objective=objective,
+        particles=particles,
+        gamma=1.0,
+        use_value=False,
+    )
     with torch.inference_mode(), planning_mode(model, mode):
-        proposal = planner.propose(objective)
-        outcomes = model.imagine(obs, proposal.candidates.tolist(), horizon=horizon)
-        decision = AgreementGate(max_replans=0).decide(outcomes, model.action_spec)
+        planned = controller.plan(obs)
+    proposal, decision = planned.proposal, planned.decision
     assert decision.action is not None
     facts = {
         "n_evaluated": proposal.n_evaluated,
@@ -301,12 +197,11 @@ def decide(
 
 @dataclass(frozen=True)
 class Mode:
-    """A search configuration: precision, CEM stopping and elites, prefix sharing, skipping."""
+    """A search configuration: precision, CEM stopping and elites, prefix sharing."""
 
     dtype: str = "auto"
     fixed: bool = False
     shared: bool = False
-    skip: bool = False
     keep: bool = False
 
     @property
@@ -315,14 +210,13 @@ class Mode:
         return "-".join([self.dtype, *flags])
 
 
-_FLAGS = ("fixed", "keep", "shared", "skip")
+_FLAGS = ("fixed", "keep", "shared")
 MODES = (
     "float32",
     "auto",
     "float32-fixed",
     "bfloat16-fixed",
     "auto-keep",
-    "float32-skip",
     "float32-shared",
 )
 """The suite's modes; the first (float32, CEM stopping early) is the reference."""
@@ -333,7 +227,7 @@ def parse_mode(mode: str) -> Mode:
     dtype, *flags = mode.split("-")
     if dtype not in ("auto", "float32", "bfloat16") or not set(flags) <= set(_FLAGS):
         raise ValueError(
-            f"mode must be auto|float32|bfloat16 with optional -fixed, -keep, -shared, -skip "
+            f"mode must be auto|float32|bfloat16 with optional -fixed, -keep, -shared "
             f"(e.g. {', '.join(MODES)}), got {mode!r}"
         )
     return Mode(dtype, **{f: True for f in flags})
@@ -442,7 +336,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     """The BENCHMARKS.md table: every horizon x particles x mode, plus the seed's loop."""
     model, visited = make_model(args.ensemble, args.hidden, args.layers)
     ceiling = {dt: round(matmul_ceiling(dt), 1) for dt in ("float32", "bfloat16")}
-    modes = [m for m in args.modes if _supports_modes() or parse_mode(m) == Mode("float32")]
+    modes = list(args.modes)
     rows = []
     for h in args.horizons:
         for k in args.particles_list:
@@ -491,103 +385,6 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def table(payload: dict[str, Any]) -> str:
-    """Markdown table of a :func:`run_suite` payload."""
-    ceiling = payload["matmul_ceiling_gflops"]
-    out = [
-        "| H | particles | mode (precision) | ms per decision: median (min-max over states) "
-        "| vs float32 | same action as float32 | CEM iterations (mean) | sequences scored "
-        "| GFLOP done | GFLOP/s | % of matmul ceiling |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in payload["rows"]:
-        if r.get("vs_seed_loop"):
-            continue
-        dtype = r.get("dtype", "bfloat16" if r["mode"].startswith("bfloat16") else "float32")
-        peak = ceiling[dtype]
-        out.append(
-            f"| {r['horizon']} | {r['particles']} | {r['mode']} ({dtype}) "
-            f"| {r['ms_median']:.1f} ({r['ms_min']:.1f}-{r['ms_max']:.1f}) "
-            f"| {r.get('speedup_vs_first', 1.0):.2f}x | {_pct(r.get('match_first', 1.0))} "
-            f"| {r.get('iterations_mean', r['iterations'])} "
-            f"| {r.get('evaluated_mean', '')} "
-            f"| {r['nominal_gflop']:.2f} | {r['effective_gflops']:.0f} "
-            f"| {100 * r['effective_gflops'] / peak:.0f}% |"
-        )
-    loops = [r for r in payload["rows"] if r.get("vs_seed_loop")]
-    if loops:
-        out += [
-            "",
-            "| H | planner | ms per decision | sequences scored | the seed's loop as written "
-            "takes | the loop on raw ops takes | same action as float32 |",
-            "|---:|---|---:|---:|---:|---:|---:|",
-        ]
-        for r in loops:
-            same_h = {x["mode"]: x for x in loops if x["horizon"] == r["horizon"]}
-            ratios = []
-            for name in ("seed-modules", "seed-loop"):
-                seed = same_h.get(name)
-                if seed is None:
-                    ratios.append("")
-                elif seed is r:
-                    ratios.append("(itself)")
-                else:
-                    ratios.append(f"{seed['ms_median'] / r['ms_median']:.0f}x longer")
-            out.append(
-                f"| {r['horizon']} | {r['mode']} | {r['ms_median']:.0f} "
-                f"| {r.get('evaluated_mean', '')} | {ratios[0]} | {ratios[1]} "
-                f"| {_pct(r.get('match_first', 1.0))} |"
-            )
-    return "\n".join(out)
-
-
-def plot(payload: dict[str, Any], path: str | Path) -> Path:
-    """Bar chart of a :func:`run_suite` payload: ms per decision by particles and mode, one
-    panel per horizon (log scale), with the 40 ms line of the benchmarks issue."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in payload["rows"] if not r.get("vs_seed_loop")]
-    horizons = sorted({r["horizon"] for r in rows})
-    modes = list(dict.fromkeys(r["mode"] for r in rows))
-    fig, axes = plt.subplots(1, len(horizons), figsize=(6 * len(horizons), 4.2), squeeze=False)
-    for ax, h in zip(axes[0], horizons, strict=True):
-        parts = sorted({r["particles"] for r in rows if r["horizon"] == h})
-        width = 0.8 / len(modes)
-        for i, mode in enumerate(modes):
-            ms = [
-                next(
-                    (
-                        r["ms_median"]
-                        for r in rows
-                        if (r["horizon"], r["particles"], r["mode"]) == (h, k, mode)
-                    ),
-                    float("nan"),
-                )
-                for k in parts
-            ]
-            ax.bar([j + i * width for j in range(len(parts))], ms, width, label=mode)
-        ax.axhline(40, color="black", linestyle="--", linewidth=1, label="40 ms")
-        ax.set_yscale("log")
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(parts))], [str(k) for k in parts])
-        ax.set_xlabel("particles per candidate")
-        ax.set_ylabel("ms per decision (median over states)")
-        ax.set_title(f"CEM P{rows[0]['population']}, horizon {h}, 1 thread")
-    axes[0][-1].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``wm-agents bench plan`` (one configuration)."""
     p.add_argument("--population", type=int, default=500)
@@ -618,9 +415,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compute action prefixes shared by several candidates once (discrete actions)",
     )
-    p.add_argument(
-        "--skip-ended", action="store_true", help="stop computing rows whose episode ended"
-    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--states", type=int, default=8, help="test states (median over them)")
     p.add_argument("--repeats", type=int, default=3, help="timed decisions per state (min)")
@@ -647,7 +441,6 @@ def run_cli(args: argparse.Namespace) -> int:
     flags = dict(
         fixed=args.fixed_iterations,
         shared=args.share_prefixes,
-        skip=args.skip_ended,
         keep=args.keep_elites,
     )
     mode, ref = Mode(args.dtype, **flags), Mode("float32", **flags)

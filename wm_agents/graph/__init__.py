@@ -3,6 +3,7 @@
 from wm_agents._lazy import lazy_exports
 
 _EXPORTS = {
+    "EnvLearner": "wm_agents.graph.env_graph",
     "EnvPlanningContext": "wm_agents.graph.env_graph",
     "EnvPlanningState": "wm_agents.graph.env_graph",
     "StepRecord": "wm_agents.graph.env_graph",
@@ -17,6 +18,7 @@ _EXPORTS = {
 
 
 __all__ = [
+    "EnvLearner",
     "EnvPlanningContext",
     "EnvPlanningState",
     "StepRecord",

@@ -27,7 +27,7 @@ from typing import Any, get_type_hints
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from wm_agents.core import Decision
+from wm_agents.core import Decision, plan_step
 
 __all__ = ["build_planning_graph", "route_verdict"]
 
@@ -82,11 +82,12 @@ def build_planning_graph(
     start: Node | None = None,
     ask: Node | None = None,
     refuse: Node | None = None,
-    after_refuse: str = END,
+    after_refuse: str | None = END,
     decision_key: str = "decision",
     done_key: str = "done",
     finish_from_propose: bool = False,
     ask_destinations: tuple[str, ...] = (),
+    refuse_destinations: tuple[str, ...] = (),
     default_context: Callable[[], Any] | None = None,
     context_hint: str = "context=... at invoke time",
     fuse: bool = False,
@@ -103,13 +104,14 @@ def build_planning_graph(
             a ``Command(goto=...)``); without it an ``ask`` verdict is an error.
         refuse: optional node for the ``refuse`` verdict.
         after_refuse: where ``refuse`` goes next (``END``, or ``"propose"`` to let the agent
-            try something else).
+            try something else); ``None``: the node routes itself with ``Command(goto=...)``.
         decision_key, done_key: state keys the routers read.
         finish_from_propose: when true, ``propose`` may end the run: it goes to ``END`` when it
             sets ``state[done_key]`` (an agent that answers instead of calling a tool), else
             to ``imagine``.
-        ask_destinations: nodes the ``ask`` node may ``Command(goto=...)`` to (for drawing the
-            graph, e.g. in LangGraph Studio; routing works without it).
+        ask_destinations, refuse_destinations: nodes the ``ask`` (``refuse``) node may
+            ``Command(goto=...)`` to (for drawing the graph, e.g. in LangGraph Studio; routing
+            works without it).
         default_context: builds a runtime context (once, lazily) for runs invoked without one,
             such as LangGraph Studio / ``langgraph dev``, whose clients can only send JSON.
             Without it a run with no context fails with a ``ValueError`` naming
@@ -155,8 +157,9 @@ def build_planning_graph(
         graph.add_node("ask", ask, destinations=ask_destinations or None)
         targets.append("ask")
     if refuse is not None:
-        graph.add_node("refuse", refuse)
-        graph.add_edge("refuse", after_refuse)
+        graph.add_node("refuse", refuse, destinations=refuse_destinations or None)
+        if after_refuse is not None:
+            graph.add_edge("refuse", after_refuse)
         targets.append("refuse")
 
     _add_entry(graph, start, "propose")
@@ -242,18 +245,22 @@ def _fused_step(
             view.update(out)
             update.update(out)
 
-        while True:
-            run(propose)
-            run(imagine)
+        def decided(_outcomes: Any, _replans: int) -> Any:
             run(decide)
-            nxt = route_verdict(view.get(decision_key))
-            if nxt == "act":
-                break
-            if nxt != "propose":
-                raise ValueError(
-                    f"the decide node returned verdict {nxt!r}, which a fused graph cannot "
-                    "route; build the graph with fuse=False and pass ask=/refuse="
-                )
+            decision = view.get(decision_key)
+            if decision is None:
+                raise ValueError("decide node wrote no decision")
+            return decision
+
+        # The rounds of one step, as every controller plans them: each node updates the view
+        # (the decide node counts the re-plans in state).
+        planned = plan_step(lambda _: run(propose), lambda _: run(imagine), decided)
+        nxt = route_verdict(planned.decision)
+        if nxt != "act":
+            raise ValueError(
+                f"the decide node returned verdict {nxt!r}, which a fused graph cannot "
+                "route; build the graph with fuse=False and pass ask=/refuse="
+            )
         run(act)
         run(learn)
         return update

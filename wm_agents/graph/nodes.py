@@ -15,7 +15,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from wm_agents.core import Decision, Outcome, WorldModel
+from wm_agents.core import Decision, Gate, Outcome, WorldModel
 
 __all__ = ["make_decide_node", "make_imagine_node"]
 
@@ -74,7 +74,7 @@ def make_imagine_node(
 
 
 def make_decide_node(
-    gate: Any = None,
+    gate: Gate | None = None,
     *,
     outcomes_key: str = "outcomes",
     decision_key: str = "decision",
@@ -85,13 +85,16 @@ def make_decide_node(
     """A node that turns outcomes into a :class:`Decision` with a gate.
 
     Args:
-        gate: object with ``decide(outcomes, *gate_args, replans=n) -> Decision``; ``None`` reads
+        gate: a :class:`~wm_agents.core.Gate` (``decide(outcomes, *, replans=n) -> Decision``:
+            the agreement gate, the tool gate, a controller); ``None`` reads
             ``runtime.context.gate``.
         outcomes_key, decision_key: state keys read and written.
         replans_key: state key counting re-plans in this step (incremented on a ``replan``
-            verdict); ``None`` to not track re-plans.
-        gate_args: extra positional arguments for ``gate.decide`` (e.g. the action spec), or a
-            function of the runtime returning them.
+            verdict); ``None`` to not track re-plans (``decide`` is then called without
+            ``replans``).
+        gate_args: an extra for your own gates only: positional arguments passed before
+            ``replans`` (``gate.decide(outcomes, *gate_args, replans=n)``), or a function of the
+            runtime returning them.  The library's gates bind what they need when built.
         extra: ``(state, runtime, decision) -> dict`` of more state updates written with the
             decision (e.g. a trace entry).
     """

@@ -1,8 +1,8 @@
-"""The learned policy as one more way to propose and decide in the planning graph.
+"""The learned policy as a controller of the env planning graph, alone or with MPC beside it.
 
-Both controllers have :class:`~wm_agents.planning.mpc.MPCController`'s surface (``model``,
-``gate``, ``horizon``, ``propose / imagine / decide / act / reset``), so the env planning graph
-runs them unchanged:
+Both controllers are :class:`~wm_agents.core.Controller` s, like
+:class:`~wm_agents.planning.mpc.MPCController` (``propose / imagine / decide / act / reset``,
+``horizon``), so the env planning graph runs them unchanged:
 
 * :class:`PolicyController`: propose = the policy's action (one candidate, one step); imagine =
   every ensemble member predicts its consequence (value ``r + gamma * V(s')`` per member, and the
@@ -10,13 +10,15 @@ runs them unchanged:
 * :class:`HybridController`: acts from the policy while the members agree about the policy's
   action (disagreement <= ``threshold``); otherwise its decide step says ``replan`` with the
   reason, and the graph's next propose / imagine / decide round is MPC planning.  Every decision
-  says which of the two acted in ``Decision.reason`` ("policy: ..." or "MPC fallback: ..."), and
-  the controller counts them in ``sources`` / keeps ``trace``.
+  says which of the two acted in :attr:`~wm_agents.core.Decision.source` (``"hybrid:policy"``
+  or ``"hybrid:mpc"``; the policy alone says ``"policy"``), and the controller counts them in
+  ``sources`` / keeps ``trace``.
 
 Outside the graph (``act``, what benchmarks time), the policy step is one short path: the
 Q-network's argmax, one batched ensemble call for the members' next states (``[E, 1, D]``) and
 their disagreement, and a :class:`Decision` -- no :class:`Outcome` objects, no candidate lists.
-It is the same decision the graph path makes (same action, same disagreement).
+It is the same decision the graph path makes (same action, same disagreement up to float
+rounding); an MPC fallback runs :func:`~wm_agents.core.plan_step` like every controller.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from wm_agents.core import Decision, Outcome
+from wm_agents.core import Decision, Outcome, plan_step
 from wm_agents.imagination.distill import DistilledPolicy
 from wm_agents.imagination.dqn import DQNLearner
 from wm_agents.imagination.rollouts import default_scale, ensemble_disagreement
@@ -39,7 +41,6 @@ from wm_agents.imagination.sac import SACLearner
 from wm_agents.neural.ensemble import EnsembleDynamicsModel
 from wm_agents.planning.mpc import MPCController
 from wm_agents.planning.optimizers import Proposal
-from wm_agents.spaces import ActionSpec
 
 __all__ = ["HybridController", "HybridStep", "PolicyController"]
 
@@ -66,7 +67,6 @@ class PolicyController:
 
     def __post_init__(self) -> None:
         self.generator = torch.Generator().manual_seed(self.seed + 7)
-        self.gate = _PolicyGate(self)
 
     def policy_action(self, obs: Any) -> torch.Tensor:
         """The policy's ``[A]`` action for one observation."""
@@ -101,8 +101,10 @@ class PolicyController:
         return Proposal(cand, torch.zeros(1), cand[0], n_evaluated=1, n_nonfinite=0)
 
     @torch.no_grad()
-    def imagine(self, obs: Any, candidates: Sequence[Any]) -> list[Outcome]:
-        """Every member predicts each candidate's first step.
+    def imagine(
+        self, obs: Any, candidates: Sequence[Any], *, horizon: int | None = None
+    ) -> list[Outcome]:
+        """Every member predicts each candidate's first step (``horizon`` is always 1 here).
 
         ``value`` is the mean over members of ``r_e + gamma * (1 - term_e) * V(s'_e)`` (V from the
         policy's critic), ``member_values`` those per-member values, ``uncertainty`` the members'
@@ -144,14 +146,15 @@ class PolicyController:
 
     def decide(self, outcomes: Sequence[Outcome], *, replans: int = 0) -> Decision:
         """Act on the policy's action (the first candidate), whatever the members think."""
-        return _decision(outcomes[0], "act", f"policy: disagreement {outcomes[0].uncertainty:.3g}")
+        o = outcomes[0]
+        return _decision(o, "act", f"policy: disagreement {o.uncertainty:.3g}", "policy")
 
     def act(self, obs: Any) -> Decision:
         """One decision with no graph (benchmarks): the policy's action and the members'
         disagreement about it (:meth:`quick_step`); ``plan_ms`` times all of it."""
         t0 = time.perf_counter()
         a, dis = self.quick_step(obs)
-        return _quick_decision(a, dis, f"policy: disagreement {dis:.3g}", t0)
+        return _quick_decision(a, dis, f"policy: disagreement {dis:.3g}", "policy", t0)
 
     def fast_act(self, obs: Any) -> Decision:
         """The policy's action without asking the ensemble (the cheapest possible step)."""
@@ -164,6 +167,7 @@ class PolicyController:
             n_candidates=1,
             chosen=0,
             plan_ms=(time.perf_counter() - t0) * 1e3,
+            source="policy",
         )
 
     def reset(self) -> None:
@@ -204,11 +208,10 @@ class HybridController:
     def __post_init__(self) -> None:
         if self.threshold < 0:
             raise ValueError(f"threshold must be >= 0, got {self.threshold}")
-        self.gate = _HybridGate(self)
 
     @property
     def model(self) -> EnsembleDynamicsModel:
-        return self.mpc.model
+        return self.policy.model
 
     @property
     def horizon(self) -> int:
@@ -225,10 +228,13 @@ class HybridController:
             warm_start = None
         return self.mpc.propose(obs, warm_start=warm_start, replans=replans - 1)
 
-    def imagine(self, obs: Any, candidates: Sequence[Any]) -> list[Outcome]:
+    def imagine(
+        self, obs: Any, candidates: Sequence[Any], *, horizon: int | None = None
+    ) -> list[Outcome]:
+        """The policy's or MPC's imagination, whichever proposed this round."""
         if self._mode == "policy":
             return self.policy.imagine(obs, candidates)
-        return self.mpc.imagine(obs, candidates)
+        return self.mpc.imagine(obs, candidates, horizon=horizon)
 
     def decide(self, outcomes: Sequence[Outcome], *, replans: int = 0) -> Decision:
         """Policy round: act if the members agree, else ``replan`` (fall back to MPC)."""
@@ -243,6 +249,7 @@ class HybridController:
                     "act",
                     f"policy: members agree about its action (disagreement "
                     f"{o.uncertainty:.3g} <= {self.threshold:g})",
+                    "hybrid:policy",
                 )
             return Decision(
                 verdict="replan",
@@ -252,16 +259,14 @@ class HybridController:
                 uncertainty=o.uncertainty if math.isfinite(o.uncertainty) else 0.0,
                 risk=o.risk,
                 n_candidates=1,
+                source="hybrid:policy",
             )
         d = self.mpc.decide(outcomes, replans=replans - 1)
         if d.verdict != "replan":
             self.sources["mpc"] += 1
             self.trace.append(HybridStep("mpc", self._policy_dis, d.verdict))
-        return d.model_copy(
-            update={
-                "reason": f"MPC fallback (policy disagreement {self._policy_dis:.3g}): " + d.reason
-            }
-        )
+        reason = f"MPC fallback (policy disagreement {self._policy_dis:.3g}): " + d.reason
+        return d.model_copy(update={"reason": reason, "source": "hybrid:mpc"})
 
     @torch.inference_mode()
     def act(self, obs: Any) -> Decision:
@@ -279,20 +284,20 @@ class HybridController:
                 f"policy: members agree about its action (disagreement {dis:.3g} <= "
                 f"{self.threshold:g})"
             )
-            return _quick_decision(a, dis, reason, t0)
+            return _quick_decision(a, dis, reason, "hybrid:policy", t0)
         self._policy_dis = dis
-        replans = 1  # round 0 (the policy) is done: go straight to MPC
-        warm = self.mpc._warm  # the MPC plan of the last planned step, if any
-        while True:
-            prop = self.propose(
-                obs, warm_start=warm.tolist() if warm is not None else None, replans=replans
-            )
-            d = self.decide(self.imagine(obs, prop.candidates.tolist()), replans=replans)
-            if d.verdict != "replan":
-                break
-            replans += 1
+        warm = self.mpc.warm_plan  # the MPC plan of the last planned step, if any
+        warm_list = warm.tolist() if warm is not None else None
+        # Round 0 (the policy) is done: the rounds start at 1, MPC's own first round.
+        step = plan_step(
+            lambda r: self.propose(obs, warm_start=warm_list, replans=r),
+            lambda p: self.imagine(obs, p.candidates.tolist()),
+            lambda outcomes, r: self.decide(outcomes, replans=r),
+            first_round=1,
+        )
+        d = step.decision
         if self._mode == "mpc":
-            self.mpc._warm = torch.tensor(d.plan) if d.plan is not None else None
+            self.mpc.remember(d)
         return d.model_copy(update={"plan_ms": (time.perf_counter() - t0) * 1e3})
 
     def reset(self) -> None:
@@ -300,7 +305,9 @@ class HybridController:
         self.mpc.reset()
 
 
-def _quick_decision(action: torch.Tensor, dis: float, reason: str, t0: float) -> Decision:
+def _quick_decision(
+    action: torch.Tensor, dis: float, reason: str, source: str, t0: float
+) -> Decision:
     a = action.tolist()
     return Decision(
         action=a,
@@ -311,10 +318,11 @@ def _quick_decision(action: torch.Tensor, dis: float, reason: str, t0: float) ->
         n_candidates=1,
         plan=[a],
         plan_ms=(time.perf_counter() - t0) * 1e3,
+        source=source,
     )
 
 
-def _decision(o: Outcome, verdict: str, reason: str) -> Decision:
+def _decision(o: Outcome, verdict: str, reason: str, source: str) -> Decision:
     seq = np.asarray(o.candidate, dtype=float)
     if seq.ndim == 1:
         seq = seq[:, None]
@@ -329,26 +337,5 @@ def _decision(o: Outcome, verdict: str, reason: str) -> Decision:
         chosen=0,
         n_candidates=1,
         plan=seq.tolist(),
+        source=source,
     )
-
-
-@dataclass(frozen=True)
-class _PolicyGate:
-    """The ``gate.decide(outcomes, action_spec, replans=)`` the graph's decide node calls."""
-
-    controller: PolicyController
-
-    def decide(
-        self, outcomes: Sequence[Outcome], action_spec: ActionSpec, *, replans: int = 0
-    ) -> Decision:
-        return self.controller.decide(outcomes, replans=replans)
-
-
-@dataclass(frozen=True)
-class _HybridGate:
-    controller: HybridController
-
-    def decide(
-        self, outcomes: Sequence[Outcome], action_spec: ActionSpec, *, replans: int = 0
-    ) -> Decision:
-        return self.controller.decide(outcomes, replans=replans)

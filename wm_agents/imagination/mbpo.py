@@ -26,8 +26,9 @@ about its own data and imagines almost nothing for a while (CartPole seed 4: mea
 steps until ~700 real steps).  Measured on CartPole, longer early branches made the DQN policy
 *worse* (BENCHMARKS.md), so it is off by default.
 
-The object has the ``observe / exhausted / model / steps / fits`` surface of ``DynaLearner``, so
-the env planning graph's learn node feeds it unchanged.
+The object has the ``observe / exhausted / steps / mark_episode_end / finish_warmup`` surface of
+``DynaLearner`` (:class:`~wm_agents.run_loop.RunLearner`, plus ``model`` and ``fits``), so the
+env planning graph's learn node and the run loop feed it unchanged.
 """
 
 from __future__ import annotations
@@ -209,6 +210,16 @@ class ImaginationLearner:
             eps = self.config.rollout_epsilon
             return self.policy.act(obs, epsilon=eps, generator=self.generator)
         return self.policy.act(obs, explore=True, generator=self.generator)
+
+    def mark_episode_end(self) -> None:
+        """The last recorded transition ends its episode (the run stopped there)."""
+        self.dyna.mark_episode_end()
+
+    def finish_warmup(self) -> None:
+        """After the random warm-up: fit the model (:meth:`DynaLearner.finish_warmup`), unless
+        nothing is imagined (``imagine=False``, the model-free baseline: no model to fit)."""
+        if self.config.imagine:
+            self.dyna.finish_warmup()
 
     def observe(
         self,

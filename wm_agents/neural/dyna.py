@@ -64,6 +64,15 @@ class DynaLearner:
             return self.fit()
         return None
 
+    def mark_episode_end(self) -> None:
+        """The last recorded transition ends its episode (the run stopped there)."""
+        self.model.buffer.mark_episode_end()
+
+    def finish_warmup(self) -> None:
+        """After random warm-up steps: fit now, unless the schedule has just fit on them all."""
+        if self.steps % self.refit_every:
+            self.fit()
+
     def fit(self) -> FitReport:
         """Refit the model on everything recorded so far."""
         report = fit_ensemble(self.model, self.model.buffer.all(), self.fit_config)

@@ -1,4 +1,8 @@
-"""Fitting an :class:`EnsembleDynamicsModel` on a replay buffer.
+"""Fitting the ensemble network on transitions: ``fit_ensemble(model, data, config)``.
+
+The trainer sees the network (:class:`~wm_agents.neural.network.EnsembleNetwork`: weights,
+normalizers, heads) and a :class:`~wm_agents.neural.buffer.TransitionBatch`, never the world
+model around them, so the model's ``learn`` can call it without an import circle.
 
 Gaussian negative log-likelihood on normalized ``(delta obs, reward)`` targets plus a binary
 cross-entropy for termination; each member trains on its own bootstrap resample; a held-out
@@ -20,7 +24,7 @@ from torch import nn
 
 from wm_agents.neural.bounds import seen_range
 from wm_agents.neural.buffer import TransitionBatch
-from wm_agents.neural.ensemble import EnsembleDynamicsModel, EnsembleLinear
+from wm_agents.neural.network import EnsembleLinear, EnsembleNetwork
 
 __all__ = [
     "MIN_TRANSITIONS",
@@ -126,7 +130,7 @@ def _split(n: int, cfg: FitConfig, rng: np.random.Generator) -> tuple[np.ndarray
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def _tensors(model: EnsembleDynamicsModel, data: TransitionBatch, idx: np.ndarray):
+def _tensors(model: EnsembleNetwork, data: TransitionBatch, idx: np.ndarray):
     obs = torch.from_numpy(data.obs[idx])
     act = torch.from_numpy(data.action[idx])
     x = torch.cat([obs, model.action_spec.encode(act)], dim=-1)
@@ -138,7 +142,7 @@ def _tensors(model: EnsembleDynamicsModel, data: TransitionBatch, idx: np.ndarra
     return x, target, term, torch.from_numpy(data.next_obs[idx])
 
 
-def _set_normalizers(model: EnsembleDynamicsModel, x: torch.Tensor, target: torch.Tensor) -> None:
+def _set_normalizers(model: EnsembleNetwork, x: torch.Tensor, target: torch.Tensor) -> None:
     def stats(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = t.mean(0), t.std(0, correction=0)
         # Constant columns (e.g. a reward that is always 1) keep unit scale instead of 1/0.
@@ -153,7 +157,7 @@ def _set_normalizers(model: EnsembleDynamicsModel, x: torch.Tensor, target: torc
         model.out_std.copy_(s)
 
 
-def _member_params(model: EnsembleDynamicsModel) -> list[nn.Parameter]:
+def _member_params(model: EnsembleNetwork) -> list[nn.Parameter]:
     value = {id(p) for p in model.value_layers.parameters()}
     return [
         p
@@ -165,7 +169,7 @@ def _member_params(model: EnsembleDynamicsModel) -> list[nn.Parameter]:
 
 
 def fit_ensemble(
-    model: EnsembleDynamicsModel,
+    model: EnsembleNetwork,
     data: TransitionBatch,
     config: FitConfig | None = None,
     *,
@@ -300,7 +304,7 @@ def fit_ensemble(
 
 @torch.no_grad()
 def _one_step_errors(
-    model: EnsembleDynamicsModel, data: TransitionBatch, idx: np.ndarray
+    model: EnsembleNetwork, data: TransitionBatch, idx: np.ndarray
 ) -> tuple[float, float, float]:
     """Ensemble-mean one-step errors on ``idx``: next-obs MSE, reward MSE, termination accuracy."""
     if len(idx) == 0:
@@ -316,9 +320,7 @@ def _one_step_errors(
 
 
 @torch.no_grad()
-def multistep_mse(
-    model: EnsembleDynamicsModel, data: TransitionBatch, idx: np.ndarray, k: int
-) -> float:
+def multistep_mse(model: EnsembleNetwork, data: TransitionBatch, idx: np.ndarray, k: int) -> float:
     """MSE of the k-th predicted observation, rolling the ensemble mean through real actions.
 
     Starts are the indices in ``idx`` whose next ``k`` transitions are all in ``idx`` and in one
@@ -372,7 +374,7 @@ def lambda_returns(
     return out.astype(np.float32)
 
 
-def fit_value(model: EnsembleDynamicsModel, data: TransitionBatch, config: FitConfig) -> None:
+def fit_value(model: EnsembleNetwork, data: TransitionBatch, config: FitConfig) -> None:
     """Fit the model's terminal value ``V(s)`` on real experience (fitted TD(lambda)).
 
     Targets are the discounted lambda-returns of the real episodes in the buffer, bootstrapped

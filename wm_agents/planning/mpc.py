@@ -1,24 +1,42 @@
-"""Model-predictive control: propose -> imagine -> decide, as plain functions.
+"""Model-predictive control on any world model: propose -> imagine -> decide, as plain methods.
 
-The planning graph's nodes call exactly these steps; :meth:`MPCController.act` chains them in a
-bare Python loop for users (and benchmarks) that do not want a graph.
+:class:`MPCController` is a :class:`~wm_agents.core.Controller`.  The planner sees only an
+objective ``[B, H, A] -> [B]`` or ``[B, K]`` built from the current state by an *objective
+factory* (``state -> Objective``):
+
+* for an :class:`~wm_agents.neural.EnsembleDynamicsModel` the default is the ensemble's fast
+  rollout (:func:`model_objective`: thousands of candidates per call, particles, a terminal
+  value);
+* for any other :class:`~wm_agents.core.WorldModel` it is :func:`imagined_objective`: the
+  values of the model's own ``imagine`` outcomes (the members' values when every outcome has as
+  many), so a model that implements only ``imagine`` / ``aimagine`` / ``learn`` plans with CEM;
+* a caller may pass its own (the planning-speed benchmark passes the seed's loop).
+
+The planning graph's nodes call :meth:`~MPCController.propose`, :meth:`~MPCController.imagine`
+and :meth:`~MPCController.decide`; :meth:`~MPCController.act` runs them through
+:func:`~wm_agents.core.plan_step` for users (and benchmarks) that do not want a graph.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from wm_agents.core import Decision, Outcome
+from wm_agents.core import Decision, Gate, Outcome, PlannedStep, WorldModel, plan_step
 from wm_agents.neural.ensemble import EnsembleDynamicsModel
 from wm_agents.planning.gate import AgreementGate
 from wm_agents.planning.optimizers import CEMPlanner, Objective, Proposal, RandomShootingPlanner
 
-__all__ = ["MPCController", "model_objective"]
+__all__ = ["MPCController", "ObjectiveFactory", "imagined_objective", "model_objective"]
+
+ObjectiveFactory = Callable[[Any], Objective]
+"""``state -> objective``: what a planner optimizes from this state (``[B, H, A] -> [B]`` or
+``[B, K]``)."""
 
 
 def model_objective(
@@ -42,36 +60,100 @@ def model_objective(
     )
 
 
-@dataclass
-class MPCController:
-    """Plan one action at a time with a dynamics model, a trajectory optimizer and a gate.
+def imagined_objective(model: WorldModel, state: Any, *, horizon: int) -> Objective:
+    """``[B, H, A] -> [B, K]`` (or ``[B]``): the values of ``model.imagine``'s outcomes.
 
-    Attributes:
-        model: the ensemble dynamics model (imagines candidates).
-        planner: :class:`CEMPlanner` or :class:`RandomShootingPlanner` (proposes candidates).
-        gate: :class:`AgreementGate` (decides, and asks for a re-plan when members disagree).
-        particles: particles per candidate inside the optimizer (1: each candidate imagined by
-            one member, round-robin, the cheap search; ``None``: one per member).  The final
-            candidates are always imagined by every member.
-        widen: population multiplier for each re-plan the gate asks for.
-        gamma: discount inside the horizon (match ``FitConfig.value_gamma``).
-        use_value: add the model's learned terminal value ``gamma^H * V(s_H)`` (when fitted).
-        value_kappa: pessimism of that value: ``mean - kappa * std`` over members.
+    Each call imagines the ``B`` sequences once (``model.imagine(state, sequences,
+    horizon=horizon)``).  When every known outcome carries the same number ``K > 0`` of member
+    values the objective is ``[B, K]`` (so a planner's ``risk_weight`` sees the spread), else
+    ``[B]`` of ``Outcome.value``; an unknown outcome scores ``-inf`` (the planners rank it last
+    and count it).
+
+    Raises (when called):
+        ValueError: the model returned a different number of outcomes than sequences.
     """
 
-    model: EnsembleDynamicsModel
+    def objective(actions: torch.Tensor) -> torch.Tensor:
+        outcomes = model.imagine(state, actions.tolist(), horizon=horizon)
+        if len(outcomes) != actions.shape[0]:
+            raise ValueError(
+                f"{type(model).__name__}.imagine returned {len(outcomes)} outcomes for "
+                f"{actions.shape[0]} sequences"
+            )
+        widths = {len(o.member_values) for o in outcomes if o.is_known}
+        if len(widths) == 1 and 0 not in widths:
+            k = widths.pop()
+            rows = [o.member_values if o.is_known else [-math.inf] * k for o in outcomes]
+            return torch.tensor(rows, dtype=torch.float32)  # [B, K]
+        return torch.tensor([o.value for o in outcomes], dtype=torch.float32)  # [B]
+
+    return objective
+
+
+@dataclass
+class MPCController:
+    """Plan one action at a time with a world model, a trajectory optimizer and a gate.
+
+    Attributes:
+        model: any :class:`~wm_agents.core.WorldModel` (imagines candidates).
+        planner: :class:`CEMPlanner` or :class:`RandomShootingPlanner` (proposes candidates).
+        gate: decides, and asks for a re-plan when members disagree; default an
+            :class:`AgreementGate` (an agreement gate without an action space gets the
+            planner's).
+        objective: ``state -> Objective`` the planner optimizes (see the module doc); ``None``
+            takes the ensemble's fast rollout, or the model's ``imagine`` values for any other
+            model.
+        particles: particles per candidate inside the optimizer (1: each candidate imagined by
+            one member, round-robin, the cheap search; ``None``: one per member).  The final
+            candidates are always imagined by every member.  Ensemble only.
+        widen: population multiplier for each re-plan the gate asks for.
+        gamma: discount inside the horizon (match ``FitConfig.value_gamma``).  Ensemble only.
+        use_value: add the model's learned terminal value ``gamma^H * V(s_H)`` (when fitted).
+            Ensemble only.
+        value_kappa: pessimism of that value: ``mean - kappa * std`` over members.
+        warm_plan: the ``[H, A]`` plan of the last :meth:`act` (shifted into the next search);
+            ``None`` at an episode start (:meth:`reset`).  The graph keeps its own in state.
+    """
+
+    model: WorldModel
     planner: CEMPlanner | RandomShootingPlanner
-    gate: AgreementGate = field(default_factory=AgreementGate)
+    gate: Gate | None = None
+    objective: ObjectiveFactory | None = None
     particles: int | None = 1
     widen: float = 2.0
     gamma: float = 0.99
     use_value: bool = True
     value_kappa: float = 1.0
-    _warm: torch.Tensor | None = field(default=None, init=False, repr=False)
+    warm_plan: torch.Tensor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.gate is None:
+            self.gate = AgreementGate()
+        if isinstance(self.gate, AgreementGate) and self.gate.action_spec is None:
+            self.gate = self.gate.for_actions(self.planner.action_spec)
 
     @property
     def horizon(self) -> int:
         return self.planner.horizon
+
+    @property
+    def action_spec(self) -> Any:
+        return self.planner.action_spec
+
+    def objective_for(self, obs: Any) -> Objective:
+        """The objective the planner optimizes from ``obs`` (see :attr:`objective`)."""
+        if self.objective is not None:
+            return self.objective(obs)
+        if isinstance(self.model, EnsembleDynamicsModel):
+            return model_objective(
+                self.model,
+                obs,
+                particles=self.particles,
+                gamma=self.gamma,
+                use_value=self.use_value,
+                value_kappa=self.value_kappa,
+            )
+        return imagined_objective(self.model, obs, horizon=self.horizon)
 
     @torch.inference_mode()
     def propose(self, obs: Any, *, warm_start: Any = None, replans: int = 0) -> Proposal:
@@ -81,14 +163,7 @@ class MPCController:
         bookkeeping on the search's thousands of small ops, so a graph node calling it plans as
         fast as the bare loop.
         """
-        objective = model_objective(
-            self.model,
-            obs,
-            particles=self.particles,
-            gamma=self.gamma,
-            use_value=self.use_value,
-            value_kappa=self.value_kappa,
-        )
+        objective = self.objective_for(obs)
         population = int(self.planner.population * self.widen**replans)
         warm = None
         if warm_start is not None:
@@ -96,38 +171,54 @@ class MPCController:
         return self.planner.propose(objective, warm_start=warm, population=population)
 
     @torch.inference_mode()
-    def imagine(self, obs: Any, candidates: Sequence[Any]) -> list[Outcome]:
+    def imagine(
+        self, obs: Any, candidates: Sequence[Any], *, horizon: int | None = None
+    ) -> list[Outcome]:
         """Every member imagines every candidate (the :class:`WorldModel` call)."""
-        return self.model.imagine(
-            obs,
-            candidates,
-            horizon=self.horizon,
-            gamma=self.gamma,
-            use_value=self.use_value,
-            value_kappa=self.value_kappa,
-        )
+        h = self.horizon if horizon is None else horizon
+        if isinstance(self.model, EnsembleDynamicsModel):
+            return self.model.imagine(
+                obs,
+                candidates,
+                horizon=h,
+                gamma=self.gamma,
+                use_value=self.use_value,
+                value_kappa=self.value_kappa,
+            )
+        return list(self.model.imagine(obs, candidates, horizon=h))
 
     def decide(self, outcomes: Sequence[Outcome], *, replans: int = 0) -> Decision:
-        return self.gate.decide(outcomes, self.model.action_spec, replans=replans)
+        """The gate's decision, marked ``source="mpc"``."""
+        assert self.gate is not None  # set in __post_init__
+        decision = self.gate.decide(outcomes, replans=replans)
+        return decision.model_copy(update={"source": "mpc"})
+
+    @torch.inference_mode()
+    def plan(self, obs: Any, *, warm_start: Any = None) -> PlannedStep[Proposal]:
+        """One decision's rounds (:func:`~wm_agents.core.plan_step`): the decision and the last
+        :class:`Proposal` and outcomes.  Keeps nothing (see :meth:`act`)."""
+        return plan_step(
+            lambda r: self.propose(obs, warm_start=warm_start, replans=r),
+            lambda p: self.imagine(obs, p.candidates.tolist()),
+            lambda outcomes, r: self.decide(outcomes, replans=r),
+        )
 
     @torch.inference_mode()
     def act(self, obs: Any) -> Decision:
         """One full decision (with re-plans as the gate asks); keeps the plan for a warm start."""
         t0 = time.perf_counter()
-        replans = 0
-        while True:
-            proposal = self.propose(obs, warm_start=self._warm, replans=replans)
-            outcomes = self.imagine(obs, proposal.candidates.tolist())
-            decision = self.decide(outcomes, replans=replans)
-            if decision.verdict != "replan":
-                break
-            replans += 1
-        self._warm = torch.tensor(decision.plan) if decision.plan is not None else None
+        step = self.plan(obs, warm_start=self.warm_plan)
+        self.remember(step.decision)
         ms = (time.perf_counter() - t0) * 1e3
+        decision = step.decision
         return decision.model_copy(
-            update={"plan_ms": ms, "n_nonfinite": decision.n_nonfinite + proposal.n_nonfinite}
+            update={"plan_ms": ms, "n_nonfinite": decision.n_nonfinite + step.proposal.n_nonfinite}
         )
+
+    def remember(self, decision: Decision) -> None:
+        """Keep ``decision.plan`` as the next warm start (what :meth:`act` does after deciding)."""
+        self.warm_plan = torch.tensor(decision.plan) if decision.plan is not None else None
 
     def reset(self) -> None:
         """Forget the warm start (call at the start of an episode)."""
-        self._warm = None
+        self.warm_plan = None

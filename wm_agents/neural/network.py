@@ -1,0 +1,330 @@
+"""The ensemble network: E probabilistic MLPs evaluated in one batched matmul per layer.
+
+Each member maps ``(obs, action)`` to a Gaussian over ``(next_obs - obs, reward)`` (mean and
+log-variance, PETS-style soft-bounded) plus a termination logit, so reward and termination are
+learned from data: no hand-written knowledge of the environment is needed.  A user may still
+pass ``reward_fn`` / ``termination_fn`` to replace the learned heads.  A small value network
+``V(s)`` (fitted on real returns by ``trainer.fit_value``) gives the planner a terminal value
+beyond its horizon.
+
+This module is the network and its one-step prediction only.  The planner's fast rollout lives
+in :mod:`wm_agents.neural.rollout`, fitting in :mod:`wm_agents.neural.trainer`, files in
+:mod:`wm_agents.neural.persistence`, and the :class:`~wm_agents.core.WorldModel` adapter that
+ties them together in :mod:`wm_agents.neural.ensemble`.
+
+Shapes (E members, N rows per member, D obs size, A action width): member-batched inputs
+``[E, N, D]`` / ``[E, N, A]``, per-member outputs ``[E, N]``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from wm_agents.neural.bounds import NOTHING_SEEN, ClipStats, clip_range
+from wm_agents.neural.model_config import EnsembleConfig, config_problem
+from wm_agents.spaces import ActionSpec
+
+__all__ = ["EnsembleLinear", "EnsembleNetwork", "RewardFn", "TerminalValue", "TerminationFn"]
+
+RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+TerminationFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers as one batched op: ``[E, N, in] -> [E, N, out]``.
+
+    Weights are shaped ``(E, in, out)`` so all members run in a single ``baddbmm``.
+    """
+
+    def __init__(self, ensemble_size: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, out_features))
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        # Truncated normal, std 1/(2 sqrt(fan_in)) as in PETS; explicit generator, no global RNG.
+        std = 1.0 / (2.0 * math.sqrt(self.weight.shape[1]))
+        with torch.no_grad():
+            nn.init.trunc_normal_(self.weight, std=std, a=-2 * std, b=2 * std, generator=generator)
+            self.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleNetwork(nn.Module):
+    """The ensemble's weights, normalizers and one-step prediction (no planning, no data).
+
+    Args:
+        obs_dim: observation size D.
+        action_spec: the env's action space (see :class:`ActionSpec`).
+        ensemble_size: number of members E (5 in the seed's "ensemble of 5").
+        hidden: width of each hidden layer.
+        layers: number of hidden layers.
+        seed: seeds weight init (and, through :attr:`generator`, the trainer's defaults).
+        reward_fn: optional ``(obs, action, next_obs) -> reward`` replacing the learned reward.
+        termination_fn: optional ``next_obs -> probability in [0, 1]`` replacing the learned
+            termination head.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_spec: ActionSpec,
+        *,
+        ensemble_size: int = 5,
+        hidden: int = 200,
+        layers: int = 3,
+        seed: int = 0,
+        reward_fn: RewardFn | None = None,
+        termination_fn: TerminationFn | None = None,
+    ) -> None:
+        super().__init__()
+        try:  # bounded sizes, checked before anything is allocated (see model_config)
+            self.config = EnsembleConfig(
+                obs_dim=obs_dim,
+                action_kind=action_spec.kind,
+                action_dim=action_spec.dim,
+                action_n=action_spec.n,
+                action_low=action_spec.low,
+                action_high=action_spec.high,
+                ensemble_size=ensemble_size,
+                hidden=hidden,
+                layers=layers,
+            )
+        except ValidationError as err:
+            raise ValueError(f"invalid model config: {config_problem(err)}") from None
+        self.action_spec = action_spec
+        self.reward_fn = reward_fn
+        self.termination_fn = termination_fn
+        self.generator = torch.Generator().manual_seed(seed)
+        d, e = obs_dim, ensemble_size
+        in_dim = d + action_spec.encoded_dim
+        widths = [in_dim] + [hidden] * layers
+        self.hidden_layers = nn.ModuleList(
+            EnsembleLinear(e, a, b) for a, b in itertools.pairwise(widths)
+        )
+        # Outputs: mean of (delta obs, reward) [D+1] and its log-variance [D+1].
+        self.head = EnsembleLinear(e, hidden, 2 * (d + 1))
+        # Termination is a function of the state the step lands in for most environments, so it
+        # gets its own small classifier on the (normalized) next observation: that generalizes
+        # from a few dozen real episode ends far better than a logit on the (s, a) trunk.
+        tw = max(32, hidden // 4)
+        self.term_layers = nn.ModuleList(
+            [EnsembleLinear(e, d, tw), EnsembleLinear(e, tw, tw), EnsembleLinear(e, tw, 1)]
+        )
+        # Terminal value V(s) of the next observation (see trainer.fit_value): a learned estimate
+        # of the discounted return beyond the planning horizon, from real experience.
+        vw = max(32, hidden // 2)
+        self.value_layers = nn.ModuleList(
+            [EnsembleLinear(e, d, vw), EnsembleLinear(e, vw, vw), EnsembleLinear(e, vw, 1)]
+        )
+        self.activation = nn.SiLU()
+        self.max_logvar = nn.Parameter(torch.full((1, 1, d + 1), 0.5))
+        self.min_logvar = nn.Parameter(torch.full((1, 1, d + 1), -10.0))
+        self.register_buffer("in_mean", torch.zeros(in_dim))
+        self.register_buffer("in_std", torch.ones(in_dim))
+        self.register_buffer("out_mean", torch.zeros(d + 1))
+        self.register_buffer("out_std", torch.ones(d + 1))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("v_mean", torch.zeros(()))
+        self.register_buffer("v_std", torch.ones(()))
+        self.register_buffer("value_fitted", torch.zeros((), dtype=torch.bool))
+        # (min, max) of the real rewards fitted on and of the value's targets: the range
+        # imagined rewards and terminal values are clipped to (see neural.bounds).
+        self.register_buffer("reward_seen", torch.tensor(NOTHING_SEEN))
+        self.register_buffer("value_seen", torch.tensor(NOTHING_SEEN))
+        for layer in [*self.hidden_layers, self.head, *self.term_layers, *self.value_layers]:
+            layer.reset_parameters(self.generator)
+        self.clip_stats = ClipStats()  # rows of imagination clipped to the data's range
+        self.last_fit: Any = None  # the trainer's last FitReport
+        self.value_r2: float | None = None  # share of value-target variance explained (trainer)
+
+    @property
+    def ensemble_size(self) -> int:
+        return self.config.ensemble_size
+
+    @property
+    def obs_dim(self) -> int:
+        return self.config.obs_dim
+
+    def forward_normalized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized inputs ``[E, N, in]`` -> normalized mean and logvar ``[E, N, D+1]``."""
+        h = x
+        for layer in self.hidden_layers:
+            h = self.activation(layer(h))
+        out = self.head(h)
+        k = self.obs_dim + 1
+        mean, raw_logvar = out[..., :k], out[..., k:]
+        # Soft bounds (PETS): keep the variance in a learnable range without hard clipping.
+        logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - raw_logvar)
+        logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
+        return mean, logvar
+
+    def termination_logit(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """Raw next observations ``[E, N, D]`` -> termination logits ``[E, N]``."""
+        d = self.obs_dim
+        h = (next_obs - self.in_mean[:d]) / self.in_std[:d]
+        for layer in self.term_layers[:-1]:
+            h = self.activation(layer(h))
+        return self.term_layers[-1](h)[..., 0]
+
+    def value_normalized(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw observations ``[E, N, D]`` -> normalized terminal values ``[E, N]``."""
+        d = self.obs_dim
+        h = (obs - self.in_mean[:d]) / self.in_std[:d]
+        for layer in self.value_layers[:-1]:
+            h = self.activation(layer(h))
+        return self.value_layers[-1](h)[..., 0]
+
+    def value(self, obs: torch.Tensor, *, clip: bool = True) -> torch.Tensor:
+        """Terminal value ``V(s)`` per member: raw observations ``[E, N, D]`` -> ``[E, N]``.
+
+        Member ``i`` scores row ``[i]``, so a TS-infinity particle is valued by its own member.
+        Each member's value is clipped to :meth:`value_bounds` (``clip=False``: raw).
+        """
+        v = self.value_normalized(obs) * self.v_std + self.v_mean
+        return v.clamp(*self.value_bounds()) if clip else v
+
+    def value_lcb(self, obs: torch.Tensor, kappa: float = 1.0) -> torch.Tensor:
+        """Pessimistic terminal value: every member scores every state, ``mean - kappa * std``.
+
+        ``[E, N, D] -> [E, N]``.  Imagined states outside the data are where members disagree,
+        so the planner cannot chase a value that only one member extrapolated.  The members'
+        values are clipped (:meth:`value`) before they are combined: the bound stops a member's
+        absurd value, and the spread of the clipped values still makes a state the members
+        disagree about look worse than one they agree about (clipping the combined value
+        instead floored that pessimism, and CartPole learned worse on 4 of 5 seeds).
+        """
+        e, n, d = obs.shape
+        v = self.value(obs.reshape(1, e * n, d).expand(e, -1, -1))  # [E members, E*N states]
+        return _lcb(v, kappa).view(e, n)
+
+    def value_lcb_clipped(
+        self, obs: torch.Tensor, kappa: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`value_lcb` and, per row ``[E, N]``, whether any member's value was clipped."""
+        e, n, d = obs.shape
+        raw = self.value(obs.reshape(1, e * n, d).expand(e, -1, -1), clip=False)
+        lo, hi = self.value_bounds()
+        hit = ((raw < lo) | (raw > hi)).any(0)
+        return _lcb(raw.clamp(lo, hi), kappa).view(e, n), hit.view(e, n)
+
+    def reward_bounds(self) -> tuple[float, float]:
+        """Imagined rewards are clipped to this (:func:`~wm_agents.neural.bounds.clip_range`
+        of the rewards fitted on; unbounded before the first fit)."""
+        return clip_range(self.reward_seen)
+
+    def value_bounds(self) -> tuple[float, float]:
+        """Terminal values are clipped to this (the value targets' range, with the margin)."""
+        return clip_range(self.value_seen)
+
+    def terminal_value_fn(
+        self, kappa: float = 1.0
+    ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The terminal value the planner should add (``None`` while no value is fitted): the
+        clipped pessimistic value of :meth:`value_lcb`, ``[E, M, D] -> [E, M]``."""
+        if not bool(self.value_fitted):
+            return None
+        return TerminalValue(self, kappa)
+
+    def normalize_inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, self.action_spec.encode(action)], dim=-1)
+        return (x - self.in_mean) / self.in_std
+
+    def predict(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        clip: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step for every member: ``[E, N, D]``, ``[E, N, A]`` -> next obs ``[E, N, D]``,
+        reward ``[E, N]``, termination probability ``[E, N]``.
+
+        With ``sample=True`` each member draws from its Gaussian using ``generator``.  The
+        learned reward is clipped to :meth:`reward_bounds` and the clipped predictions counted
+        in :attr:`clip_stats`; ``clip=False`` gives the raw prediction (validation errors).  A
+        ``reward_fn``'s reward is known, not imagined, and never clipped.
+        """
+        next_obs, reward, term, clipped = self.predict_with_clipped(
+            obs, action, sample=sample, generator=generator, clip=clip
+        )
+        if clipped is not None:
+            self.clip_stats.add(clipped.numel(), clipped.sum())
+        return next_obs, reward, term
+
+    def predict_with_clipped(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        clip: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`predict`, plus which rewards were clipped (``[E, N]``; ``None``: not clipped),
+        without counting them in :attr:`clip_stats` (the caller counts what it keeps)."""
+        mean, logvar = self.forward_normalized(self.normalize_inputs(obs, action))
+        out = mean
+        if sample:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+            out = mean + torch.exp(0.5 * logvar) * noise
+        out = out * self.out_std + self.out_mean
+        next_obs = obs + out[..., :-1]
+        clipped = None
+        if self.reward_fn is not None:
+            reward = self.reward_fn(obs, action, next_obs)
+        else:
+            reward = out[..., -1]
+            if clip:
+                lo, hi = self.reward_bounds()
+                clipped = (reward < lo) | (reward > hi)  # NaN is not "clipped": it stays NaN
+                reward = reward.clamp(lo, hi)
+        if self.termination_fn is not None:
+            term = self.termination_fn(next_obs).to(next_obs.dtype)
+        else:
+            term = torch.sigmoid(self.termination_logit(next_obs))
+        return next_obs, reward, term, clipped
+
+    def check_obs(self, obs: torch.Tensor | np.ndarray | Sequence[float]) -> torch.Tensor:
+        """Validate one observation; returns a float32 ``[D]`` tensor or raises ``ValueError``."""
+        t = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(-1)
+        if t.numel() != self.obs_dim:
+            raise ValueError(
+                f"observation must have {self.obs_dim} values, got shape {list(np.shape(obs))}"
+            )
+        if not torch.isfinite(t).all():
+            raise ValueError(f"observation contains NaN or infinite values: {t.tolist()}")
+        return t
+
+
+def _lcb(v: torch.Tensor, kappa: float) -> torch.Tensor:
+    """``[E members, N]`` values -> ``[N]`` ``mean - kappa * std`` over members."""
+    return v.mean(0) - kappa * v.std(0, correction=0) if kappa else v.mean(0)
+
+
+@dataclass(frozen=True)
+class TerminalValue:
+    """The model's own terminal value (:meth:`EnsembleNetwork.terminal_value_fn`); a
+    rollout that counts clipped rows asks it which rows had a member's value clipped."""
+
+    model: EnsembleNetwork
+    kappa: float
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        return self.model.value_lcb(states, self.kappa)
+
+    def with_clipped(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.value_lcb_clipped(states, self.kappa)

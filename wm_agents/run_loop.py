@@ -1,0 +1,292 @@
+"""One env run loop: random warm-up, training episodes through the planning graph, evaluations.
+
+Every agent learns an env the same way::
+
+    random warm-up -> learner.finish_warmup()
+    -> training episodes through the env planning graph (the learner in its context)
+    -> every ``eval_every`` real steps: evaluation episodes through the same graph, no learning
+    -> until the learner's real-step budget is spent (or the env is solved / ``on_eval`` stops it)
+
+What differs between agents is plugged in, never branched on by name:
+
+* a :class:`ControllerStrategy` says which :class:`~wm_agents.core.Controller` runs each
+  training episode and each evaluation, and hears how each training episode ended (MPC: the
+  planner, with an evaluation twin of its own; the imagination agents: their policy, or the
+  hybrid once it has earned trust);
+* a :class:`RunLearner` records the real transitions and learns on its own schedule
+  (:class:`~wm_agents.neural.dyna.DynaLearner`, :class:`~wm_agents.imagination.ImaginationLearner`).
+
+Who acted is read from :attr:`~wm_agents.core.Decision.source` in the step records, not from
+reasons.  :func:`wm_agents.runner.run_gym` and
+:func:`wm_agents.imagination.run_imagination_gym` are this loop with their strategies.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from wm_agents.core import Controller
+from wm_agents.envs.gym_actuator import GymActuator
+from wm_agents.graph.env_graph import (
+    EnvLearner,
+    EnvPlanningContext,
+    StepRecord,
+    create_env_planning_graph,
+    episode_config,
+)
+
+__all__ = [
+    "ControllerStrategy",
+    "EvalPoint",
+    "LoopRun",
+    "RunLearner",
+    "acted_by",
+    "evaluate",
+    "random_warmup",
+    "run_env_loop",
+]
+
+
+@dataclass
+class EvalPoint:
+    """One evaluation: ``real_steps`` of learning so far, the evaluation episodes' returns, and
+    ``sources``: actions per decider (:func:`acted_by` of each step, e.g. ``{"mpc": 5000}``)."""
+
+    real_steps: int
+    returns: list[float]
+    sources: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns)) if self.returns else math.nan
+
+
+def acted_by(source: str) -> str:
+    """The part that acted: ``"hybrid:policy"`` -> ``"policy"``, ``"mpc"`` -> ``"mpc"``."""
+    return source.rpartition(":")[2] or "unknown"
+
+
+class RunLearner(EnvLearner, Protocol):
+    """What :func:`run_env_loop` feeds real steps to (the learn node's :class:`EnvLearner`)."""
+
+    def finish_warmup(self) -> None:
+        """Called once after the random warm-up (fit a model the schedule has not fit yet)."""
+        ...
+
+
+class ControllerStrategy(Protocol):
+    """Which controller acts when, for :func:`run_env_loop`."""
+
+    def for_training(self, steps: int) -> Controller:
+        """The controller of the next training episode (``steps``: real steps so far)."""
+        ...
+
+    def for_evaluation(self, steps: int) -> Controller:
+        """The controller of the evaluation about to run."""
+        ...
+
+    def episode_ended(self, controller: Controller, final: Mapping[str, Any], steps: int) -> None:
+        """After a training episode: ``final`` is the graph's final state (``episode_return``,
+        ``terminated``...), ``steps`` the real steps so far."""
+        ...
+
+
+@dataclass
+class LoopRun:
+    """What :func:`run_env_loop` measured.
+
+    Attributes:
+        real_steps: real env steps of learning (warm-up included).
+        evals: every evaluation, oldest first.
+        train_episodes: ``(real steps so far, return)`` per finished training episode.
+        train_records: one :class:`StepRecord` per planned training step.
+        last_eval_records: the step records of the last evaluation (only the last is kept: a
+            long run evaluates a hundred times, thousands of steps each).
+        solved_at: real steps at the first evaluation reaching the env's threshold.
+        seconds: wall time.
+    """
+
+    real_steps: int
+    evals: list[EvalPoint]
+    train_episodes: list[tuple[int, float]]
+    train_records: list[StepRecord]
+    last_eval_records: list[StepRecord]
+    solved_at: int | None
+    seconds: float
+
+    @property
+    def verdicts(self) -> dict[str, int]:
+        """Gate verdicts of the training steps."""
+        return dict(Counter(r.verdict for r in self.train_records))
+
+
+def random_warmup(
+    actuator: GymActuator,
+    learner: EnvLearner,
+    steps: int,
+    *,
+    seed: int,
+    on_step: Callable[[], None] | None = None,
+) -> list[tuple[int, float]]:
+    """Uniformly random actions (from a numpy Generator seeded with ``seed``) fed to ``learner``.
+
+    Episodes reset with seeds derived from ``seed``.  Returns ``(real steps so far, return)``
+    per finished episode.
+    """
+    rng = np.random.default_rng(seed)
+    episodes: list[tuple[int, float]] = []
+    ep_return = 0.0
+    obs = actuator.reset(seed=seed * 10_000)
+    for _ in range(steps):
+        action = actuator.sample_action(rng)
+        res = actuator.step(action)
+        ep_return += res.reward
+        learner.observe(obs, action, res.reward, res.obs, res.terminated, res.truncated)
+        if on_step is not None:
+            on_step()
+        obs = res.obs
+        if res.terminated or res.truncated:
+            episodes.append((learner.steps, ep_return))
+            ep_return, obs = 0.0, actuator.reset(seed=seed * 10_000 + len(episodes))
+    learner.mark_episode_end()
+    return episodes
+
+
+def evaluate(
+    graph: Any,
+    actuator: GymActuator,
+    controller: Controller,
+    episodes: int,
+    *,
+    seed: int,
+    max_replans: int = 1,
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> tuple[list[float], list[StepRecord]]:
+    """Run ``episodes`` episodes (env seeds ``seed + i``) through the compiled graph without
+    learning; returns their returns and step records."""
+    limit = actuator.max_episode_steps or 1000
+    returns, records = [], []
+    for i in range(episodes):
+        controller.reset()
+        ctx = EnvPlanningContext(actuator=actuator, controller=controller, on_step=on_step)
+        # A thread id per episode so a graph compiled with a checkpointer can run it too.
+        config = episode_config(limit, max_replans, configurable={"thread_id": f"eval-{seed + i}"})
+        final = graph.invoke({"seed": seed + i}, context=ctx, config=config)
+        returns.append(float(final["episode_return"]))
+        records.extend(ctx.records)
+    return returns, records
+
+
+def run_env_loop(
+    actuator: GymActuator,
+    eval_actuator: GymActuator,
+    controllers: ControllerStrategy,
+    learner: RunLearner,
+    *,
+    seed: int,
+    max_steps: int,
+    warmup_steps: int,
+    eval_every: int,
+    eval_episodes: int,
+    stop_when_solved: bool = False,
+    max_replans: int = 1,
+    fuse: bool = True,
+    checkpointer: Any = None,
+    progress: bool = True,
+    desc: str = "real steps",
+    on_eval: Callable[[EvalPoint], bool | None] | None = None,
+) -> LoopRun:
+    """Learn an env: warm-up, training episodes and evaluations, all through the planning graph.
+
+    Args:
+        actuator, eval_actuator: the training env and a separate evaluation env.
+        controllers: which controller acts when (:class:`ControllerStrategy`).
+        learner: records real steps and learns (:class:`RunLearner`), until ``exhausted``.
+        seed: env resets are seeded ``seed * 10_000 + episode`` for training and
+            ``1_000_000 + seed * 1_000 + i`` for evaluation episode ``i``.
+        max_steps: the real-step budget (an episode's step cap when the env has no limit).
+        warmup_steps: uniformly random real steps first.
+        eval_every: real steps between evaluations (0: only once the budget is spent).
+        eval_episodes: episodes per evaluation (0: none).
+        stop_when_solved: stop at the first evaluation reaching the env's reward threshold.
+        max_replans: re-plan rounds a step may take (sizes the graph's recursion limit).
+        fuse: each real step one graph node (see :func:`create_env_planning_graph`).
+        checkpointer: compile the graph with it (each episode its own thread).
+        progress: show a progress bar (``desc`` names it).
+        on_eval: called with every :class:`EvalPoint` as it is measured (a sweep's report);
+            returning ``True`` stops the run there (early stopping, e.g. a Ray Tune scheduler).
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    graph = create_env_planning_graph(fuse=fuse).compile(checkpointer=checkpointer)
+    limit = actuator.max_episode_steps or max_steps
+    threshold = actuator.reward_threshold
+    bar = tqdm(total=max_steps, desc=desc, disable=not progress, unit="step", mininterval=1.0)
+    train_episodes = random_warmup(
+        actuator, learner, warmup_steps, seed=seed, on_step=lambda: bar.update(1)
+    )
+    learner.finish_warmup()
+    episode = len(train_episodes)  # training episodes are numbered on from the warm-up's
+    evals: list[EvalPoint] = []
+    records: list[StepRecord] = []
+    eval_records: list[StepRecord] = []
+    solved_at: int | None = None
+    next_eval = warmup_steps + eval_every if eval_every else math.inf
+    eval_seed = 1_000_000 + seed * 1_000
+    while not learner.exhausted:
+        episode += 1
+        controller = controllers.for_training(learner.steps)
+        controller.reset()
+        ctx = EnvPlanningContext(
+            actuator=actuator,
+            controller=controller,
+            learner=learner,
+            on_step=lambda r: bar.update(1),
+        )
+        config = episode_config(limit, max_replans, configurable={"thread_id": f"ep{episode}"})
+        final = graph.invoke({"seed": seed * 10_000 + episode}, context=ctx, config=config)
+        records.extend(ctx.records)
+        train_episodes.append((learner.steps, float(final["episode_return"])))
+        controllers.episode_ended(controller, final, learner.steps)
+        if not eval_episodes or (learner.steps < next_eval and not learner.exhausted):
+            continue
+        next_eval = learner.steps + eval_every if eval_every else math.inf
+        bar.set_postfix_str(f"evaluating {eval_episodes} episodes")
+        rets, eval_records = evaluate(
+            graph,
+            eval_actuator,
+            controllers.for_evaluation(learner.steps),
+            eval_episodes,
+            seed=eval_seed,
+            max_replans=max_replans,
+        )
+        sources = dict(Counter(acted_by(r.source) for r in eval_records))
+        point = EvalPoint(learner.steps, rets, sources)
+        evals.append(point)
+        bar.set_postfix_str(f"eval mean {point.mean:.1f} at {learner.steps} steps")
+        stop = False
+        if threshold is not None and solved_at is None and point.mean >= threshold:
+            solved_at = point.real_steps
+            stop = stop_when_solved
+        if on_eval is not None and on_eval(point):
+            stop = True
+        if stop:
+            break
+    bar.close()
+    return LoopRun(
+        real_steps=learner.steps,
+        evals=evals,
+        train_episodes=train_episodes,
+        train_records=records,
+        last_eval_records=eval_records,
+        solved_at=solved_at,
+        seconds=time.perf_counter() - t0,
+    )
