@@ -4,6 +4,9 @@ invokes them: with a JSON (dict) context, never None.  And the JSON context itse
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -16,6 +19,7 @@ from wm_agents.core import Decision
 from wm_agents.graph import build_planning_graph
 from wm_agents.graph.json_context import json_context_fields, json_context_schema
 from wm_agents.serialization import checkpoint_serializer
+from wm_agents.server import process_scratch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +30,18 @@ def load_graph_module(name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_langgraph_json_names_the_graph_modules():
+    for name in ("langgraph.json", "langgraph.postgres.json"):
+        config = json.loads((ROOT / name).read_text())
+        assert config["graphs"] == {
+            "cartpole": "./graphs/cartpole.py:graph",
+            "tool_agent": "./graphs/tool_agent.py:graph",
+        }
+    assert json.loads((ROOT / "langgraph.json").read_text())["checkpointer"] == {
+        "path": "wm_agents.server.sqlite_checkpointer"
+    }
 
 
 # ------------------------------------------------------------------ the graphs in graphs/*.py
@@ -65,6 +81,7 @@ def test_cartpole_rejects_a_json_context_it_cannot_use(cartpole, context, messag
 
 @pytest.fixture
 def tool_agent(tmp_path, monkeypatch) -> Any:
+    monkeypatch.setenv("WM_AGENTS_SANDBOX", str(tmp_path / "sandbox"))
     for key in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "WM_AGENTS_LLM_MODEL"):
         monkeypatch.delenv(key, raising=False)  # the demo plan, simulated: no LLM starts
     module = load_graph_module("tool_agent")
@@ -76,8 +93,10 @@ def test_tool_agent_runs_with_a_json_context_until_review(tool_agent, tmp_path):
     out = tool_agent.invoke({"task": "Tidy the sandbox"}, config, context={})
     (ask,) = out["__interrupt__"]
     assert ask.value["tool_call"]["name"] == "wipe_directory"
+    assert (tmp_path / "sandbox" / "notes.txt").exists()
     out = tool_agent.invoke(Command(resume={"type": "approve"}), config, context={})
     assert out["done"] is True and "__interrupt__" not in out
+    assert not (tmp_path / "sandbox" / "notes.txt").exists()  # the approved wipe ran
     assert set(tool_agent.get_context_jsonschema()["properties"]) == {
         "n_candidates",
         "max_steps",
@@ -168,3 +187,18 @@ def test_without_a_default_context_the_dataclass_schema_stays():
     assert graph.context_schema is _Context
     with pytest.raises(ValueError, match="this graph needs"):
         graph.compile().invoke({}, context=None)
+
+
+def test_process_scratch_removes_folders_of_dead_processes(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    (tmp_path / dead.stdout.strip()).mkdir()
+    (tmp_path / dead.stdout.strip() / "copy.txt").write_text("left by a killed server")
+    (tmp_path / "1").mkdir()  # PID 1 is alive
+    (tmp_path / "notes").mkdir()  # not a process folder: kept
+    mine = process_scratch(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["1", "notes", mine.name])
