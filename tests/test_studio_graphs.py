@@ -202,3 +202,15 @@ def test_process_scratch_removes_folders_of_dead_processes(tmp_path):
     (tmp_path / "notes").mkdir()  # not a process folder: kept
     mine = process_scratch(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["1", "notes", mine.name])
+
+
+def test_server_settings_come_from_the_environment(tmp_path, monkeypatch):
+    from wm_agents.server import postgres_uri, sqlite_path
+
+    monkeypatch.setenv("WM_AGENTS_SERVER_DB", str(tmp_path / "db" / "runs.sqlite"))
+    assert sqlite_path() == tmp_path / "db" / "runs.sqlite" and (tmp_path / "db").is_dir()
+    monkeypatch.setenv("WM_AGENTS_POSTGRES_URI", " postgresql://u@127.0.0.1:5/d ")
+    assert postgres_uri() == "postgresql://u@127.0.0.1:5/d"
+    monkeypatch.delenv("WM_AGENTS_POSTGRES_URI")
+    with pytest.raises(ValueError, match=r"langgraph\.postgres\.json needs WM_AGENTS_POSTGRES_URI"):
+        postgres_uri()
