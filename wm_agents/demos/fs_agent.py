@@ -142,6 +142,7 @@ def build_fs_context(
     on_decision: Callable[[TraceEntry], None] | None = None,
     seed_files: bool = True,
     world_model: Literal["composite", "llm"] = "composite",
+    scratch_dir: str | Path | None = None,
 ) -> ToolAgentContext:
     """The file-system agent's context over a sandbox folder (seeded with demo files).
 
@@ -165,6 +166,8 @@ def build_fs_context(
         native_tools: with ``proposer="llm"``, use native tool calling (else a JSON schema).
         samples, seed, temperature: of the predictor.
         store: a LangGraph Store for the predictor's experience (``SqliteStore`` to keep it).
+        scratch_dir: where the simulator keeps its copies of the sandbox (default: the temp
+            folder, or beside ``root``; see :class:`~wm_agents.simulate.FolderSimulator`).
     """
     root = Path(root)
     if seed_files:
@@ -189,7 +192,7 @@ def build_fs_context(
     model: Any = predictor
     simulator = None
     if world_model == "composite":
-        simulator = FolderSimulator(root, make_sandbox_tools, tools=tools)
+        simulator = FolderSimulator(root, make_sandbox_tools, tools=tools, scratch_dir=scratch_dir)
         model = CompositeToolModel(simulators=[simulator], llm=predictor)
     if proposer == "plan":
         chosen: Any = FixedPlanProposer(DEMO_PLAN)

@@ -21,6 +21,7 @@ cost would rival a fast planner's.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 from typing import Any, get_type_hints
 
@@ -28,6 +29,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from wm_agents.core import Decision, plan_step
+from wm_agents.graph.json_context import json_context_schema, resolve_context
 
 __all__ = ["build_planning_graph", "route_verdict"]
 
@@ -50,18 +52,23 @@ def route_verdict(decision: Decision | dict | None) -> str:
     return _VERDICT_TO_NODE[verdict]
 
 
-def _context_guard(default_context: Callable[[], Any] | None, hint: str) -> Callable[[Node], Node]:
-    """Wrap nodes so a run without a runtime context gets the default one, or a clear error."""
+def _context_guard(
+    default_context: Callable[[], Any] | None, hint: str, context_type: type
+) -> Callable[[Node], Node]:
+    """Wrap nodes so a run without a runtime context, or with a JSON one (LangGraph server),
+    gets the default one (:func:`~wm_agents.graph.json_context.resolve_context`), or a clear
+    error."""
     cache: list[Any] = []
+    lock = threading.Lock()  # concurrent first runs build the default context once
 
     def wrap(node: Node) -> Node:
         def run(state: Any, runtime: Runtime) -> Any:
-            if runtime.context is None:
-                if default_context is None:
-                    raise ValueError(f"this graph needs {hint}")
-                if not cache:
-                    cache.append(default_context())
-                runtime = runtime.override(context=cache[0])
+            if runtime.context is None or isinstance(runtime.context, dict):
+                with lock:
+                    context = resolve_context(
+                        runtime.context, context_type, default_context, cache, hint
+                    )
+                runtime = runtime.override(context=context)
             return node(state, runtime)
 
         run.__name__ = getattr(node, "__name__", "node").lstrip("_")
@@ -112,18 +119,24 @@ def build_planning_graph(
         ask_destinations, refuse_destinations: nodes the ``ask`` (``refuse``) node may
             ``Command(goto=...)`` to (for drawing the graph, e.g. in LangGraph Studio; routing
             works without it).
-        default_context: builds a runtime context (once, lazily) for runs invoked without one,
-            such as LangGraph Studio / ``langgraph dev``, whose clients can only send JSON.
-            Without it a run with no context fails with a ``ValueError`` naming
-            ``context_hint``.
+        default_context: builds a runtime context (once, lazily) for runs invoked without one
+            or with a JSON (dict) one, such as LangGraph Studio / ``langgraph dev``, whose
+            clients can only send JSON: the graph then declares the JSON keys as its context
+            schema (:mod:`wm_agents.graph.json_context`; ``context_schema`` must be a dataclass)
+            and a dict context sets those fields of the default.  Without it a run with no
+            context fails with a ``ValueError`` naming ``context_hint``.
         fuse: run each real step as one node ``step`` (see the module doc).  Needs a graph
             without ``ask`` / ``refuse`` nodes or ``finish_from_propose``, nodes that return
             plain update dicts, and state keys without reducers (each update replaces a value).
     """
     if context_schema is not None:
-        wrap = _context_guard(default_context, context_hint)
+        wrap = _context_guard(default_context, context_hint, context_schema)
         propose, imagine, decide, act, learn = map(wrap, (propose, imagine, decide, act, learn))
         start, ask, refuse = (wrap(n) if n is not None else None for n in (start, ask, refuse))
+        if default_context is not None:
+            # The server passes a dict, which LangGraph would feed to a dataclass schema's
+            # __init__ before any node runs: declare the JSON keys instead.
+            context_schema = json_context_schema(context_schema)
     graph = StateGraph(state_schema, context_schema=context_schema)
     if fuse:
         if ask is not None or refuse is not None or finish_from_propose:
