@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wm_agents.neural.ensemble import ModelFileError
+from wm_agents.neural.model_config import ModelFileError
 
 __all__ = [
     "MAGIC",

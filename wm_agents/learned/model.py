@@ -66,7 +66,7 @@ from wm_agents.learned.training import FittedPredictor, LearnedConfig, fit_predi
 from wm_agents.llm.memory import ExperienceMemory
 from wm_agents.llm.schemas import LLMState, ToolCallCandidate, ToolSpec
 from wm_agents.llm.sync import run_sync
-from wm_agents.neural.ensemble import ModelFileError
+from wm_agents.neural.model_config import ModelFileError
 
 __all__ = ["UNKNOWN_UNCERTAINTY", "LearnedOutcomeModel", "LearnedPrediction"]
 

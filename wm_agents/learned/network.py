@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from wm_agents.neural.ensemble import EnsembleLinear
+from wm_agents.neural.network import EnsembleLinear
 
 __all__ = ["EnsembleClassifier", "TrainConfig", "subspace_masks", "train_classifier"]
 

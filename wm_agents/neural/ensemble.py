@@ -24,16 +24,13 @@ import torch
 
 from wm_agents.core import LearnReport, Outcome, Transition
 from wm_agents.neural.buffer import ReplayBuffer
-from wm_agents.neural.model_config import ModelFileError
-from wm_agents.neural.network import EnsembleLinear, EnsembleNetwork, RewardFn, TerminationFn
+from wm_agents.neural.network import EnsembleNetwork, RewardFn, TerminationFn
 from wm_agents.neural.persistence import load_model, save_model
 from wm_agents.neural.rollout import ImaginedRollout, planning_weights, rollout
 from wm_agents.neural.trainer import MIN_TRANSITIONS, FitConfig, fit_ensemble
 from wm_agents.spaces import ActionSpec
 
-# EnsembleLinear and ModelFileError live in network / model_config; they stay importable from here
-# because wm_agents.learned imports them from this module (their public home is wm_agents.neural).
-__all__ = ["EnsembleDynamicsModel", "EnsembleLinear", "ModelFileError", "outcomes_from_rollout"]
+__all__ = ["EnsembleDynamicsModel", "outcomes_from_rollout"]
 
 
 class EnsembleDynamicsModel(EnsembleNetwork):
