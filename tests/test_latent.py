@@ -1,0 +1,134 @@
+"""The latent world model learns a toy pixel world and plans in it (issue 16, item 2).
+
+The toy world: a bright column on a 16 x 16 frame at position x in 0..15; action 1 moves it
+right, action 0 left (clipped at the edges); the reward is x / 15, so going right pays.  Frames
+are all the model sees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wm_agents.latent import EpisodeReplay, LatentConfig, LatentWorldModel
+
+SIZE = 16
+
+
+def frame(x: int) -> np.ndarray:
+    f = np.zeros((1, SIZE, SIZE), np.uint8)
+    f[0, :, x] = 255
+    return f
+
+
+def one_hot(a: int) -> np.ndarray:
+    return np.eye(2, dtype=np.float32)[a]
+
+
+def fill(replay: EpisodeReplay, rng: np.random.Generator, episodes: int, length: int) -> None:
+    for _ in range(episodes):
+        x = int(rng.integers(0, SIZE))
+        replay.start(frame(x))
+        for _ in range(length):
+            a = int(rng.integers(2))
+            x = min(SIZE - 1, max(0, x + (1 if a else -1)))
+            replay.add(one_hot(a), frame(x), x / (SIZE - 1), False)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.set_num_threads(1)
+    cfg = LatentConfig(
+        channels=1,
+        size=SIZE,
+        action_dim=2,
+        deter=32,
+        stoch=8,
+        hidden=64,
+        ensemble=3,
+        depth=8,
+        lr=3e-3,
+    )
+    model = LatentWorldModel(cfg, seed=0)
+    replay = EpisodeReplay(action_dim=2)
+    rng = np.random.default_rng(0)
+    fill(replay, rng, episodes=40, length=20)
+    first = None
+    for _ in range(300):
+        b = replay.sample(16, 10, rng)
+        parts = model.train_step(b.frames, b.actions, b.rewards, b.continues, b.mask)
+        first = first or parts
+    return model, replay, first, parts
+
+
+def test_training_lowers_reconstruction_and_reward_error(trained):
+    _, _, first, last = trained
+    assert last["recon"] < 0.3 * first["recon"], (first, last)
+    # Rewards x/15 have variance ~0.09: the model must do far better than their mean.
+    assert last["reward"] < 0.02, last
+
+
+def test_the_decoder_shows_where_the_column_is(trained):
+    model, _, _, _ = trained
+    for x in (3, 12):
+        seen = model.observe(model.initial(1), torch.zeros(1, 2), torch.as_tensor(frame(x))[None])
+        picture = model.decode(seen)[0, 0]
+        assert abs(int(np.argmax(picture.mean(axis=0))) - x) <= 1, (x, picture.mean(axis=0))
+
+
+def test_imagining_prefers_the_way_that_pays(trained):
+    model, _, _, _ = trained
+    right, left = [one_hot(1)] * 5, [one_hot(0)] * 5
+    o_right, o_left = model.imagine(frame(7), [right, left], horizon=5)
+    assert o_right.value > o_left.value + 1.0, (o_right.value, o_left.value)
+    assert len(o_right.member_values) == 3 and o_right.uncertainty >= 0.0
+    assert o_right.prediction["source"] == "latent" and 0.0 <= o_right.risk <= 1.0
+    # Every member agrees on the ranking.
+    assert all(r > lv for r, lv in zip(o_right.member_values, o_left.member_values, strict=True))
+
+
+def test_the_same_seed_gives_the_same_model_and_the_callers_rng_is_untouched():
+    cfg = LatentConfig(channels=1, size=SIZE, action_dim=2, deter=8, stoch=4, hidden=8, depth=4)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a, b = LatentWorldModel(cfg, seed=5), LatentWorldModel(cfg, seed=5)
+    assert torch.rand(1) == before
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    cand = [[one_hot(1)] * 3]
+    assert a.imagine(frame(3), cand, horizon=3)[0].member_values == (
+        b.imagine(frame(3), cand, horizon=3)[0].member_values
+    )
+
+
+def test_bad_input_is_refused_clearly():
+    cfg = LatentConfig(channels=1, size=SIZE, action_dim=2, deter=8, stoch=4, hidden=8, depth=4)
+    model = LatentWorldModel(cfg)
+    with pytest.raises(ValueError, match="frames"):
+        model.imagine(np.zeros((3, SIZE, SIZE)), [[one_hot(0)]])
+    with pytest.raises(ValueError, match=r"\[B, H, 2\]"):
+        model.imagine(frame(0), [[[1.0, 0.0, 0.0]]])
+    with pytest.raises(ValueError, match="no candidates"):
+        model.imagine(frame(0), [])
+    with pytest.raises(ValueError, match="power of two"):
+        LatentConfig(channels=1, size=24, action_dim=2)
+    replay = EpisodeReplay(action_dim=2)
+    with pytest.raises(ValueError, match="start"):
+        replay.add(one_hot(0), frame(0), 0.0, False)
+    replay.start(frame(0))
+    with pytest.raises(ValueError, match="finite"):
+        replay.add(one_hot(0), frame(0), float("nan"), False)
+    with pytest.raises(ValueError, match="at least two steps"):
+        replay.sample(2, 4, np.random.default_rng(0))
+
+
+def test_sequences_stay_inside_episodes_and_padding_is_masked():
+    replay = EpisodeReplay(action_dim=2)
+    replay.start(frame(0))
+    replay.add(one_hot(1), frame(1), 0.1, False)
+    replay.add(one_hot(1), frame(2), 0.2, True)
+    b = replay.sample(4, 5, np.random.default_rng(0))
+    assert b.frames.shape == (4, 5, 1, SIZE, SIZE)
+    assert torch.equal(b.mask[0], torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0]))
+    assert torch.equal(b.continues[0, :3], torch.tensor([1.0, 1.0, 0.0]))
