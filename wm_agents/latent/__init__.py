@@ -1,19 +1,35 @@
 """A latent world model from pixels (issue 16): an RSSM with an ensemble of transition heads
 (:class:`LatentWorldModel`), its settings (:class:`LatentConfig`), beliefs
-(:class:`LatentBelief`) and a replay of whole episodes (:class:`EpisodeReplay`)."""
+(:class:`LatentBelief`), a replay of whole episodes (:class:`EpisodeReplay`), and the agent
+that plans with it through the planning graph (:class:`LatentController`,
+:class:`LatentLearner`, :func:`run_latent_gym`)."""
 
 from wm_agents._lazy import lazy_exports
 
 _EXPORTS = {
     "EpisodeReplay": "wm_agents.latent.replay",
+    "LatentAgentConfig": "wm_agents.latent.agent",
+    "LatentController": "wm_agents.latent.agent",
+    "LatentLearner": "wm_agents.latent.agent",
     "LatentBelief": "wm_agents.latent.model",
     "LatentConfig": "wm_agents.latent.model",
     "LatentWorldModel": "wm_agents.latent.model",
     "SequenceBatch": "wm_agents.latent.replay",
+    "run_latent_gym": "wm_agents.latent.agent",
 }
 """Each public name and the module it lives in (imported on first use)."""
 
 
-__all__ = ["EpisodeReplay", "LatentBelief", "LatentConfig", "LatentWorldModel", "SequenceBatch"]
+__all__ = [
+    "EpisodeReplay",
+    "LatentAgentConfig",
+    "LatentBelief",
+    "LatentConfig",
+    "LatentController",
+    "LatentLearner",
+    "LatentWorldModel",
+    "SequenceBatch",
+    "run_latent_gym",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
