@@ -19,7 +19,7 @@ SIZE = 16
 
 
 class ColumnWorld(gym.Env):
-    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"]}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 30}
     observation_space = gym.spaces.Box(0, SIZE - 1, (1,), np.float32)
     action_space = gym.spaces.Discrete(2)
 
@@ -92,3 +92,28 @@ def test_a_model_and_env_that_do_not_fit_are_refused():
     )
     with pytest.raises(ValueError, match="pixel values"):
         controller.frames(np.zeros(10))
+
+
+def test_the_cli_runs_from_pixels_and_draws_what_the_model_dreams(tmp_path, capsys):
+    import json
+
+    from wm_agents.cli import main
+
+    if "ColumnWorld-v0" not in gym.registry:
+        gym.register(id="ColumnWorld-v0", entry_point=ColumnWorld, max_episode_steps=20)
+    out = tmp_path / "run"
+    argv = ["gym", "--env", "ColumnWorld-v0", "--obs", "pixels", "--pixel-size", "16"]
+    argv += ["--frames", "1", "--grayscale", "--max-steps", "120", "--warmup-steps", "80"]
+    argv += ["--eval-every", "0", "--eval-episodes", "1", "--horizon", "4"]
+    argv += ["--population", "16", "--out", str(out), "--json", "--quiet"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["obs"] == "pixels" and summary["real_steps"] == 120
+    assert len(summary["eval_mean"]) == 1 and summary["cpu_s"] > 0
+    for name in ("result.json", "learning_curve.png", "dream.png", "dream.gif"):
+        assert (out / name).stat().st_size > 0, name
+    from PIL import Image
+
+    with Image.open(out / "dream.gif") as gif:
+        assert gif.n_frames >= 5  # one per imagined step
+    assert main(["gym", "--env", "ColumnWorld-v0", "--obs", "pixels", "--agent", "policy"]) == 2

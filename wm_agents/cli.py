@@ -129,9 +129,16 @@ def _add_gym_options(p: argparse.ArgumentParser) -> None:
     from wm_agents.imagination.cli import add_agent_options
 
     add_agent_options(p)  # --agent mpc|policy|hybrid|dqn and its options
+    from wm_agents.latent.cli import add_pixel_options
+
+    add_pixel_options(p)  # --obs state|pixels
 
 
 def _run_gym(args: argparse.Namespace) -> int:
+    if args.obs == "pixels":
+        from wm_agents.latent.cli import run_pixels_from_args
+
+        return run_pixels_from_args(args)
     if args.agent != "mpc":
         from wm_agents.imagination.cli import run_agent_from_args
 

@@ -229,6 +229,22 @@ class LatentWorldModel(nn.Module):
                 alive = alive * torch.sigmoid(self.continue_head(feat).squeeze(-1))
         return ret.reshape(e, b), (1 - alive).reshape(e, b)
 
+    def dream(
+        self, belief: LatentBelief, actions: torch.Tensor, *, member: int = 0
+    ) -> list[LatentBelief]:
+        """The beliefs of one open-loop imagined trajectory (``actions [H, A]``, prior head
+        ``member``), one per step: what :meth:`decode` turns into imagined frames."""
+        if not 0 <= member < self.config.ensemble:
+            raise ValueError(f"member must be in [0, {self.config.ensemble - 1}], got {member}")
+        out = []
+        h, z = belief.h, belief.z
+        with torch.no_grad():
+            for a in actions.float():
+                h = self.gru(self.pre_gru(torch.cat([z, a[None]], -1)), h)
+                z = self._sample(*_gaussian(self.priors[member](h)))
+                out.append(LatentBelief(h, z))
+        return out
+
     def imagine(
         self, state: Any, candidates: Sequence[Any], *, horizon: int = 1, gamma: float = 1.0
     ) -> list[Outcome]:

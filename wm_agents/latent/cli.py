@@ -1,0 +1,132 @@
+"""``wm-agents gym --env ENV --obs pixels``: the latent agent from frames only (issue 16).
+
+Defaults are sized for a first look on a small machine, not for the issue's targets: the
+number of real steps, the model and the search can all be raised from the command line.
+With ``--out DIR`` the run writes ``result.json``, ``learning_curve.png``, ``dream.png`` (real
+frames, reconstructions and open-loop imagined frames of the last training episode) and
+``dream.gif`` (real beside imagined).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_pixel_options", "run_pixels_from_args"]
+
+OUT_FILES = ("result.json", "learning_curve.png", "dream.png", "dream.gif")
+
+
+def add_pixel_options(p: argparse.ArgumentParser) -> None:
+    """``--obs`` and the pixel agent's own options."""
+    p.add_argument(
+        "--obs",
+        choices=["state", "pixels"],
+        default="state",
+        help="what the agent sees: the state vector (default) or rendered frames only "
+        "(the latent world model; --agent mpc)",
+    )
+    p.add_argument("--pixel-size", type=int, default=64, help="frame side for --obs pixels")
+    p.add_argument("--frames", type=int, default=3, help="stacked frames for --obs pixels")
+    p.add_argument("--grayscale", action="store_true", help="one channel for --obs pixels")
+
+
+def _curve(evals: list[Any], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([e.real_steps for e in evals], [e.mean for e in evals], marker="o")
+    ax.set_xlabel("real steps")
+    ax.set_ylabel("evaluation mean return")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_pixels_from_args(args: argparse.Namespace) -> int:
+    """Run the latent agent as the options say; print a summary (JSON last with ``--json``)."""
+    if args.agent != "mpc":
+        raise ValueError("--obs pixels runs the latent MPC agent only (--agent mpc) so far")
+    out = None
+    if args.out:
+        from wm_agents.outputs import check_output_dir
+
+        out = check_output_dir(args.out, OUT_FILES)
+    import torch
+
+    from wm_agents.envs.pixels import make_pixel_env
+    from wm_agents.latent.agent import LatentAgentConfig, run_latent_gym
+    from wm_agents.latent.pictures import dream_rows, save_animation, save_strip
+
+    torch.set_num_threads(max(1, args.threads))
+
+    def make_env() -> Any:
+        return make_pixel_env(
+            args.env, size=args.pixel_size, frames=args.frames, grayscale=args.grayscale
+        )
+
+    agent = LatentAgentConfig(horizon=args.horizon or 12, population=args.population or 100)
+    max_steps = args.max_steps or 3_000
+    t0 = time.process_time()
+    run, learner = run_latent_gym(
+        make_env,
+        seed=args.seed,
+        max_steps=max_steps,
+        warmup_steps=args.warmup_steps or min(1_000, max_steps // 3),
+        eval_every=args.eval_every if args.eval_every is not None else 1_000,
+        eval_episodes=args.eval_episodes or 5,
+        agent_config=agent,
+        progress=not args.quiet,
+    )
+    summary = {
+        "env": args.env,
+        "obs": "pixels",
+        "seed": args.seed,
+        "real_steps": run.real_steps,
+        "eval_returns": [list(e.returns) for e in run.evals],
+        "eval_mean": [round(e.mean, 2) for e in run.evals],
+        "eval_steps": [e.real_steps for e in run.evals],
+        "solved_at_step": run.solved_at,
+        "wall_s": round(run.seconds, 1),
+        "cpu_s": round(time.process_time() - t0, 1),
+        "losses": learner.losses[-1] if learner.losses else None,
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "result.json").write_text(json.dumps(summary, indent=1))
+        if run.evals:
+            _curve(
+                run.evals, out / "learning_curve.png", f"{args.env} from pixels, seed {args.seed}"
+            )
+        episodes = [ep for ep in learner.replay.episodes if len(ep["frames"]) >= 8]
+        if episodes:
+            import numpy as np
+
+            ep = episodes[-1]
+            frames, actions = np.stack(ep["frames"]), np.stack(ep["actions"])
+            horizon = min(15, len(frames) - 4)
+            per_frame = 1 if args.grayscale else 3
+            rows = dream_rows(
+                learner.model,
+                frames,
+                actions,
+                start=3,
+                horizon=horizon,
+                channels_per_frame=per_frame,
+            )
+            save_strip(rows, out / "dream.png", title=f"{args.env}: real, reconstructed, imagined")
+            save_animation(rows, out / "dream.gif")
+        print(f"wrote {', '.join(OUT_FILES)} to {out}", file=sys.stderr)
+    for e in run.evals:
+        print(f"eval at {e.real_steps} real steps: mean {e.mean:.1f}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    return 0
