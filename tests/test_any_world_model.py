@@ -259,3 +259,17 @@ def test_review_answers_are_checked_against_the_action_space() -> None:
         review_answer({"type": "edit", "action": "left"}, BOX1)
     with pytest.raises(ValueError, match="integer action indices"):
         review_answer({"type": "edit", "action": [2.5]}, ActionSpec.discrete(3))
+
+
+def test_plan_many_on_any_model_decides_as_plan_does_state_by_state() -> None:
+    # A model with only imagine: each state's objective and imagine run on their own, with
+    # the episode streams a batched evaluation gives them.
+    controller = point_controller(seed=3)
+    states = [[1.0], [-0.5], [2.0]]
+    warm = [None, [[0.5], [0.5], [0.5]], None]
+    generators = [controller.episode_generator(s) for s in (10, 11, 12)]
+    steps = controller.plan_many(states, warm_starts=warm, generators=generators)
+    for i, (state, step) in enumerate(zip(states, steps, strict=True)):
+        alone = controller.for_episode(10 + i).plan(state, warm_start=warm[i])
+        assert step.decision == alone.decision
+        assert torch.equal(step.proposal.candidates, alone.proposal.candidates)

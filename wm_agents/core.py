@@ -44,6 +44,7 @@ __all__ = [
     "Verdict",
     "WorldModel",
     "plan_step",
+    "plan_steps",
 ]
 
 OutcomeStatus = Literal["ok", "unknown"]
@@ -304,22 +305,54 @@ def plan_step(
     far, counted from ``first_round`` (a hybrid that has already tried its policy starts at 1).
     ``decide`` returns a :class:`Decision` (or a mapping with a ``"verdict"``, as a graph node
     may write).  The controllers' :meth:`~Controller.act`, the fused graph node and the
-    benchmarks all plan through this one loop.
+    benchmarks all plan through this one loop (:func:`plan_steps` with one state).
 
     Raises:
         RuntimeError: the gate asked for more than :data:`MAX_ROUNDS` re-plans in a row.
     """
-    replans = first_round
-    while True:
-        proposal = propose(replans)
-        outcomes = imagine(proposal)
-        decision = decide(outcomes, replans)
-        verdict = decision["verdict"] if isinstance(decision, Mapping) else decision.verdict
-        if verdict != "replan":
-            return PlannedStep(decision, proposal, outcomes, replans - first_round + 1)
-        replans += 1
-        if replans - first_round >= MAX_ROUNDS:
-            raise RuntimeError(
-                f"the gate asked for {MAX_ROUNDS} re-plans in a row; a gate must stop "
-                "re-planning (e.g. AgreementGate.max_replans)"
-            )
+    return plan_steps(
+        lambda which, replans: [propose(replans[0])],
+        lambda which, proposals: [imagine(proposals[0])],
+        lambda i, outcomes, replans: decide(outcomes, replans),
+        1,
+        first_round=first_round,
+    )[0]
+
+
+def plan_steps(
+    propose: Callable[[Sequence[int], Sequence[int]], Sequence[P]],
+    imagine: Callable[[Sequence[int], Sequence[P]], Sequence[Sequence[Outcome]]],
+    decide: Callable[[int, Sequence[Outcome], int], Any],
+    n: int,
+    *,
+    first_round: int = 0,
+) -> list[PlannedStep[P]]:
+    """:func:`plan_step` for ``n`` states in lockstep (a batched evaluation's one real step).
+
+    Each round, ``propose(which, replans)`` proposes for the states ``which`` still undecided
+    (``replans[j]`` re-plans done by state ``which[j]``), ``imagine(which, proposals)`` imagines
+    their candidates, and ``decide(i, outcomes, replans)`` decides for state ``i``; a state
+    whose verdict is ``replan`` takes part in the next round.  So one batched model pass can
+    serve every state's round, and each state's rounds are those :func:`plan_step` would run.
+
+    Raises:
+        RuntimeError: a gate asked for more than :data:`MAX_ROUNDS` re-plans in a row.
+    """
+    replans = [first_round] * n
+    done: list[PlannedStep[P] | None] = [None] * n
+    while which := [i for i in range(n) if done[i] is None]:
+        proposals = propose(which, [replans[i] for i in which])
+        imagined = imagine(which, proposals)
+        for i, proposal, outcomes in zip(which, proposals, imagined, strict=True):
+            decision = decide(i, outcomes, replans[i])
+            verdict = decision["verdict"] if isinstance(decision, Mapping) else decision.verdict
+            if verdict != "replan":
+                done[i] = PlannedStep(decision, proposal, outcomes, replans[i] - first_round + 1)
+                continue
+            replans[i] += 1
+            if replans[i] - first_round >= MAX_ROUNDS:
+                raise RuntimeError(
+                    f"the gate asked for {MAX_ROUNDS} re-plans in a row; a gate must stop "
+                    "re-planning (e.g. AgreementGate.max_replans)"
+                )
+    return [step for step in done if step is not None]

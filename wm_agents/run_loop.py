@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,7 +44,9 @@ from wm_agents.graph.env_graph import (
 
 __all__ = [
     "ControllerStrategy",
+    "EpisodeStreams",
     "EvalPoint",
+    "Evaluator",
     "LoopRun",
     "RunLearner",
     "acted_by",
@@ -127,6 +129,25 @@ class LoopRun:
         return dict(Counter(r.verdict for r in self.train_records))
 
 
+@runtime_checkable
+class EpisodeStreams(Protocol):
+    """A controller whose evaluation episodes each plan from their own random stream
+    (:class:`~wm_agents.planning.MPCController`): :func:`evaluate` runs episode ``i`` with
+    ``controller.for_episode(seed + i)``, so an episode decides the same whether it runs alone,
+    after others, or beside them in a batch (:func:`~wm_agents.batch_eval.evaluate_batched`).
+    """
+
+    def for_episode(self, episode_seed: int) -> Controller:
+        """The controller for the evaluation episode with env seed ``episode_seed``."""
+        ...
+
+
+Evaluator = Callable[[Controller, int, int], tuple[list[float], list[StepRecord]]]
+"""``(controller, episodes, seed) -> (returns, step records)``: how :func:`run_env_loop` runs
+an evaluation (default: :func:`evaluate` through the graph; ``run_gym``'s MPC agent passes
+:func:`~wm_agents.batch_eval.evaluate_batched` on a vector env)."""
+
+
 def random_warmup(
     actuator: GymActuator,
     learner: EnvLearner,
@@ -170,12 +191,19 @@ def evaluate(
     on_step: Callable[[StepRecord], None] | None = None,
 ) -> tuple[list[float], list[StepRecord]]:
     """Run ``episodes`` episodes (env seeds ``seed + i``) through the compiled graph without
-    learning; returns their returns and step records."""
+    learning; returns their returns and step records.  A controller with per-episode random
+    streams (:class:`EpisodeStreams`) runs episode ``i`` as ``controller.for_episode(seed +
+    i)``."""
     limit = actuator.max_episode_steps or 1000
     returns, records = [], []
     for i in range(episodes):
-        controller.reset()
-        ctx = EnvPlanningContext(actuator=actuator, controller=controller, on_step=on_step)
+        episode = (
+            controller.for_episode(seed + i)
+            if isinstance(controller, EpisodeStreams)
+            else controller
+        )
+        episode.reset()
+        ctx = EnvPlanningContext(actuator=actuator, controller=episode, on_step=on_step)
         # A thread id per episode so a graph compiled with a checkpointer can run it too.
         config = episode_config(limit, max_replans, configurable={"thread_id": f"eval-{seed + i}"})
         final = graph.invoke({"seed": seed + i}, context=ctx, config=config)
@@ -202,6 +230,7 @@ def run_env_loop(
     progress: bool = True,
     desc: str = "real steps",
     on_eval: Callable[[EvalPoint], bool | None] | None = None,
+    evaluator: Evaluator | None = None,
 ) -> LoopRun:
     """Learn an env: warm-up, training episodes and evaluations, all through the planning graph.
 
@@ -222,6 +251,8 @@ def run_env_loop(
         progress: show a progress bar (``desc`` names it).
         on_eval: called with every :class:`EvalPoint` as it is measured (a sweep's report);
             returning ``True`` stops the run there (early stopping, e.g. a Ray Tune scheduler).
+        evaluator: runs each evaluation (:data:`Evaluator`); default :func:`evaluate` through
+            the graph on ``eval_actuator``.
     """
     from tqdm.auto import tqdm
 
@@ -260,14 +291,18 @@ def run_env_loop(
             continue
         next_eval = learner.steps + eval_every if eval_every else math.inf
         bar.set_postfix_str(f"evaluating {eval_episodes} episodes")
-        rets, eval_records = evaluate(
-            graph,
-            eval_actuator,
-            controllers.for_evaluation(learner.steps),
-            eval_episodes,
-            seed=eval_seed,
-            max_replans=max_replans,
-        )
+        eval_controller = controllers.for_evaluation(learner.steps)
+        if evaluator is not None:
+            rets, eval_records = evaluator(eval_controller, eval_episodes, eval_seed)
+        else:
+            rets, eval_records = evaluate(
+                graph,
+                eval_actuator,
+                eval_controller,
+                eval_episodes,
+                seed=eval_seed,
+                max_replans=max_replans,
+            )
         sources = dict(Counter(acted_by(r.source) for r in eval_records))
         point = EvalPoint(learner.steps, rets, sources)
         evals.append(point)

@@ -77,7 +77,8 @@ class ActionSpec:
         raise UnsupportedSpaceError(
             f"unsupported action space {space!r}: wm_agents plans in Discrete and Box "
             "action spaces; "
-            "flatten MultiDiscrete/Dict/Tuple spaces with a gymnasium wrapper first"
+            "flatten MultiDiscrete/Dict/Tuple spaces with a gymnasium wrapper first (a vector "
+            "env's batched space is not one env's: pass its single_action_space, or one env)"
         )
 
     @property

@@ -16,6 +16,7 @@ wm-agents bench learned-outcomes data|llm|run|report
 wm-agents bench llm-calibration|llm-concurrency [--out FILE]
 wm-agents bench llm-latency [--base OLD_CHECKOUT] [--out FILE]
 wm-agents bench startup [--checkout DIR]
+wm-agents bench batch-eval [--episodes 10] [--reps 3] [--model RUN/model.pt]
 
 Results go to ``./benchmarks/results`` under the current folder unless ``--out`` /
 ``--results`` says otherwise; each benchmark checks that it can write there before it starts.
@@ -95,6 +96,11 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "ms per imagined tool call on the embedded LLM, against an older checkout",
         "wm_agents.bench.llm_latency:add_arguments",
         "wm_agents.bench.llm_latency:run_cli",
+    ),
+    "batch-eval": (
+        "evaluation episodes one at a time through the graph vs. batched on a vector env",
+        "wm_agents.bench.batch_eval:add_arguments",
+        "wm_agents.bench.batch_eval:run_cli",
     ),
     "startup": (
         "import and --help start-up time (optionally against another checkout)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from wm_agents.spaces import ActionSpec, observation_dim
@@ -25,12 +26,23 @@ class StepResult:
 class GymActuator:
     """Wraps a gymnasium env: checks spaces up front and observations on every step.
 
-    Raises :class:`~wm_agents.spaces.UnsupportedSpaceError` for spaces the planners cannot use
-    and ``ValueError`` when the env returns a NaN/inf observation or reward (a broken env must
-    fail loudly instead of poisoning the replay buffer).
+    Raises :class:`~wm_agents.spaces.UnsupportedSpaceError` for spaces the planners cannot use,
+    ``TypeError`` for a vector env (one env is stepped here; see
+    :func:`~wm_agents.batch_eval.evaluate_batched`), and ``ValueError`` when the env returns a
+    NaN/inf observation or reward (a broken env must fail loudly instead of poisoning the
+    replay buffer).
     """
 
     def __init__(self, env: Any) -> None:
+        if isinstance(env, gym.vector.VectorEnv):
+            # Its batched spaces would pass for one env's (MultiDiscrete, a [N, D] Box) and fail
+            # later with a hint about flattening wrappers that is no fix for a vector env.
+            raise TypeError(
+                f"GymActuator steps one env, got a vector env of {env.num_envs} sub-envs: pass "
+                "one env (gymnasium.make(env_id)); to run evaluation episodes side by side, pass "
+                "a function making one env to wm_agents.batch_eval.evaluate_batched, which "
+                "builds the vector env itself"
+            )
         self.env = env
         self.obs_dim = observation_dim(env.observation_space)
         self.action_spec = ActionSpec.from_space(env.action_space)

@@ -16,7 +16,7 @@ its model and value options and decides with its gate (recording who decided).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
@@ -37,6 +37,7 @@ __all__ = [
     "StepRecord",
     "create_env_planning_graph",
     "episode_config",
+    "step_record",
 ]
 
 
@@ -202,34 +203,47 @@ def _act(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dict[
     }
 
 
+def step_record(
+    step: int,
+    decision: Decision,
+    outcomes: Sequence[Outcome],
+    transition: Mapping[str, Any],
+    *,
+    plan_ms: float | None = None,
+) -> StepRecord:
+    """The :class:`StepRecord` of real step ``step``: the decision, and the chosen outcome's
+    predicted ``next_obs`` against the ``transition``'s real one (``action``, ``reward``,
+    ``next_obs``); ``plan_ms`` defaults to the decision's."""
+    predicted = None
+    if decision.chosen is not None and decision.chosen < len(outcomes):
+        predicted = outcomes[decision.chosen].prediction.get("next_obs")
+    error = (
+        float(np.mean((np.asarray(predicted) - np.asarray(transition["next_obs"])) ** 2))
+        if predicted is not None
+        else float("nan")
+    )
+    return StepRecord(
+        step=step,
+        action=transition["action"],
+        reward=transition["reward"],
+        predicted_value=decision.value,
+        uncertainty=decision.uncertainty,
+        verdict=decision.verdict,
+        agreement=decision.agreement,
+        plan_ms=decision.plan_ms if plan_ms is None else plan_ms,
+        prediction_error=error,
+        reason=decision.reason,
+        source=decision.source,
+    )
+
+
 def _learn(state: EnvPlanningState, runtime: Runtime[EnvPlanningContext]) -> dict[str, Any]:
     """Compare the prediction with reality, record the step, feed the Dyna learner."""
     ctx = runtime.context
     t = state["transition"]
     decision = state["decision"]
     assert decision is not None
-    predicted = None
-    outcomes = state.get("outcomes") or []
-    if decision.chosen is not None and decision.chosen < len(outcomes):
-        predicted = outcomes[decision.chosen].prediction.get("next_obs")
-    error = (
-        float(np.mean((np.asarray(predicted) - np.asarray(t["next_obs"])) ** 2))
-        if predicted is not None
-        else float("nan")
-    )
-    record = StepRecord(
-        step=state["step"],
-        action=t["action"],
-        reward=t["reward"],
-        predicted_value=decision.value,
-        uncertainty=decision.uncertainty,
-        verdict=decision.verdict,
-        agreement=decision.agreement,
-        plan_ms=decision.plan_ms,
-        prediction_error=error,
-        reason=decision.reason,
-        source=decision.source,
-    )
+    record = step_record(state["step"], decision, state.get("outcomes") or [], t)
     ctx.records.append(record)
     if ctx.on_step is not None:
         ctx.on_step(record)

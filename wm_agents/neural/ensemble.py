@@ -26,7 +26,7 @@ from wm_agents.core import LearnReport, Outcome, Transition
 from wm_agents.neural.buffer import ReplayBuffer
 from wm_agents.neural.network import EnsembleNetwork, RewardFn, TerminationFn
 from wm_agents.neural.persistence import load_model, save_model
-from wm_agents.neural.rollout import ImaginedRollout, planning_weights, rollout
+from wm_agents.neural.rollout import ImaginedRollout, planning_weights, rollout, rollout_many
 from wm_agents.neural.trainer import MIN_TRANSITIONS, FitConfig, fit_ensemble
 from wm_agents.spaces import ActionSpec
 
@@ -117,6 +117,29 @@ class EnsembleDynamicsModel(EnsembleNetwork):
             count_clipped=count_clipped,
         )
 
+    def rollout_many(
+        self,
+        obs: torch.Tensor | np.ndarray | Sequence[Sequence[float]],
+        actions: torch.Tensor,
+        *,
+        particles: int | None = None,
+        gamma: float = 1.0,
+        terminal_value: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        dtype: torch.dtype | str | None = None,
+    ) -> list[ImaginedRollout]:
+        """:meth:`rollout` from ``N`` observations ``[N, D]`` at once, each with its own
+        ``[B, H, A]`` sequences (``actions [N, B, H, A]``), in one batched pass
+        (:func:`~wm_agents.neural.rollout.rollout_many`)."""
+        return rollout_many(
+            self,
+            obs,
+            actions,
+            particles=particles,
+            gamma=gamma,
+            terminal_value=terminal_value,
+            dtype=self.planning_dtype if dtype is None else dtype,
+        )
+
     def imagine(
         self,
         state: Any,
@@ -155,6 +178,44 @@ class EnsembleDynamicsModel(EnsembleNetwork):
             count_clipped=True,
         )
         return outcomes_from_rollout(candidates, roll)
+
+    def imagine_many(
+        self,
+        states: Sequence[Any],
+        candidates: Sequence[Sequence[Any]],
+        *,
+        horizon: int = 1,
+        gamma: float = 1.0,
+        use_value: bool = False,
+        value_kappa: float = 1.0,
+    ) -> list[list[Outcome]]:
+        """:meth:`imagine` for ``N`` states, each with its own candidates, in one batched
+        rollout per candidate count (:meth:`rollout_many`): ``candidates[i]`` are imagined
+        from ``states[i]``, as :meth:`imagine` would."""
+        if len(states) != len(candidates):
+            raise ValueError(f"{len(states)} states but {len(candidates)} candidate lists")
+        tv = self.terminal_value_fn(value_kappa) if use_value else None
+        actions = [self.candidates_to_tensor(c) for c in candidates]
+        if horizon >= 1:
+            actions = [a[:, :horizon] for a in actions]
+        out: list[list[Outcome]] = [[] for _ in states]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, a in enumerate(actions):
+            groups.setdefault(tuple(a.shape), []).append(i)
+        for idx in groups.values():
+            rolls = rollout_many(
+                self,
+                torch.stack([self.check_obs(states[i]) for i in idx]),
+                torch.stack([actions[i] for i in idx]),
+                particles=self.ensemble_size,
+                gamma=gamma,
+                terminal_value=tv,
+                dtype=torch.float32,
+                count_clipped=True,
+            )
+            for i, roll in zip(idx, rolls, strict=True):
+                out[i] = outcomes_from_rollout(candidates[i], roll)
+        return out
 
     async def aimagine(
         self, state: Any, candidates: Sequence[Any], *, horizon: int = 1, **kwargs: Any

@@ -34,6 +34,7 @@ __all__ = [
     "per_particle",
     "planning_weights",
     "rollout",
+    "rollout_many",
     "search_dtype",
 ]
 
@@ -115,7 +116,12 @@ def planning_weights(model: EnsembleNetwork, dtype: torch.dtype | None = None) -
 
 
 def folded_step(
-    w: dict[str, Any], pre: torch.Tensor, state: torch.Tensor, dtype: torch.dtype
+    w: dict[str, Any],
+    pre: torch.Tensor,
+    state: torch.Tensor,
+    dtype: torch.dtype,
+    *,
+    blocks: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One mean model step on :func:`planning_weights` ``w``.
 
@@ -124,6 +130,10 @@ def folded_step(
     head's output ``[E, M, D + 1]`` (its last column the raw, unclipped reward) and the
     probability of continuing ``[E, M]``.  A low-precision ``dtype`` runs the hidden x hidden
     layers and the head in it; states and the termination classifier stay float32.
+
+    ``blocks > 1``: the rows are ``blocks`` independent ``[E, M]`` blocks stacked as
+    ``[blocks * E, M]`` with weights tiled to match (:func:`rollout_many`); the sigmoid then
+    runs block by block (see :func:`_sigmoid_blocks`).
     """
     low = dtype != torch.float32
     silu = nn.functional.silu
@@ -140,8 +150,22 @@ def folded_step(
     wt3, bt3 = w["term_out"]
     z = silu(torch.baddbmm(bt1, state, wt1), inplace=True)
     z = silu(torch.baddbmm(bt2, z, wt2), inplace=True)
-    cont = torch.sigmoid(torch.baddbmm(bt3, z, wt3)[..., 0])
+    logit = torch.baddbmm(bt3, z, wt3)[..., 0]
+    cont = torch.sigmoid(logit) if blocks == 1 else _sigmoid_blocks(logit, blocks)
     return state, out, cont
+
+
+def _sigmoid_blocks(logit: torch.Tensor, blocks: int) -> torch.Tensor:
+    """``sigmoid`` of each ``[E, M]`` block on its own.
+
+    torch's CPU sigmoid computes a tensor's last ``numel % (2 * vector width)`` elements with
+    the scalar ``exp`` and the rest with the vectorized one, and the two differ in the last bit
+    for some inputs: one sigmoid over the stacked blocks would give a block's rows other bits
+    than its rollout alone (measured: ``tests/test_rollout_many.py``).  Every other op of
+    the step gives the same bits either way (also tested), so only this one runs per block.
+    """
+    parts = logit.view(blocks, -1, logit.shape[-1])
+    return torch.stack([torch.sigmoid(p) for p in parts]).view_as(logit)
 
 
 def _fast_rollout(
@@ -154,37 +178,44 @@ def _fast_rollout(
     dtype: torch.dtype,
     count_clipped: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Mean-prediction rollout on folded weights: ``[E, M]`` returns, survival, first obs,
-    and (with ``count_clipped``) which rows had a reward or terminal value clipped.
+    """Mean-prediction rollout on folded weights from ``N`` observations ``[N, D]`` at once,
+    each with its own ``[B, H, A]`` sequences (``actions [N, B, H, A]``): ``[N, E, M]``
+    returns, survival, ``[N, E, M, D]`` first obs, and (with ``count_clipped``) which rows had a
+    reward or terminal value clipped.
 
-    Rewards are clamped to the model's reward bounds at every step (one op, paid for by doing
-    the return and survival updates in place: measured within a few percent of the unclipped
-    loop); the model's own terminal value clips its members' values.  Counting clipped rows
-    costs one more op per step (the unclipped return, accumulated beside the clipped one: the
-    two differ only where a clip changed a reward), so only ``imagine``'s reference rollout
-    counts.  Discrete actions enter the first layer as a one-hot beside the state (one
-    ``K = D + n`` matmul with the bias per step).
+    The ``N`` blocks of rows are stacked on the member axis (``[N * E, M]``, weights tiled), so
+    each block runs the same matmuls of the same shapes as a rollout from its observation alone
+    and gets the same bits (``N == 1`` is exactly that rollout).  Rewards are clamped to the
+    model's reward bounds at every step (one op, paid for by doing the return and survival
+    updates in place: measured within a few percent of the unclipped loop); the model's own
+    terminal value clips its members' values.  Counting clipped rows costs one more op per step
+    (the unclipped return, accumulated beside the clipped one: the two differ only where a clip
+    changed a reward), so only ``imagine``'s reference rollout counts.  Discrete actions enter
+    the first layer as a one-hot beside the state (one ``K = D + n`` matmul with the bias per
+    step).
     """
-    w = planning_weights(model, dtype)
+    n_obs = obs_t.shape[0]
+    w = _tiled(planning_weights(model, dtype), n_obs)
     r_lo, r_hi = w["reward_clip"]
     e, m = cand.shape
-    h = actions.shape[1]
+    h = actions.shape[2]
     d = model.obs_dim
     spec = model.action_spec
     discrete = spec.kind == "discrete"
+    rows = n_obs * e
     if discrete:
         # State and one-hot action enter the first layer as one [D + n] input: one small
         # matmul with the bias, no gather of per-action rows.
-        idx = actions[..., 0].round().long().clamp_(0, spec.n - 1)[cand]
-        onehot = nn.functional.one_hot(idx, spec.n).float()  # [E, M, H, n]
+        idx = actions[..., 0].round().long().clamp_(0, spec.n - 1)[:, cand]
+        onehot = nn.functional.one_hot(idx, spec.n).float().view(rows, m, h, spec.n)
     else:
-        act = spec.encode(actions[cand])  # [E, M, H, A']
-        # First-layer action contributions for every step at once: [E, M, H, hidden].
-        act_in = torch.bmm(act.reshape(e, m * h, -1), w["w1a"]).view(e, m, h, -1)
+        act = spec.encode(actions[:, cand])  # [N, E, M, H, A']
+        # First-layer action contributions for every step at once: [N * E, M, H, hidden].
+        act_in = torch.bmm(act.reshape(rows, m * h, -1), w["w1a"]).view(rows, m, h, -1)
         act_in = act_in + w["b1"].unsqueeze(2)
-    state = obs_t.expand(e, m, d).contiguous()
-    alive = torch.ones(e, m)
-    ret = torch.zeros(e, m)
+    state = obs_t[:, None, None, :].expand(n_obs, e, m, d).reshape(rows, m, d)
+    alive = torch.ones(rows, m)
+    ret = torch.zeros(rows, m)
     first = state
     discount = 1.0
     raw = ret.clone() if count_clipped else None  # the return without clipping
@@ -193,7 +224,7 @@ def _fast_rollout(
             pre = torch.baddbmm(w["b1"], torch.cat([state, onehot[:, :, t]], dim=-1), w["w1"])
         else:
             pre = torch.baddbmm(act_in[:, :, t], state, w["w1s"])
-        state, out, cont = folded_step(w, pre, state, dtype)
+        state, out, cont = folded_step(w, pre, state, dtype, blocks=n_obs)
         if t == 0:
             first = state
         if raw is not None:
@@ -206,11 +237,45 @@ def _fast_rollout(
     if raw is not None:
         clipped = (raw != ret) & ~torch.isnan(raw)
     if terminal_value is not None:
-        v, hit = _terminal(terminal_value, state, clipped is not None)
-        if hit is not None and clipped is not None:
-            clipped |= hit
+        # Per block: the value's members score all of a block's rows together.
+        values = [
+            _terminal(terminal_value, s, clipped is not None) for s in state.view(n_obs, e, m, d)
+        ]
+        v = torch.stack([vi for vi, _ in values]).view(rows, m)
+        if clipped is not None and values[0][1] is not None:
+            clipped |= torch.stack([hit for _, hit in values]).view(rows, m)  # type: ignore[misc]
         ret.addcmul_(alive, v, value=discount)
-    return ret, alive, first, clipped
+    shaped = (n_obs, e, m)
+    return (
+        ret.view(shaped),
+        alive.view(shaped),
+        first.view(*shaped, d),
+        None if clipped is None else clipped.view(shaped),
+    )
+
+
+def _tiled(w: dict[str, Any], n: int) -> dict[str, Any]:
+    """Planning weights for ``n`` stacked blocks of rows: every ``[E, ...]`` tensor repeated
+    ``n`` times on the member axis (contiguous, cached with the weights); ``n == 1`` is ``w``."""
+    if n == 1:
+        return w
+    cache = w.setdefault("_tiled", {})
+    if n not in cache:
+
+        def tile(x: torch.Tensor) -> torch.Tensor:
+            return x.unsqueeze(0).expand(n, *x.shape).reshape(n * x.shape[0], *x.shape[1:])
+
+        cache[n] = {
+            **{k: tile(v) for k, v in w.items() if k in _PER_MEMBER},
+            "mid": [(tile(a), tile(b)) for a, b in w["mid"]],
+            "term": [(tile(a), tile(b)) for a, b in w["term"]],
+            "term_out": tuple(tile(x) for x in w["term_out"]),
+            "reward_clip": w["reward_clip"],
+        }
+    return cache[n]
+
+
+_PER_MEMBER = ("w1", "w1s", "w1a", "b1", "wh", "bh")
 
 
 def particle_rows(b: int, k: int, e: int) -> torch.Tensor:
@@ -278,9 +343,12 @@ def rollout(
     cand = particle_rows(b, k, e)
     m = cand.shape[1]
     clipped: torch.Tensor | None
-    if not sample and model.reward_fn is None and model.termination_fn is None:
-        ret, alive, first, clipped = _fast_rollout(
-            model, obs_t, actions, cand, gamma, terminal_value, dtype, count_clipped
+    if _fast_path(model, sample):
+        ret, alive, first, clipped = (
+            None if x is None else x[0]
+            for x in _fast_rollout(
+                model, obs_t[None], actions[None], cand, gamma, terminal_value, dtype, count_clipped
+            )
         )
     else:
         state = obs_t.expand(e, m, -1)
@@ -307,13 +375,96 @@ def rollout(
                 clipped |= hit
             ret = ret + discount * alive * v
 
+    return _imagined(model, ret, alive, first, clipped if count_clipped else None, b, k)
+
+
+def _fast_path(model: EnsembleNetwork, sample: bool) -> bool:
+    """Whether a rollout takes the folded mean rollout (learned heads, no sampling)."""
+    return not sample and model.reward_fn is None and model.termination_fn is None
+
+
+def _imagined(
+    model: EnsembleNetwork,
+    ret: torch.Tensor,
+    alive: torch.Tensor,
+    first: torch.Tensor,
+    clipped: torch.Tensor | None,
+    b: int,
+    k: int,
+) -> ImaginedRollout:
+    """Rows ``[E, M]`` -> an :class:`ImaginedRollout` of ``[B, K]`` particles; counts the
+    clipped rows in the model's ``clip_stats``."""
     rows_clipped = None
-    if count_clipped and clipped is not None:
+    if clipped is not None:
         rows_clipped = per_particle(clipped, b, k)
         model.clip_stats.add(rows_clipped.numel(), rows_clipped.sum())
     return ImaginedRollout(
         per_particle(ret, b, k), per_particle(alive, b, k), per_particle(first, b, k), rows_clipped
     )
+
+
+@torch.no_grad()
+def rollout_many(
+    model: EnsembleNetwork,
+    obs: torch.Tensor | np.ndarray | Sequence[Sequence[float]],
+    actions: torch.Tensor,
+    *,
+    particles: int | None = None,
+    gamma: float = 1.0,
+    terminal_value: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    dtype: torch.dtype | str = "auto",
+    count_clipped: bool = False,
+) -> list[ImaginedRollout]:
+    """:func:`rollout` from ``N`` observations ``[N, D]`` at once, each with its own ``B``
+    sequences (``actions [N, B, H, A]``): one batched pass, one :class:`ImaginedRollout` per
+    observation, each what :func:`rollout` gives for that observation alone.
+
+    All ``N x B`` candidates x ``K`` particles x ``H`` steps run as ``H`` batched steps (the
+    rows of observation ``n`` are block ``n`` of ``[N * E, M]``, laid out as :func:`rollout`
+    lays out one).  Models with a known ``reward_fn`` / ``termination_fn`` take :func:`rollout`
+    once per observation (the same numbers, no speed-up).
+
+    Bit for bit: every op of a block sees the same shapes as in :func:`rollout`, and the one op
+    whose bits depend on a row's place in the tensor (the sigmoid) runs per block.  The matmuls
+    are MKL's: on this project's CPU (AVX-512) a batched matmul gives each block the bits of a
+    single one when the rows per member (``ceil(B * K / E)``) are a multiple of 4, as in the
+    agents' searches (population 100 or 200, one particle, 5 members: 20 or 40 rows) and in
+    ``imagine`` of 8 candidates (every member imagines each: 8 rows), and may differ in the
+    last bit otherwise (``tests/test_rollout_many.py``): a decision changes only where two
+    candidates' scores tie to the last bit.
+    """
+    obs_t = torch.as_tensor(obs, dtype=torch.float32)
+    if obs_t.ndim != 2:
+        raise ValueError(f"obs must be [N, D] (one observation per row), got {list(obs_t.shape)}")
+    acts = torch.as_tensor(actions, dtype=torch.float32)
+    if acts.ndim != 4 or acts.shape[0] != obs_t.shape[0]:
+        raise ValueError(
+            f"actions must be [N, B, H, A] with N = {obs_t.shape[0]} (one batch of sequences "
+            f"per observation), got {list(acts.shape)}"
+        )
+    if not _fast_path(model, False):
+        kw = dict(particles=particles, gamma=gamma, terminal_value=terminal_value)
+        return [
+            rollout(model, o, a, dtype=dtype, count_clipped=count_clipped, **kw)  # type: ignore[arg-type]
+            for o, a in zip(obs_t, acts, strict=True)
+        ]
+    obs_t = torch.stack([model.check_obs(o) for o in obs_t])
+    for a in acts:
+        model.action_spec.check_sequences(a)
+    e = model.ensemble_size
+    k = e if particles is None else int(particles)
+    if k < 1:
+        raise ValueError(f"particles must be >= 1, got {particles}")
+    dtype = search_dtype(model, dtype)
+    b = acts.shape[1]
+    cand = particle_rows(b, k, e)
+    ret, alive, first, clipped = _fast_rollout(
+        model, obs_t, acts, cand, gamma, terminal_value, dtype, count_clipped
+    )
+    return [
+        _imagined(model, ret[i], alive[i], first[i], None if clipped is None else clipped[i], b, k)
+        for i in range(obs_t.shape[0])
+    ]
 
 
 def _terminal(
@@ -396,7 +547,7 @@ def _weights_in(weights: dict[str, Any], dtype: torch.dtype | None) -> dict[str,
     low = weights.setdefault("_low", {})
     if dtype not in low:
         low[dtype] = {
-            **{k: v for k, v in weights.items() if k != "_low"},
+            **{k: v for k, v in weights.items() if not k.startswith("_")},  # no caches
             "mid": [(a.to(dtype), b.to(dtype)) for a, b in weights["mid"]],
             "wh": weights["wh"].to(dtype),
             "bh": weights["bh"].to(dtype),

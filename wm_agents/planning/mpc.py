@@ -19,20 +19,43 @@ and :meth:`~MPCController.decide`; :meth:`~MPCController.act` runs them through
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
-from wm_agents.core import Decision, Gate, Outcome, PlannedStep, WorldModel, plan_step
+from wm_agents.core import (
+    Decision,
+    Gate,
+    Outcome,
+    PlannedStep,
+    WorldModel,
+    plan_step,
+    plan_steps,
+)
 from wm_agents.neural.ensemble import EnsembleDynamicsModel
 from wm_agents.planning.gate import AgreementGate
-from wm_agents.planning.optimizers import CEMPlanner, Objective, Proposal, RandomShootingPlanner
+from wm_agents.planning.optimizers import (
+    BatchObjective,
+    CEMPlanner,
+    Objective,
+    Proposal,
+    RandomShootingPlanner,
+)
 
-__all__ = ["MPCController", "ObjectiveFactory", "imagined_objective", "model_objective"]
+__all__ = [
+    "MPCController",
+    "ObjectiveFactory",
+    "imagined_objective",
+    "model_objective",
+    "model_objective_many",
+]
 
 ObjectiveFactory = Callable[[Any], Objective]
 """``state -> objective``: what a planner optimizes from this state (``[B, H, A] -> [B]`` or
@@ -58,6 +81,42 @@ def model_objective(
     return lambda actions: (
         model.rollout(obs_t, actions, particles=particles, gamma=gamma, terminal_value=tv).returns
     )
+
+
+def model_objective_many(
+    model: EnsembleDynamicsModel,
+    states: Sequence[Any],
+    *,
+    particles: int | None = None,
+    gamma: float = 1.0,
+    use_value: bool = False,
+    value_kappa: float = 1.0,
+) -> BatchObjective:
+    """:func:`model_objective` for ``N`` states as one :data:`BatchObjective`: the sequences of
+    every search asking this round go through one :meth:`~EnsembleDynamicsModel.rollout_many`
+    per population size (searches that re-plan wider ask for more), each search getting the
+    ``[B, K]`` returns :func:`model_objective` would give it."""
+    obs_t = torch.stack([model.check_obs(s) for s in states])
+    tv = model.terminal_value_fn(value_kappa) if use_value else None
+
+    def objective(which: Sequence[int], actions: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        out: list[torch.Tensor | None] = [None] * len(which)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for j, a in enumerate(actions):
+            groups.setdefault(tuple(a.shape), []).append(j)
+        for js in groups.values():
+            rolls = model.rollout_many(
+                obs_t[[which[j] for j in js]],
+                torch.stack([actions[j] for j in js]),
+                particles=particles,
+                gamma=gamma,
+                terminal_value=tv,
+            )
+            for j, roll in zip(js, rolls, strict=True):
+                out[j] = roll.returns
+        return [r for r in out if r is not None]
+
+    return objective
 
 
 def imagined_objective(model: WorldModel, state: Any, *, horizon: int) -> Objective:
@@ -214,6 +273,99 @@ class MPCController:
         return decision.model_copy(
             update={"plan_ms": ms, "n_nonfinite": decision.n_nonfinite + step.proposal.n_nonfinite}
         )
+
+    def episode_generator(self, episode_seed: int) -> torch.Generator:
+        """The planner's random stream for one evaluation episode: seeded from the planner's
+        own seed and ``episode_seed`` (the env seed), so an episode plans the same whether it
+        runs alone or beside others in a batch, and in any order
+        (:func:`~wm_agents.run_loop.evaluate`, :func:`~wm_agents.batch_eval.evaluate_batched`).
+        """
+        base = int(self.planner.generator.initial_seed())
+        seed = np.random.SeedSequence([base, int(episode_seed) & 0xFFFFFFFF]).generate_state(1)
+        return torch.Generator().manual_seed(int(seed[0]))
+
+    def for_episode(self, episode_seed: int) -> MPCController:
+        """A twin for one evaluation episode: the same model, gate and options, its planner
+        drawing from :meth:`episode_generator` (``episode_seed``) instead of the shared
+        stream, so the episode's decisions do not depend on the episodes before it."""
+        planner = copy.copy(self.planner)
+        planner.generator = self.episode_generator(episode_seed)
+        return dataclasses.replace(self, planner=planner)
+
+    def objective_many(self, states: Sequence[Any]) -> BatchObjective:
+        """The :data:`BatchObjective` for ``states``: the ensemble's batched rollout, or each
+        state's own :meth:`objective_for` (a custom factory, any other model)."""
+        if self.objective is None and isinstance(self.model, EnsembleDynamicsModel):
+            return model_objective_many(
+                self.model,
+                states,
+                particles=self.particles,
+                gamma=self.gamma,
+                use_value=self.use_value,
+                value_kappa=self.value_kappa,
+            )
+        objectives = [self.objective_for(s) for s in states]
+        return lambda which, actions: [
+            objectives[i](a) for i, a in zip(which, actions, strict=True)
+        ]
+
+    @torch.inference_mode()
+    def plan_many(
+        self,
+        states: Sequence[Any],
+        *,
+        warm_starts: Sequence[Any],
+        generators: Sequence[torch.Generator],
+    ) -> list[PlannedStep[Proposal]]:
+        """:meth:`plan` for ``N`` states at once (one per sub-env of a batched evaluation).
+
+        State ``i`` searches with ``generators[i]`` from ``warm_starts[i]``; each round the
+        searches of every state still undecided score their populations in one batched model
+        pass (:meth:`objective_many`), so each state gets the decision :meth:`plan` would give
+        it with that generator; the final candidates of every state are imagined in one
+        batched pass too (:meth:`imagine_many`).
+        """
+        objective = self.objective_many(states)
+
+        def propose(which: Sequence[int], replans: Sequence[int]) -> list[Proposal]:
+            warm = [
+                None
+                if warm_starts[i] is None
+                else self.planner.shift(torch.as_tensor(warm_starts[i], dtype=torch.float32))
+                for i in which
+            ]
+            return self.planner.propose_many(
+                lambda live, actions: objective([which[j] for j in live], actions),
+                warm_starts=warm,
+                generators=[generators[i] for i in which],
+                populations=[int(self.planner.population * self.widen**r) for r in replans],
+            )
+
+        return plan_steps(
+            propose,
+            lambda which, proposals: self.imagine_many(
+                [states[i] for i in which], [p.candidates.tolist() for p in proposals]
+            ),
+            lambda i, outcomes, replans: self.decide(outcomes, replans=replans),
+            len(states),
+        )
+
+    @torch.inference_mode()
+    def imagine_many(
+        self, states: Sequence[Any], candidates: Sequence[Sequence[Any]]
+    ) -> list[list[Outcome]]:
+        """:meth:`imagine` for several states: the ensemble's in one batched pass
+        (:meth:`~EnsembleDynamicsModel.imagine_many`), any other model's state by state."""
+        if isinstance(self.model, EnsembleDynamicsModel):
+            return self.model.imagine_many(
+                states,
+                candidates,
+                horizon=self.horizon,
+                gamma=self.gamma,
+                use_value=self.use_value,
+                value_kappa=self.value_kappa,
+            )
+        return [self.imagine(s, c) for s, c in zip(states, candidates, strict=True)]
 
     def remember(self, decision: Decision) -> None:
         """Keep ``decision.plan`` as the next warm start (what :meth:`act` does after deciding)."""
