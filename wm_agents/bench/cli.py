@@ -17,6 +17,10 @@ wm-agents bench llm-calibration|llm-concurrency [--out FILE]
 wm-agents bench llm-latency [--base OLD_CHECKOUT] [--out FILE]
 wm-agents bench startup [--checkout DIR]
 
+``sample-efficiency run``, ``uncertainty`` and ``dyna-q cartpole|pendulum`` take ``--workers N`` /
+``--ray [ADDRESS]`` to run their seeds x settings as Ray tasks (``wm_agents.bench.sweep``); without
+them everything runs in this process and Ray is not needed.
+
 Results go to ``./benchmarks/results`` under the current folder unless ``--out`` /
 ``--results`` says otherwise; each benchmark checks that it can write there before it starts.
 """
