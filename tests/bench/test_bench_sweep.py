@@ -1,5 +1,5 @@
 """Sweeps (issue 15 item 3): the sequential path needs no Ray; on Ray, the same jobs give the same
-per-seed results and the same reports."""
+per-seed results and the same reports; a Tune search hears every evaluation and stops early."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_importing_the_benchmarks_imports_no_ray():
     code = (
         "import sys\n"
         "import wm_agents.bench.sample_efficiency, wm_agents.bench.uncertainty\n"
-        "import wm_agents.bench.dyna_q, wm_agents.bench.sweep\n"
+        "import wm_agents.bench.dyna_q, wm_agents.bench.sweep, wm_agents.bench.tuning\n"
         "print('ray' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -70,6 +70,7 @@ def sequential():
         ["uncertainty"],
         ["dyna-q", "cartpole"],
         ["dyna-q", "pendulum"],
+        ["tune"],
     ],
 )
 def test_the_sweep_commands_take_workers_and_ray(command):
@@ -128,3 +129,41 @@ def test_the_cli_with_workers_writes_the_same_report(ray_local, tmp_path):
             for key in timings:
                 run.pop(key)
     assert on_ray["runs"] == here["runs"] and on_ray["summary"] == here["summary"]
+
+
+def test_tune_reports_every_evaluation_and_a_stopper_ends_trials_early(ray_local, sequential):
+    """Two seeds as two trials; a stopper ends each after its first reported evaluation,
+    which is the sequential run's first evaluation of that seed."""
+    from ray import tune
+
+    from wm_agents.bench.tuning import tune_agent
+
+    del ray_local
+    space = {"env": "CartPole-v1", "seed": tune.grid_search([1, 2]), "eval_episodes": 1, **TINY}
+    trials = tune_agent(space, stop={"training_iteration": 1})
+    assert sorted(t["config"]["seed"] for t in trials) == [1, 2]
+    here = {r.seed: r for r in sequential}
+    for t in trials:
+        assert t["error"] is None
+        run = here[t["config"]["seed"]]
+        assert len(run.evals) == 2  # unstopped, these seeds evaluate twice (30 and 40 steps)
+        first = run.evals[0]
+        assert t["evals"] == [
+            {"real_steps": first.real_steps, "mean": first.mean, "min": min(first.returns)}
+        ]
+        assert t["stopped_early"]
+
+
+def test_tune_grid_options_are_agent_config_fields():
+    from wm_agents.bench.tuning import parse_grid, table
+
+    assert parse_grid(["risk_weight=0,0.5", "planner=cem,random"]) == {
+        "risk_weight": [0, 0.5],
+        "planner": ["cem", "random"],
+    }
+    for bad in ["risk=0,1", "risk_weight", "threads=1,2"]:
+        with pytest.raises(ValueError, match="--grid takes FIELD=V1,V2"):
+            parse_grid([bad])
+    trial = {"config": {"seed": 3}, "evals": [{"real_steps": 30, "mean": 8.0, "min": 8.0}]}
+    text = table([{**trial, "stopped_early": True, "error": None}], ["seed"])
+    assert "| 3 | 30: 8.0 | 8.0 | stopped early |" in text
