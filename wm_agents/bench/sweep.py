@@ -120,7 +120,16 @@ def connect_ray(address: str | None = None, *, workers: int | None = None) -> bo
         runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
         ray.init(num_cpus=workers, include_dashboard=False, runtime_env=runtime_env)
     else:
-        ray.init(address=address, runtime_env={"py_modules": [str(_PACKAGE)]})
+        try:
+            ray.init(address=address, runtime_env={"py_modules": [str(_PACKAGE)]})
+        except ConnectionError as err:
+            # Ray 2.60 starts clusters with token authentication; a driver that joins one
+            # sends the token only when told to (its log says InvalidAuthToken meanwhile).
+            raise ValueError(
+                f"could not join the Ray cluster at {address!r} ({err}); if it uses token "
+                "authentication: export RAY_AUTH_MODE=token (the token is read from "
+                "~/.ray/auth_token, or RAY_AUTH_TOKEN)"
+            ) from err
     return True
 
 
