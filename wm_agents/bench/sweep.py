@@ -13,9 +13,10 @@ so the sequential and the Ray path feed the same JSON and PNG reports.
   machine); this package's code is shipped with the tasks, every node needs the same Python
   packages (``pip install "wm-agents[ray]"``). ``--workers N`` then caps the tasks in flight.
 
-Every Ray task asks for one CPU and runs on one torch thread: these models' matmuls are small,
-and one thread per core is what makes N workers N times the work (BENCHMARKS.md, "Sweeps on
-Ray"). Runs take explicit seeds, so a job gives the same result on either path.
+Every Ray task asks for one CPU and runs on one torch thread: these models' matmuls are small
+(one thread is also the runners' default), and N workers then use N cores, no more. Runs take
+explicit seeds, so a job gives the same result on either path. What Ray costs per sweep and per
+task, and a cluster run (token authentication included): BENCHMARKS.md, "Sweeps on Ray".
 """
 
 from __future__ import annotations
