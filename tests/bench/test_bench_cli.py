@@ -23,6 +23,7 @@ HELPERS = {
     "planning_speed_report",  # plan-table's table and chart
     "prefix_sharing",  # plan / plan-table, the -shared mode
     "seed_loop",  # plan --seed-loop, plan-table's seed rows
+    "sweep",  # --workers / --ray of sample-efficiency, uncertainty, dyna-q, tune
 }
 
 

@@ -6,6 +6,7 @@ wm-agents bench plan --population 500 --horizon 15 --ensemble 5 --hidden 200 --l
 wm-agents bench plan-table            (the whole planning-speed table -> JSON)
 wm-agents bench sample-efficiency run --method planner|dqn|seed_recipe [--seeds ...]
 wm-agents bench sample-efficiency report
+wm-agents bench tune [--env ...] [--agent ...] [--seeds ...] [--grid FIELD=V1,V2] [--scheduler asha]
 wm-agents bench seed-recipe-why       (what the seed's model predicts, and why it fails)
 wm-agents bench graph [--seeds 0 1 2]
 wm-agents bench uncertainty [--seeds 0 1 2] [--variants E5:0 E5:1 E1:0]
@@ -17,6 +18,10 @@ wm-agents bench llm-calibration|llm-concurrency [--out FILE]
 wm-agents bench llm-latency [--base OLD_CHECKOUT] [--out FILE]
 wm-agents bench startup [--checkout DIR]
 wm-agents bench batch-eval [--episodes 10] [--reps 3] [--model RUN/model.pt]
+
+``sample-efficiency run``, ``uncertainty`` and ``dyna-q cartpole|pendulum`` take ``--workers N`` /
+``--ray [ADDRESS]`` to run their seeds x settings as Ray tasks (``wm_agents.bench.sweep``); without
+them everything runs in this process and Ray is not needed.
 
 Results go to ``./benchmarks/results`` under the current folder unless ``--out`` /
 ``--results`` says otherwise; each benchmark checks that it can write there before it starts.
@@ -51,6 +56,11 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "why the seed's recipe scores ~9 on CartPole",
         "wm_agents.bench.cli:_seed_recipe_arguments",
         "wm_agents.bench.cli:_seed_recipe_why",
+    ),
+    "tune": (
+        "hyper-parameter search on Ray Tune, every evaluation reported (ASHA / stoppers)",
+        "wm_agents.bench.tuning:add_arguments",
+        "wm_agents.bench.tuning:run_cli",
     ),
     "graph": (
         "planning graph vs. bare loop, with/without SQLite",

@@ -8,18 +8,19 @@ CartPole-v1 (DQN) and Pendulum-v1 (SAC).
     wm-agents bench dyna-q pendulum-report
 
 (each with ``--results DIR``, default ``benchmarks/results`` under the current folder, checked
-before any run).  ``tabular`` runs Sutton & Barto's Dyna maze (alpha 0.1, gamma 0.95, epsilon
-0.1) for every k and seed, prints a markdown table of episodes-to-solve (greedy path within 20%
-of the 14-step shortest path) and writes ``dyna_maze_episodes_vs_k.png`` (episodes-to-solve
-against k, and the book's steps-per-episode curves).  ``cartpole`` / ``pendulum`` run the mpc,
-policy and hybrid agents of ``wm_agents.imagination`` for a fixed real-step budget (no early
-stop) on each seed, write every run's summary to ``imagination_{env}.json``
-and print real steps to first reach / hold an evaluation mean at the env's bar (:data:`ENVS`:
-475 for CartPole, -200 for Pendulum), the final evaluation, the median milliseconds per action
-(each decision's ``plan_ms`` in the evaluation through the planning graph, same for every
-agent; results before issue 12 timed a bare ``controller.act``), the policy's share of the
-hybrid's actions, which policy acted and the hybrid's trust events; ``{env}-report`` redoes
-the tables and the plot from the JSON."""
+before any run; ``cartpole`` / ``pendulum`` with ``--workers N`` / ``--ray [ADDRESS]`` run the
+agents x seeds as Ray tasks, :mod:`wm_agents.bench.sweep`, into the same JSON and plot).
+``tabular`` runs Sutton & Barto's Dyna maze (alpha 0.1, gamma 0.95, epsilon 0.1) for every k and
+seed, prints a markdown table of episodes-to-solve (greedy path within 20% of the 14-step shortest
+path) and writes ``dyna_maze_episodes_vs_k.png`` (episodes-to-solve against k, and the book's
+steps-per-episode curves). ``cartpole`` / ``pendulum`` run the mpc, policy and hybrid agents of
+``wm_agents.imagination`` for a fixed real-step budget (no early stop) on each seed, write every
+run's summary to ``imagination_{env}.json`` and print real steps to first reach / hold an
+evaluation mean at the env's bar (:data:`ENVS`: 475 for CartPole, -200 for Pendulum), the final
+evaluation, the median milliseconds per action (each decision's ``plan_ms`` in the evaluation
+through the planning graph, same for every agent; results before issue 12 timed a bare
+``controller.act``), the policy's share of the hybrid's actions, which policy acted and the
+hybrid's trust events; ``{env}-report`` redoes the tables and the plot from the JSON."""
 
 from __future__ import annotations
 
@@ -28,13 +29,23 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from wm_agents.bench.common import RESULTS_DIR, code_state
+from wm_agents.bench.sweep import Job, add_sweep_arguments, run_jobs, sweep_info
 from wm_agents.outputs import check_output_dir
 
-__all__ = ["ENVS", "add_arguments", "imagination_runs", "report", "run_cli", "tabular"]
+__all__ = [
+    "ENVS",
+    "add_arguments",
+    "imagination_runs",
+    "imagination_summary",
+    "report",
+    "run_cli",
+    "tabular",
+]
 
 
 def tabular(args: argparse.Namespace) -> None:
@@ -136,10 +147,9 @@ def _png(env: str, results: Path) -> Path:
 
 
 def imagination_runs(args: argparse.Namespace) -> None:
-    """Every agent x seed on ``args.env``, seed by seed; the JSON is rewritten after each run
-    (``--resume`` skips runs already in it)."""
+    """Every agent x seed on ``args.env``, seed by seed (or as Ray tasks with ``--workers`` /
+    ``--ray``); the JSON is rewritten after each run (``--resume`` skips runs already in it)."""
     from wm_agents.bench.common import machine_info, write_json
-    from wm_agents.imagination.runner import run_imagination_gym
 
     env = ENVS[args.env]
     for key in ("max_steps", "eval_every", "eval_episodes", "seeds"):
@@ -163,37 +173,55 @@ def imagination_runs(args: argparse.Namespace) -> None:
         "hybrid_trust": "imagined return >= the env's reward threshold (probation), then a real "
         "training episode >= it; envs without a threshold: trusted at once",
     }
-    for seed in args.seeds:
-        for agent in args.agents:
-            if (agent, seed) in have:
-                continue
-            result = run_imagination_gym(
-                env["id"],
+    todo = [(agent, seed) for seed in args.seeds for agent in args.agents]
+    todo = [key for key in todo if key not in have]
+    quiet = args.quiet or args.workers not in (None, 1) or args.ray is not None
+    jobs = [
+        Job(
+            f"{__name__}:imagination_summary",
+            dict(
+                env_id=env["id"],
                 agent=agent,
                 seed=seed,
                 max_steps=args.max_steps,
                 eval_every=args.eval_every,
                 eval_episodes=args.eval_episodes,
-                stop_when_solved=False,
-                progress=not args.quiet,
-            )
-            s = result.summary()
-            done.append(s)
-            print(
-                json.dumps({k: s[k] for k in ("agent", "seed", "held_from_step", "eval_mean")}),
-                file=sys.stderr,
-            )
-            write_json(
-                out,
-                {
-                    "benchmark": f"imagination_{args.env}",
-                    "machine": machine_info(),
-                    "code": code_state(),
-                    "settings": settings,
-                    "runs": done,
-                },
-            )
+                progress=not quiet,
+            ),
+        )
+        for agent, seed in todo
+    ]
+    earlier = list(done)
+
+    def save(runs: list[dict]) -> None:
+        blob = {
+            "benchmark": f"imagination_{args.env}",
+            "machine": machine_info(),
+            "sweep": sweep_info(args),
+            "code": code_state(),
+            "settings": settings,
+            "runs": runs,
+        }
+        write_json(out, blob)
+
+    def finished(i: int, s: dict) -> None:
+        done.append(s)  # in finishing order: what --resume needs if the sweep stops here
+        keys = ("agent", "seed", "held_from_step", "eval_mean")
+        print(json.dumps({k: s[k] for k in keys}), file=sys.stderr)
+        save(done)
+
+    fresh = run_jobs(jobs, workers=args.workers, address=args.ray, on_result=finished)
+    if fresh:
+        save(earlier + fresh)  # in the order asked, whichever finished first
     print(report(args.env, plot=not args.no_plot, results=args.results))
+
+
+def imagination_summary(env_id: str, agent: str, seed: int, **options: Any) -> dict[str, Any]:
+    """One agent and seed, learning for the whole budget: its ``summary()`` (a sweep job)."""
+    from wm_agents.imagination.runner import run_imagination_gym
+
+    result = run_imagination_gym(env_id, agent=agent, seed=seed, stop_when_solved=False, **options)
+    return result.summary()
 
 
 def _policy_share(run: dict) -> float | None:
@@ -312,6 +340,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         c.add_argument("--resume", action="store_true", help="skip runs already in the JSON")
         c.add_argument("--no-plot", action="store_true")
         c.add_argument("--quiet", action="store_true")
+        add_sweep_arguments(c)
         c.set_defaults(
             stage=imagination_runs,
             env=key,

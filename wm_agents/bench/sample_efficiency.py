@@ -10,6 +10,9 @@ separate env whose seeds are ``1_000_000 + 1_000 * seed + i`` for every method.
     wm-agents bench sample-efficiency run --method planner --seeds 0 1 2 3 4
     wm-agents bench sample-efficiency run --method seed_recipe --seeds 0 1 2 3 4
     wm-agents bench sample-efficiency report
+
+``--workers N`` / ``--ray [ADDRESS]`` run the seeds as Ray tasks (:mod:`wm_agents.bench.sweep`);
+the JSON is the same, with the per-seed wall times measured under that load.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from wm_agents.bench.common import (
     summarize_runs,
     write_json,
 )
+from wm_agents.bench.sweep import Job, add_sweep_arguments, run_jobs, sweep_info
 from wm_agents.outputs import check_output_dir
 
-__all__ = ["add_arguments", "report", "run_cli", "run_method", "run_planner"]
+__all__ = ["add_arguments", "method_job", "report", "run_cli", "run_method", "run_planner"]
 
 THRESHOLD = 475.0
 METHODS = ("planner", "dqn", "seed_recipe")
@@ -72,31 +76,30 @@ def run_planner(seed: int, *, eval_episodes: int = 10, **overrides: Any) -> Curv
     return CurveRun("planner", seed, evals, res.seconds, extra)
 
 
-def run_method(method: str, seed: int, args: argparse.Namespace) -> CurveRun:
-    """One seed of ``method`` with the sizes given on the command line."""
+def method_job(method: str, seed: int, args: argparse.Namespace) -> Job:
+    """One seed of ``method`` with the sizes given on the command line, as a sweep job."""
     if method == "planner":
-        return run_planner(
-            seed,
-            eval_episodes=args.eval_episodes,
-            max_steps=args.planner_steps,
-            eval_every=args.planner_eval_every,
+        kwargs = dict(max_steps=args.planner_steps, eval_every=args.planner_eval_every)
+        return Job(
+            f"{__name__}:run_planner", dict(seed=seed, eval_episodes=args.eval_episodes, **kwargs)
         )
     if method == "dqn":
-        from wm_agents.bench.dqn_baseline import run_dqn
-
-        return run_dqn(
-            seed,
-            total_steps=args.dqn_steps,
-            eval_every=args.dqn_eval_every,
-            eval_episodes=args.eval_episodes,
+        kwargs = dict(total_steps=args.dqn_steps, eval_every=args.dqn_eval_every)
+        return Job(
+            "wm_agents.bench.dqn_baseline:run_dqn",
+            dict(seed=seed, eval_episodes=args.eval_episodes, **kwargs),
         )
     if method == "seed_recipe":
-        from wm_agents.bench.seed_recipe import run_seed_recipe
-
-        return run_seed_recipe(
-            seed, data_sizes=tuple(args.recipe_sizes), eval_episodes=args.eval_episodes
+        return Job(
+            "wm_agents.bench.seed_recipe:run_seed_recipe",
+            dict(seed=seed, data_sizes=tuple(args.recipe_sizes), eval_episodes=args.eval_episodes),
         )
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+
+
+def run_method(method: str, seed: int, args: argparse.Namespace) -> CurveRun:
+    """One seed of ``method`` with the sizes given on the command line, here."""
+    return method_job(method, seed, args).run()
 
 
 def report(results: Path, *, plot: bool = True) -> str:
@@ -191,7 +194,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dqn-eval-every", type=int, default=1000)
     p.add_argument("--recipe-sizes", type=int, nargs="+", default=[250, 500, 1000, 2000, 5000])
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads of a run in this process")
+    add_sweep_arguments(p)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -207,16 +211,20 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.action == "report":
         print(report(args.results))
         return 0
-    runs = []
-    for seed in args.seeds:
-        run = run_method(args.method, seed, args)
-        runs.append(run)
-        print(json.dumps(run.to_json(THRESHOLD)), file=sys.stderr, flush=True)
+    runs = run_jobs(
+        [method_job(args.method, seed, args) for seed in args.seeds],
+        workers=args.workers,
+        address=args.ray,
+        on_result=lambda i, run: print(
+            json.dumps(run.to_json(THRESHOLD)), file=sys.stderr, flush=True
+        ),
+    )
     payload = {
         "benchmark": "sample_efficiency",
         "method": args.method,
         "threshold": THRESHOLD,
         "machine": machine_info(),
+        "sweep": sweep_info(args),
         "summary": summarize_runs(runs, THRESHOLD),
         "runs": [r.to_json(THRESHOLD) for r in runs],
     }

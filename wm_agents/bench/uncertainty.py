@@ -5,7 +5,10 @@ the CEM score and the gate (``mean - lambda * std`` over members) and with 1 or 
 reports real steps to first reach / to hold 475 and failures during learning: planned training
 episodes (after the random warm-up) that ended before the 500-step time limit.
 
-    wm-agents bench uncertainty --seeds 0 1 2 --variants E5:0 E5:0.5 E5:1 E1:0
+    wm-agents bench uncertainty --seeds 0 1 2 --variants E5:0 E5:0.5 E5:1 E1:0 [--workers 2]
+
+``--workers N`` / ``--ray [ADDRESS]`` run the variants x seeds as Ray tasks
+(:mod:`wm_agents.bench.sweep`) into the same JSON and table.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from wm_agents.bench.common import (
     summarize_runs,
     write_json,
 )
-from wm_agents.bench.sample_efficiency import THRESHOLD, run_planner
+from wm_agents.bench.sample_efficiency import THRESHOLD
+from wm_agents.bench.sweep import Job, add_sweep_arguments, run_jobs, sweep_info
 from wm_agents.outputs import check_output_file
 from wm_agents.runner import default_config
 
@@ -116,7 +120,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-steps", type=int, default=None, help="default: default_config")
     p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads of a run in this process")
+    add_sweep_arguments(p)
     p.add_argument(
         "--baseline",
         default=str(RESULTS_DIR / "sample_efficiency_planner.json"),
@@ -132,28 +137,39 @@ def run_cli(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     baseline = _baseline_runs(args)
     earlier = _earlier_runs(args)
-    variants = []
-    for text in args.variants:
-        e, lam = parse_variant(text)
-        runs = []
-        for seed in args.seeds:
-            if (e, lam) == _DEFAULT and seed in baseline:
-                runs.append(baseline[seed])  # the same config and seed: an identical run
-                continue
-            if (e, lam, seed) in earlier:
-                runs.append(earlier[(e, lam, seed)])  # measured by an earlier call
-                continue
-            run = run_planner(
-                seed,
+    # Runs measured before, by (members, lambda, seed): an earlier call's, and the baseline's
+    # default-config runs (the same config and seed: identical runs).
+    known = earlier | {(*_DEFAULT, seed): run for seed, run in baseline.items()}
+    grid = [(text, *parse_variant(text)) for text in args.variants]
+    todo = [
+        (text, e, lam, seed)
+        for text, e, lam in grid
+        for seed in args.seeds
+        if (e, lam, seed) not in known
+    ]
+    jobs = [
+        Job(
+            "wm_agents.bench.sample_efficiency:run_planner",
+            dict(
+                seed=seed,
                 eval_episodes=args.eval_episodes,
                 ensemble_size=e,
                 risk_weight=lam,
                 max_steps=args.max_steps,
-            )
-            runs.append(run)
-            print(
-                json.dumps({"variant": text, **run.to_json(THRESHOLD)}), file=sys.stderr, flush=True
-            )
+            ),
+        )
+        for _, e, lam, seed in todo
+    ]
+
+    def progress(i: int, run: CurveRun) -> None:
+        line = {"variant": todo[i][0], **run.to_json(THRESHOLD)}
+        print(json.dumps(line), file=sys.stderr, flush=True)
+
+    done = run_jobs(jobs, workers=args.workers, address=args.ray, on_result=progress)
+    known |= {(e, lam, seed): run for (_, e, lam, seed), run in zip(todo, done, strict=True)}
+    variants = []
+    for _, e, lam in grid:
+        runs = [known[(e, lam, seed)] for seed in args.seeds]
         variants.append(
             {
                 "ensemble": e,
@@ -166,6 +182,7 @@ def run_cli(args: argparse.Namespace) -> int:
     payload = {
         "benchmark": "uncertainty",
         "machine": machine_info(),
+        "sweep": sweep_info(args),
         "threshold": THRESHOLD,
         "variants": variants,
     }
