@@ -34,6 +34,7 @@ import numpy as np
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from wm_agents.core import LearnReport, Outcome, Transition
+from wm_agents.llm.requests import uses_llama_cpp
 from wm_agents.llm.sync import run_sync
 
 __all__ = ["EnvTransition", "LLMDynamicsModel", "step_grammar"]
@@ -184,15 +185,6 @@ class LLMDynamicsModel:
 
     # -- one step ---------------------------------------------------------------------------
 
-    def _uses_llama_cpp(self) -> bool:
-        if self.backend != "auto":
-            return self.backend == "llama.cpp"
-        from wm_agents.llm.server import EMBEDDED_MODEL_ALIAS
-
-        fields = getattr(type(self.model), "model_fields", {})
-        named = getattr(self.model, "model_name", None) == EMBEDDED_MODEL_ALIAS
-        return named and "extra_body" in fields
-
     def _runnable(self, index: int) -> Any:
         if index in self._runnables:
             return self._runnables[index]
@@ -204,7 +196,7 @@ class LLMDynamicsModel:
             update["seed"] = self.seed + index
         if "max_tokens" in fields:
             update["max_tokens"] = self.max_tokens
-        if self._uses_llama_cpp():
+        if uses_llama_cpp(self.model, self.backend):
             extra = {**(getattr(self.model, "extra_body", None) or {}), "cache_prompt": True}
             update["extra_body"] = {**extra, "grammar": self.grammar}
         runnable = self.model.model_copy(update=update) if update else self.model
@@ -244,8 +236,6 @@ class LLMDynamicsModel:
                     self._runnable(index).ainvoke(self._messages(obs, action)),
                     timeout=self.timeout_s,
                 )
-            except _StepFault:
-                raise
             except Exception as exc:  # a dead server, a timeout: this sample fails
                 raise _StepFault(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         content = getattr(out, "content", out)

@@ -54,7 +54,7 @@ from wm_agents.llm.faults import (
 from wm_agents.llm.schemas import PredictionError, message_text, validate_prediction
 from wm_agents.llm.server import EMBEDDED_MODEL_ALIAS
 
-__all__ = ["Backend", "SampleRequests", "allocate_samples", "speaks_llama_cpp"]
+__all__ = ["Backend", "SampleRequests", "allocate_samples", "speaks_llama_cpp", "uses_llama_cpp"]
 
 # The predictor's logger: one name to configure for everything the predictor logs.
 logger = logging.getLogger("wm_agents.llm.predictor")
@@ -65,6 +65,15 @@ Backend = Literal["auto", "openai", "llama.cpp"]
 def speaks_llama_cpp(model: Any) -> bool:
     """Whether the model can carry llama.cpp's own request fields (an ``extra_body`` field)."""
     return "extra_body" in getattr(type(model), "model_fields", {})
+
+
+def uses_llama_cpp(model: Any, backend: Backend) -> bool:
+    """Whether requests to ``model`` carry llama.cpp's own fields: ``backend="llama.cpp"``, or
+    ``"auto"`` for the embedded model on a client that can carry them."""
+    if backend == "auto":
+        named = getattr(model, "model_name", None) == EMBEDDED_MODEL_ALIAS
+        return named and speaks_llama_cpp(model)
+    return backend == "llama.cpp"
 
 
 def allocate_samples(n_candidates: int, samples: int, cap: int) -> list[int]:
@@ -103,10 +112,7 @@ class SampleRequests:
         return self.seed + index
 
     def _uses_llama_cpp(self, model: BaseChatModel) -> bool:
-        if self.backend == "auto":
-            named = getattr(model, "model_name", None) == EMBEDDED_MODEL_ALIAS
-            return named and speaks_llama_cpp(model)
-        return self.backend == "llama.cpp"
+        return uses_llama_cpp(model, self.backend)
 
     def _pins_slot(self, model: BaseChatModel) -> bool:
         return self.slot is not None and self._uses_llama_cpp(model)
