@@ -279,13 +279,14 @@ def build_controller(model: EnsembleDynamicsModel, config: AgentConfig, seed: in
 
 @dataclass
 class MPCStrategy:
-    """The MPC agent's controllers for :func:`~wm_agents.run_loop.run_env_loop`: ``controller``
-    plans the training episodes, ``eval_controller`` the evaluations (in ``run_gym`` a twin on
-    the same model with its own planner stream, so when and how often evaluations run does not
-    change what the learning run does; it may be the same object)."""
+    """Fixed controllers for :func:`~wm_agents.run_loop.run_env_loop` (the MPC agent's, the
+    latent agent's): ``controller`` plans the training episodes, ``eval_controller`` the
+    evaluations (in ``run_gym`` a twin on the same model with its own planner stream, so when
+    and how often evaluations run does not change what the learning run does; it may be the
+    same object)."""
 
-    controller: MPCController
-    eval_controller: MPCController
+    controller: Controller
+    eval_controller: Controller
 
     def for_training(self, steps: int) -> Controller:
         return self.controller

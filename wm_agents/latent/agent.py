@@ -270,20 +270,6 @@ class LatentLearner:
             self.losses.append(parts)
 
 
-class _Strategy:
-    def __init__(self, controller: LatentController) -> None:
-        self.controller = controller
-
-    def for_training(self, steps: int) -> LatentController:
-        return self.controller
-
-    def for_evaluation(self, steps: int) -> LatentController:
-        return self.controller
-
-    def episode_ended(self, controller: Any, final: Mapping[str, Any], steps: int) -> None:
-        return None
-
-
 def run_latent_gym(
     make_env: Callable[[], Any],
     *,
@@ -302,6 +288,7 @@ def run_latent_gym(
     replay and losses)."""
     from wm_agents.envs import GymActuator
     from wm_agents.run_loop import run_env_loop
+    from wm_agents.runner import MPCStrategy
 
     env, eval_env = make_env(), make_env()
     actuator, eval_actuator = GymActuator(env), GymActuator(eval_env)
@@ -316,7 +303,7 @@ def run_latent_gym(
     run = run_env_loop(
         actuator,
         eval_actuator,
-        _Strategy(controller),
+        MPCStrategy(controller, controller),
         learner,
         seed=seed,
         max_steps=max_steps,
