@@ -221,9 +221,9 @@ class LatentWorldModel(nn.Module):
         with torch.no_grad():
             for t in range(horizon):
                 h = self.gru(self.pre_gru(torch.cat([z, acts[:, t]], -1)), h)
-                stats = torch.stack([head(h) for head in self.priors])  # [E, E*B, 2S]
-                own = stats.reshape(e, e, b, -1).diagonal(dim1=0, dim2=1).permute(2, 0, 1)
-                z = self._sample(*_gaussian(own.reshape(e * b, -1)))
+                rows = h.reshape(e, b, -1)  # member k's particles use prior head k only
+                own = torch.cat([head(rows[k]) for k, head in enumerate(self.priors)])
+                z = self._sample(*_gaussian(own))
                 feat = torch.cat([h, z], -1)
                 ret = ret + (gamma**t) * alive * self.reward_head(feat).squeeze(-1)
                 alive = alive * torch.sigmoid(self.continue_head(feat).squeeze(-1))
