@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from wm_agents.runner import RunResult
 
-__all__ = ["plot_learning_curve", "summary_table"]
+__all__ = ["plot_curve", "plot_learning_curve", "summary_table"]
 
 
 def plot_learning_curve(result: RunResult, path: str | Path) -> Path:
     """Return vs real steps: training episodes, evaluation means (with min-max), threshold."""
+    return plot_curve(
+        path,
+        train_episodes=result.train_episodes,
+        evals=result.evals,
+        threshold=result.solved_threshold,
+        title=f"{result.env}, seed {result.seed}: world-model planning (Dyna/MPC)",
+    )
+
+
+def plot_curve(
+    path: str | Path,
+    *,
+    train_episodes: Sequence[tuple[int, float]],
+    evals: Sequence[Any],
+    threshold: float | None,
+    title: str,
+) -> Path:
+    """The learning-curve plot of any run: ``train_episodes`` as ``(real steps, return)``,
+    ``evals`` with ``real_steps``, ``mean`` and ``returns``."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: never needs a display
@@ -20,21 +40,21 @@ def plot_learning_curve(result: RunResult, path: str | Path) -> Path:
 
     path = Path(path)
     fig, ax = plt.subplots(figsize=(7, 4))
-    if result.train_episodes:
-        steps, rets = zip(*result.train_episodes, strict=True)
+    if train_episodes:
+        steps, rets = zip(*train_episodes, strict=True)
         ax.plot(steps, rets, ".", color="0.6", label="training episode return")
-    if result.evals:
-        xs = [e.real_steps for e in result.evals]
-        means = [e.mean for e in result.evals]
-        lo = [min(e.returns) for e in result.evals]
-        hi = [max(e.returns) for e in result.evals]
+    if evals:
+        xs = [e.real_steps for e in evals]
+        means = [e.mean for e in evals]
+        lo = [min(e.returns) for e in evals]
+        hi = [max(e.returns) for e in evals]
         ax.plot(xs, means, "o-", color="C0", label="evaluation mean")
         ax.fill_between(xs, lo, hi, color="C0", alpha=0.2, label="evaluation min-max")
-    if result.solved_threshold is not None:
-        ax.axhline(result.solved_threshold, ls="--", color="C2", label="solved threshold")
+    if threshold is not None:
+        ax.axhline(threshold, ls="--", color="C2", label="solved threshold")
     ax.set_xlabel("real environment steps")
     ax.set_ylabel("episode return")
-    ax.set_title(f"{result.env}, seed {result.seed}: world-model planning (Dyna/MPC)")
+    ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

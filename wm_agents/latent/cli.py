@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 __all__ = ["add_pixel_options", "run_pixels_from_args"]
@@ -33,22 +32,6 @@ def add_pixel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pixel-size", type=int, default=64, help="frame side for --obs pixels")
     p.add_argument("--frames", type=int, default=3, help="stacked frames for --obs pixels")
     p.add_argument("--grayscale", action="store_true", help="one channel for --obs pixels")
-
-
-def _curve(evals: list[Any], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot([e.real_steps for e in evals], [e.mean for e in evals], marker="o")
-    ax.set_xlabel("real steps")
-    ax.set_ylabel("evaluation mean return")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def run_pixels_from_args(args: argparse.Namespace) -> int:
@@ -103,8 +86,16 @@ def run_pixels_from_args(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "result.json").write_text(json.dumps(summary, indent=1))
         if run.evals:
-            _curve(
-                run.evals, out / "learning_curve.png", f"{args.env} from pixels, seed {args.seed}"
+            import gymnasium as gym
+
+            from wm_agents.reporting import plot_curve
+
+            plot_curve(
+                out / "learning_curve.png",
+                train_episodes=run.train_episodes,
+                evals=run.evals,
+                threshold=gym.spec(args.env).reward_threshold,
+                title=f"{args.env} from pixels, seed {args.seed}: latent planning",
             )
         episodes = [ep for ep in learner.replay.episodes if len(ep["frames"]) >= 8]
         if episodes:
