@@ -85,11 +85,10 @@ def point_loop(on_eval: Any = None, **options: Any):
         seed=0,
         max_steps=40,
         warmup_steps=25,
-        eval_every=5,
         eval_episodes=2,
         progress=False,
         on_eval=on_eval,
-        **options,
+        **{"eval_every": 5, **options},
     )
     return run, strategy, learner
 
@@ -101,14 +100,15 @@ def test_the_loop_runs_any_controller_and_learner_and_evaluates_through_the_grap
     assert run.real_steps == 40 and learner.exhausted
     assert learner.reports and all(not r.updated for r in learner.reports)
     assert learner.episode_ends == 2  # after the warm-up, and where the budget ran out
-    # Each training episode: a controller, then its end; an evaluation once eval_every (5)
-    # real steps have passed since the last (the first after 25 + 5).
+    # Each training episode: a controller, then its end; an evaluation exactly every
+    # eval_every (5) real steps after the warm-up (25), inside a training episode when one is
+    # running, and the last where the budget is spent.
     kinds = [k for k, _ in strategy.asked]
     assert kinds[:2] == ["train", "ended"] and "eval" in kinds
-    eval_steps = [e.real_steps for e in run.evals]
-    gaps = np.diff(eval_steps[:-1])
-    assert eval_steps[0] >= 30 and all(gaps >= 5)
-    assert eval_steps[-1] == 40 > eval_steps[-2]  # and once the budget is spent
+    assert [e.real_steps for e in run.evals] == [30, 35, 40]
+    episode_ends = {steps for steps, _ in run.train_episodes}
+    assert 35 not in episode_ends  # an evaluation mid-episode: the episode did not wait
+    assert kinds.index("eval") < len(kinds) - 1 and kinds[kinds.index("eval") - 1] == "train"
     # Evaluations run through the graph with the evaluation twin: its records say who acted.
     assert len(run.evals) >= 2 and all(len(e.returns) == 2 for e in run.evals)
     assert all(e.sources.keys() == {"mpc"} for e in run.evals)
@@ -117,6 +117,17 @@ def test_the_loop_runs_any_controller_and_learner_and_evaluates_through_the_grap
     assert all(e.mean > -5.0 for e in run.evals)  # from 3.3: about -3.9 at best
     assert run.verdicts == {"act": len(run.train_records)}
     assert all(r.source == "mpc" for r in run.train_records)
+
+
+def test_evaluating_mid_episode_leaves_the_training_run_as_it_was() -> None:
+    # The evaluation has its own env and controller: how often it runs changes nothing the
+    # training episodes do.
+    often, _, _ = point_loop()
+    rarely, _, _ = point_loop(eval_every=0)
+    assert [e.real_steps for e in rarely.evals] == [40]
+    assert often.train_episodes == rarely.train_episodes
+    assert [r.action for r in often.train_records] == [r.action for r in rarely.train_records]
+    assert often.evals[-1].returns == rarely.evals[-1].returns
 
 
 def test_on_eval_reports_every_evaluation_and_stops_the_run_early() -> None:
@@ -131,7 +142,8 @@ def test_on_eval_reports_every_evaluation_and_stops_the_run_early() -> None:
     assert len(full.evals) >= 2 and len(seen) == 1 and run.evals == seen
     assert seen[0].returns == full.evals[0].returns  # the same run up to there
     assert run.real_steps == seen[-1].real_steps < 40 and not learner.exhausted
-    assert strategy.asked[-1] == ("eval", run.real_steps)
+    # The stop ends the training episode at the evaluation's step.
+    assert strategy.asked[-2:] == [("eval", run.real_steps), ("ended", run.real_steps)]
 
 
 def test_acted_by_reads_the_part_that_decided() -> None:

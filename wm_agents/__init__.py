@@ -6,6 +6,11 @@ gates and one planning graph read only :class:`Outcome` and :class:`Decision`.
 """
 
 from wm_agents._lazy import lazy_exports
+from wm_agents.cpu_kernels import pin_cpu_kernels
+
+# Before torch runs anything: the same float32 kernels on every x86 CPU, so a seed gives the
+# same run everywhere (see wm_agents.cpu_kernels; WM_AGENTS_CPU_KERNELS=native opts out).
+pin_cpu_kernels()
 
 _EXPORTS = {
     "ActionSpec": "wm_agents.spaces",
@@ -13,6 +18,7 @@ _EXPORTS = {
     "AgreementGate": "wm_agents.planning",
     "CEMPlanner": "wm_agents.planning",
     "Controller": "wm_agents.core",
+    "kernels_pinned": "wm_agents.cpu_kernels",
     "CompositeToolModel": "wm_agents.tools",
     "Decision": "wm_agents.core",
     "DryRun": "wm_agents.simulate",
@@ -127,9 +133,11 @@ __all__ = [
     "create_tool_agent_graph",
     "default_config",
     "fit_ensemble",
+    "kernels_pinned",
     "make_decide_node",
     "make_imagine_node",
     "open_chat_model",
+    "pin_cpu_kernels",
     "plan_step",
     "resolve_llm_settings",
     "run_env_loop",

@@ -23,6 +23,7 @@ reasons.  :func:`wm_agents.runner.run_gym` and
 
 from __future__ import annotations
 
+import contextvars
 import math
 import time
 from collections import Counter
@@ -242,7 +243,10 @@ def run_env_loop(
             ``1_000_000 + seed * 1_000 + i`` for evaluation episode ``i``.
         max_steps: the real-step budget (an episode's step cap when the env has no limit).
         warmup_steps: uniformly random real steps first.
-        eval_every: real steps between evaluations (0: only once the budget is spent).
+        eval_every: real steps between evaluations (0: only once the budget is spent).  They
+            run at exactly ``warmup_steps + k * eval_every`` real steps, in the middle of a
+            training episode if one is running (:class:`_EvaluatingLearner`), and once more
+            when the budget is spent.
         eval_episodes: episodes per evaluation (0: none).
         stop_when_solved: stop at the first evaluation reaching the env's reward threshold.
         max_replans: re-plan rounds a step may take (sizes the graph's recursion limit).
@@ -250,7 +254,8 @@ def run_env_loop(
         checkpointer: compile the graph with it (each episode its own thread).
         progress: show a progress bar (``desc`` names it).
         on_eval: called with every :class:`EvalPoint` as it is measured (a sweep's report);
-            returning ``True`` stops the run there (early stopping, e.g. a Ray Tune scheduler).
+            returning ``True`` stops the run there (early stopping, e.g. a Ray Tune scheduler):
+            the running training episode ends at that step.
         evaluator: runs each evaluation (:data:`Evaluator`); default :func:`evaluate` through
             the graph on ``eval_actuator``.
     """
@@ -268,34 +273,16 @@ def run_env_loop(
     episode = len(train_episodes)  # training episodes are numbered on from the warm-up's
     evals: list[EvalPoint] = []
     records: list[StepRecord] = []
-    eval_records: list[StepRecord] = []
-    solved_at: int | None = None
-    next_eval = warmup_steps + eval_every if eval_every else math.inf
     eval_seed = 1_000_000 + seed * 1_000
-    while not learner.exhausted:
-        episode += 1
-        controller = controllers.for_training(learner.steps)
-        controller.reset()
-        ctx = EnvPlanningContext(
-            actuator=actuator,
-            controller=controller,
-            learner=learner,
-            on_step=lambda r: bar.update(1),
-        )
-        config = episode_config(limit, max_replans, configurable={"thread_id": f"ep{episode}"})
-        final = graph.invoke({"seed": seed * 10_000 + episode}, context=ctx, config=config)
-        records.extend(ctx.records)
-        train_episodes.append((learner.steps, float(final["episode_return"])))
-        controllers.episode_ended(controller, final, learner.steps)
-        if not eval_episodes or (learner.steps < next_eval and not learner.exhausted):
-            continue
-        next_eval = learner.steps + eval_every if eval_every else math.inf
+    solved_at: int | None = None
+
+    def run_evaluation(steps: int) -> tuple[EvalPoint, list[StepRecord]]:
         bar.set_postfix_str(f"evaluating {eval_episodes} episodes")
-        eval_controller = controllers.for_evaluation(learner.steps)
+        eval_controller = controllers.for_evaluation(steps)
         if evaluator is not None:
-            rets, eval_records = evaluator(eval_controller, eval_episodes, eval_seed)
+            rets, recs = evaluator(eval_controller, eval_episodes, eval_seed)
         else:
-            rets, eval_records = evaluate(
+            rets, recs = evaluate(
                 graph,
                 eval_actuator,
                 eval_controller,
@@ -303,18 +290,45 @@ def run_env_loop(
                 seed=eval_seed,
                 max_replans=max_replans,
             )
-        sources = dict(Counter(acted_by(r.source) for r in eval_records))
-        point = EvalPoint(learner.steps, rets, sources)
-        evals.append(point)
-        bar.set_postfix_str(f"eval mean {point.mean:.1f} at {learner.steps} steps")
+        point = EvalPoint(steps, rets, dict(Counter(acted_by(r.source) for r in recs)))
+        bar.set_postfix_str(f"eval mean {point.mean:.1f} at {steps} steps")
+        return point, recs
+
+    def should_stop(point: EvalPoint) -> bool:
+        nonlocal solved_at
         stop = False
         if threshold is not None and solved_at is None and point.mean >= threshold:
             solved_at = point.real_steps
             stop = stop_when_solved
         if on_eval is not None and on_eval(point):
             stop = True
-        if stop:
-            break
+        return stop
+
+    evaluating = _EvaluatingLearner(
+        learner,
+        first=warmup_steps + eval_every if eval_every else None,
+        every=eval_every,
+        enabled=eval_episodes > 0,
+        evaluate=run_evaluation,
+        should_stop=should_stop,
+    )
+    while not evaluating.exhausted:
+        episode += 1
+        controller = controllers.for_training(learner.steps)
+        controller.reset()
+        ctx = EnvPlanningContext(
+            actuator=actuator,
+            controller=controller,
+            learner=evaluating,
+            on_step=lambda r: bar.update(1),
+        )
+        config = episode_config(limit, max_replans, configurable={"thread_id": f"ep{episode}"})
+        final = graph.invoke({"seed": seed * 10_000 + episode}, context=ctx, config=config)
+        records.extend(ctx.records)
+        train_episodes.append((learner.steps, float(final["episode_return"])))
+        controllers.episode_ended(controller, final, learner.steps)
+    evals = evaluating.evals
+    eval_records = evaluating.last_records
     bar.close()
     return LoopRun(
         real_steps=learner.steps,
@@ -325,3 +339,69 @@ def run_env_loop(
         solved_at=solved_at,
         seconds=time.perf_counter() - t0,
     )
+
+
+class _EvaluatingLearner:
+    """The run's learner as the learn node sees it: each real step goes to ``learner``, and
+    when the step count reaches the next evaluation point the evaluation runs right there,
+    mid-episode.
+
+    Evaluating only between training episodes (as the loop did before) made "every 100
+    steps" mean "every ~500" once the agent balanced: an evaluation waited for the episode to
+    end.  The evaluation runs on its own env with its own controller (an evaluation twin with
+    its own planner stream), so running it mid-episode changes nothing the training episode
+    does.  It runs in an empty ``contextvars`` context: the learn node is inside a LangGraph
+    run, and an evaluation through the graph must be a run of its own, not a subgraph of it.
+    A stop (``should_stop``: solved, or ``on_eval`` said so) makes :attr:`exhausted` true, so
+    the learn node ends the training episode at that step.
+    """
+
+    def __init__(
+        self,
+        learner: RunLearner,
+        *,
+        first: int | None,
+        every: int,
+        enabled: bool,
+        evaluate: Callable[[int], tuple[EvalPoint, list[StepRecord]]],
+        should_stop: Callable[[EvalPoint], bool],
+    ) -> None:
+        self.learner = learner
+        self.next_eval = first if first is not None else math.inf
+        self.every = every
+        self.enabled = enabled
+        self._evaluate = evaluate
+        self._should_stop = should_stop
+        self.evals: list[EvalPoint] = []
+        self.last_records: list[StepRecord] = []
+        self.stopped = False
+
+    @property
+    def steps(self) -> int:
+        return self.learner.steps
+
+    @property
+    def exhausted(self) -> bool:
+        return self.stopped or self.learner.exhausted
+
+    def observe(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: float,
+        next_obs: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+    ) -> Any:
+        out = self.learner.observe(obs, action, reward, next_obs, terminated, truncated)
+        steps = self.learner.steps
+        if self.enabled and (steps >= self.next_eval or self.learner.exhausted):
+            while self.next_eval <= steps:
+                self.next_eval += self.every
+            point, self.last_records = contextvars.Context().run(self._evaluate, steps)
+            self.evals.append(point)
+            self.stopped = self._should_stop(point)
+        return out
+
+    def mark_episode_end(self) -> None:
+        self.learner.mark_episode_end()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from wm_agents.core import Controller
+from wm_agents.cpu_kernels import kernel_label
 from wm_agents.envs.gym_actuator import GymActuator
 from wm_agents.envs.make import make_env
 from wm_agents.graph.env_graph import StepRecord
@@ -223,6 +224,8 @@ class RunResult:
             # (EnsembleDynamicsModel.clip_stats: the final candidates' imagine and the policy
             # learners' predictions; the search clips the same way without counting).
             "imagination_clipped": self.clipped,
+            # Which float32 kernels ran: "pinned AVX2" repeats on any x86 CPU with AVX2.
+            "cpu_kernels": kernel_label(),
         }
 
 

@@ -65,7 +65,7 @@ def test_defaults_are_float32_and_the_model_attribute_applies(model) -> None:
     try:
         via_attr = model.rollout(obs, acts, particles=2).returns
     finally:
-        model.planning_dtype = "auto"
+        model.planning_dtype = torch.float32
     assert not torch.equal(via_attr, ref.returns)
     torch.testing.assert_close(via_attr, ref.returns, rtol=0.05, atol=0.05)
 

@@ -74,7 +74,7 @@ def test_all_modes_tiny(tiny) -> None:
     for r in rows[1:]:  # one value gap per state where the mode chose differently
         assert len(r["value_gap_where_different"]) == round((1 - r["match_first"]) * 2)
     # The model's own setting is back afterwards.
-    assert model.planning_dtype == "auto"
+    assert model.planning_dtype == torch.float32
     by_mode = {r["mode"]: r for r in rows}
     # At this tiny width "auto" resolves to float32; -fixed runs every iteration.
     assert by_mode["auto"]["dtype"] == "float32"

@@ -10,7 +10,8 @@ cold start (no warm start), with the planner's generator reseeded per state.
 Modes (``--modes``; the first is the reference the others' choices are matched against), a
 precision and optional suffixes:
 
-* ``auto``: the library default, what a model plans with when nobody sets anything
+* ``auto``: the precision the CPU favours (opt-in; the library default is float32, the same
+  on every CPU)
   (:func:`~wm_agents.neural.rollout.search_dtype`: bfloat16 on CPUs that run it natively when
   the layers are >= 128 wide, else float32), CEM stopping once an iteration no longer improves;
 * ``float32`` / ``bfloat16``: that search precision.  The final candidates are always imagined
@@ -150,7 +151,7 @@ def decide(
 ) -> tuple[int, dict[str, Any]]:
     """One full decision from ``obs``; returns the chosen first action and search facts.
 
-    ``mode`` (default: the library default, ``auto``) sets the search; the final candidates are
+    ``mode`` (default ``auto``) sets the search; the final candidates are
     always imagined in float32 by every member (``model.imagine``), and the gate decides on
     those.  ``seed_loop``: ``True`` / ``"ops"`` scores with :func:`seed_style_objective`,
     ``"modules"`` with :func:`seed_module_objective` (the seed's loop as written).
@@ -398,7 +399,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=["auto", "float32", "bfloat16"],
         default="auto",
-        help="search precision (auto: the library default, bfloat16 where it pays)",
+        help="search precision (auto: bfloat16 where it pays; the library default is float32)",
     )
     p.add_argument(
         "--fixed-iterations",
