@@ -60,6 +60,8 @@ class FitConfig:
         value_lambda: lambda of the TD(lambda) targets (1 = Monte-Carlo return-to-go).
         value_rounds: rounds of (recompute bootstrapped targets, regress).
         value_epochs: regression epochs per round.
+        term_weight_cap: most weight an episode end gets in the termination loss, against 1
+            for a step that goes on (the weight is the data's ratio of the two, up to this cap).
     """
 
     holdout: float = 0.2
@@ -77,6 +79,7 @@ class FitConfig:
     value_lambda: float = 0.95
     value_rounds: int = 3
     value_epochs: int = 100
+    term_weight_cap: float = 20.0
 
 
 @dataclass
@@ -206,7 +209,9 @@ def fit_ensemble(
     # Episode ends are rare (a few per hundred steps): weight them up so the classifier does not
     # settle for "never terminates", which would make every plan look equally safe.
     n_pos = float(term.sum())
-    pos_weight = torch.tensor(min(20.0, (len(term) - n_pos) / n_pos) if n_pos else 1.0)
+    pos_weight = torch.tensor(
+        min(cfg.term_weight_cap, (len(term) - n_pos) / n_pos) if n_pos else 1.0
+    )
     member_params = _member_params(model)
     value_ids = {id(p) for p in model.value_layers.parameters()}
     opt = torch.optim.Adam(
