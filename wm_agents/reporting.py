@@ -127,7 +127,7 @@ def plot_seed_curves(
         n = len([c for c in curves if c])
         ax.plot(grid, med, style, color=color, lw=2, ms=5, label=f"{label} (median of {n} seeds)")
         if band and n > 1:
-            ax.fill_between(grid, lo, hi, color=color, alpha=0.15, step="post")
+            ax.fill_between(grid, lo, hi, color=color, alpha=0.15)
     if threshold is not None:
         ax.axhline(threshold, ls="--", color="0.4", lw=1, label=threshold_label)
     ax.set_xscale("log")

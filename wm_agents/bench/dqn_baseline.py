@@ -164,6 +164,7 @@ def run_sb3(
     eval_episodes: int = 10,
     hyperparams: dict[str, Any] | None = None,
     threads: int = 1,
+    progress: bool = False,
 ) -> CurveRun:
     """Train SB3 ``algo`` on ``env_id`` for ``total_steps`` real steps, evaluating every
     ``eval_every`` steps and once more at the end.
@@ -171,8 +172,10 @@ def run_sb3(
     ``algo``, ``hyperparams`` and ``total_steps`` default to the zoo's entry (:data:`ZOO`).
     ``extra`` of the result holds the hyperparameters and ``cpu_seconds`` (the whole run) /
     ``learn_cpu_seconds`` (without the evaluations), process CPU time on ``threads`` torch
-    threads.
+    threads.  ``progress``: a progress bar over real steps.
     """
+    from tqdm.auto import tqdm
+
     if algo is None or hyperparams is None or total_steps is None:
         entry = zoo_entry(env_id)
         algo = algo or entry.algo
@@ -184,6 +187,13 @@ def run_sb3(
     Algo, BaseCallback = _sb3(algo)
     evals: list[EvalPoint] = []
     eval_seed = 1_000_000 + seed * 1_000  # the planner's evaluation seeds (runner.run_gym)
+    bar = tqdm(
+        total=steps,
+        desc=f"{env_id} {algo} real steps",
+        disable=not progress,
+        unit="step",
+        mininterval=1.0,
+    )
     eval_cpu = 0.0
     cpu0 = time.process_time()
 
@@ -191,6 +201,7 @@ def run_sb3(
         def _on_step(self) -> bool:
             nonlocal eval_cpu
             n = self.num_timesteps
+            bar.update(1)
             if n % eval_every == 0 or n == steps:
                 t = time.process_time()
                 discrete = isinstance(self.model.action_space, gym.spaces.Discrete)
@@ -200,10 +211,11 @@ def run_sb3(
                 now = time.process_time()
                 eval_cpu += now - t
                 evals.append(EvalPoint(n, rets, learn_cpu_s=now - cpu0 - eval_cpu))
+                bar.set_postfix_str(f"eval mean {evals[-1].mean:.1f} at {n} steps")
             return True
 
     t0 = time.perf_counter()
-    with torch_threads(threads):
+    with torch_threads(threads), bar:
         model = Algo("MlpPolicy", gym.make(env_id), seed=seed, verbose=0, device="cpu", **params)
         model.learn(total_timesteps=steps, callback=EvalEvery())
     cpu = time.process_time() - cpu0

@@ -117,26 +117,20 @@ def run_agent(
     eval_every: int,
     eval_episodes: int = 10,
     overrides: Mapping[str, Any] | None = None,
+    progress: bool = False,
 ) -> CurveRun:
     """One seed of one of our agents (``planner``, ``policy``, ``hybrid``) on ``env_id``, its
     learning CPU-seconds recorded at every evaluation.
 
     ``overrides``: further :class:`~wm_agents.runner.AgentConfig` fields on top of
     ``default_config(env_id)`` (tests use tiny models).  The agents run on the config's torch
-    threads (1).
+    threads (1).  ``progress``: the run's own progress bar over real steps.
     """
-    from wm_agents.runner import _jsonable, default_config
+    from wm_agents.imagination import run_imagination_gym
+    from wm_agents.runner import _jsonable, default_config, run_gym
 
-    cpu0 = time.process_time()
-    eval_cpu = 0.0
-    learn_cpu: list[float] = []
-
-    def on_eval(point: Any) -> None:
-        # Called right after each evaluation: CPU so far, less every evaluation's own.
-        nonlocal eval_cpu
-        eval_cpu += point.cpu_seconds
-        learn_cpu.append(time.process_time() - cpu0 - eval_cpu)
-
+    if method not in ("planner", "policy", "hybrid"):
+        raise ValueError(f"run_agent runs planner, policy or hybrid, not {method!r}")
     cfg = default_config(
         env_id,
         max_steps=max_steps,
@@ -144,13 +138,19 @@ def run_agent(
         eval_episodes=eval_episodes,
         **dict(overrides or {}),
     )
+    # From here on (imports done): CPU so far at each evaluation, less every evaluation's own.
+    cpu0 = time.process_time()
+    eval_cpu = 0.0
+    learn_cpu: list[float] = []
+
+    def on_eval(point: Any) -> None:  # runs right after each evaluation
+        nonlocal eval_cpu
+        eval_cpu += point.cpu_seconds
+        learn_cpu.append(time.process_time() - cpu0 - eval_cpu)
+
     if method == "planner":
-        from wm_agents.runner import run_gym
-
-        res: Any = run_gym(env_id, seed=seed, config=cfg, progress=False, on_eval=on_eval)
-    elif method in ("policy", "hybrid"):
-        from wm_agents.imagination import run_imagination_gym
-
+        res: Any = run_gym(env_id, seed=seed, config=cfg, progress=progress, on_eval=on_eval)
+    else:
         res = run_imagination_gym(
             env_id,
             agent=method,  # type: ignore[arg-type]
@@ -160,11 +160,9 @@ def run_agent(
             eval_every=eval_every,
             eval_episodes=eval_episodes,
             stop_when_solved=False,
-            progress=False,
+            progress=progress,
             on_eval=on_eval,
         )
-    else:
-        raise ValueError(f"run_agent runs our agents {METHODS[:1] + METHODS[2:]}, not {method!r}")
     cpu = time.process_time() - cpu0
     evals = [
         EvalPoint(e.real_steps, tuple(e.returns), c)
@@ -346,8 +344,11 @@ def run_suite(
         bar.set_postfix_str(f"{p.env} {p.method} seed {p.seed}: reach {reach}")
 
     write_json(path, blob)
+    # One run after another here: each run shows its own bar over real steps too.
+    here = address is None and workers in (None, 1)
+    jobs = [Job(p.job.fn, {**p.job.kwargs, "progress": progress and here}) for p in todo]
     try:
-        run_jobs([p.job for p in todo], workers=workers, address=address, on_result=finished)
+        run_jobs(jobs, workers=workers, address=address, on_result=finished)
     finally:
         bar.close()
     return blob
@@ -473,48 +474,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     p.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
     p.add_argument("--eval-episodes", type=int, default=10)
-    per_env = "N for every env, or ENV=N (repeatable); default per env: "
-    p.add_argument(
-        "--planner-steps",
-        nargs="+",
-        default=[],
-        metavar="[ENV=]N",
-        help=per_env + _defaults(lambda e: ENVS[e].planner_steps),
-    )
-    p.add_argument(
-        "--planner-eval-every",
-        nargs="+",
-        default=[],
-        metavar="[ENV=]N",
-        help=per_env + _defaults(lambda e: ENVS[e].planner_eval_every),
-    )
-    p.add_argument(
-        "--mf-steps",
-        nargs="+",
-        default=[],
-        metavar="[ENV=]N",
-        help=per_env + "the zoo's n_timesteps " + _defaults(lambda e: ZOO[e].n_timesteps),
-    )
+    for option, default in _PER_ENV_OPTIONS.items():
+        p.add_argument(
+            option,
+            nargs="+",
+            default=[],
+            metavar="[ENV=]N",
+            help="N for every env, or ENV=N (repeatable); default per env: "
+            + ", ".join(f"{e} {default(e)}" for e in ENVS),
+        )
     p.add_argument(
         "--mf-steps-scale",
         type=float,
         default=1.0,
         help="multiply the zoo's budgets (not those given by --mf-steps), e.g. 0.01 to try it",
     )
-    p.add_argument(
-        "--mf-eval-every",
-        nargs="+",
-        default=[],
-        metavar="[ENV=]N",
-        help=per_env + _defaults(lambda e: ENVS[e].mf_eval_every),
-    )
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_sweep_arguments(p)
 
 
-def _defaults(value: Callable[[str], int]) -> str:
-    return ", ".join(f"{e} {value(e)}" for e in ENVS)
+_PER_ENV_OPTIONS: dict[str, Callable[[str], int]] = {
+    "--planner-steps": lambda e: ENVS[e].planner_steps,
+    "--planner-eval-every": lambda e: ENVS[e].planner_eval_every,
+    "--mf-steps": lambda e: ZOO[e].n_timesteps,  # the zoo's n_timesteps
+    "--mf-eval-every": lambda e: ENVS[e].mf_eval_every,
+}
 
 
 def parse_per_env(values: Sequence[str], envs: Sequence[str], option: str) -> dict[str, int]:
@@ -547,18 +532,19 @@ def run_cli(args: argparse.Namespace) -> int:
                 "the model-free agents need stable-baselines3: pip install 'wm-agents[bench]' "
                 "(or leave out --methods model-free)"
             )
+        per_env = {
+            option[2:].replace("-", "_"): parse_per_env(
+                getattr(args, option[2:].replace("-", "_")), args.envs, option
+            )
+            for option in _PER_ENV_OPTIONS
+        }
         planned = plan_jobs(
             args.envs,
             args.methods,
             args.seeds,
-            planner_steps=parse_per_env(args.planner_steps, args.envs, "--planner-steps"),
-            planner_eval_every=parse_per_env(
-                args.planner_eval_every, args.envs, "--planner-eval-every"
-            ),
-            mf_steps=parse_per_env(args.mf_steps, args.envs, "--mf-steps"),
             mf_steps_scale=args.mf_steps_scale,
-            mf_eval_every=parse_per_env(args.mf_eval_every, args.envs, "--mf-eval-every"),
             eval_episodes=args.eval_episodes,
+            **per_env,
         )
         run_suite(
             planned,
