@@ -58,14 +58,7 @@ def plot_curve(
         ax.fill_between(xs, lo, hi, color="C0", alpha=0.2, label="evaluation min-max")
     if threshold is not None:
         ax.axhline(threshold, ls="--", color="C2", label="solved threshold")
-    ax.set_xlabel("real environment steps")
-    ax.set_ylabel("episode return")
-    ax.set_title(title)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, "real environment steps", "episode return", title, 8, 120)
 
 
 Curve = Sequence[tuple[float, float]]
@@ -131,12 +124,21 @@ def plot_seed_curves(
     if threshold is not None:
         ax.axhline(threshold, ls="--", color="0.4", lw=1, label=threshold_label)
     ax.set_xscale("log")
-    ax.set_xlabel("real environment steps (log scale)")
+    return _save(fig, ax, path, "real environment steps (log scale)", ylabel, title, 7, 80)
+
+
+def _save(
+    fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str, fontsize: int, dpi: int
+) -> Path:
+    """Label the axes, add the legend, write ``path`` and free the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(loc="best", fontsize=7)
+    ax.legend(loc="best", fontsize=fontsize)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 

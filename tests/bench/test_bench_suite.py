@@ -188,6 +188,8 @@ def test_command_line_runs_the_model_free_cell(tmp_path, capsys) -> None:
 
 
 def test_command_line_errors(tmp_path, capsys, monkeypatch) -> None:
+    assert main(["bench", "suite", "report", "--results", str(tmp_path)]) == 2
+    assert "run `wm-agents bench suite" in capsys.readouterr().err
     assert main(["bench", "suite", "--seeds", "-3", "--results", str(tmp_path)]) == 2
     assert "seeds must be" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: not one of the suite's envs

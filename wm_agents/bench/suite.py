@@ -357,7 +357,10 @@ def run_suite(
 def report(results: Path, *, plot: bool = True) -> str:
     """Write ``suite.md`` (and, with ``plot``, one ``suite_<env>.png`` per env) from
     ``suite.json`` in ``results``; returns the markdown."""
-    text = table(load_results(results / "suite.json"), results if plot else None)
+    path = results / "suite.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no {path}: run `wm-agents bench suite --results {results}` first")
+    text = table(load_results(path), results if plot else None)
     write_text_with_fallback(results / "suite.md", text + "\n")
     return text
 
