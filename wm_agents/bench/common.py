@@ -32,6 +32,7 @@ __all__ = [
     "CurveRun",
     "EvalPoint",
     "code_state",
+    "format_median_range",
     "machine_info",
     "matmul_ceiling",
     "median_range",
@@ -52,10 +53,13 @@ overrides it, and the path is checked before any work starts
 
 @dataclass(frozen=True)
 class EvalPoint:
-    """One evaluation: ``real_steps`` env steps of learning so far, and the episode returns."""
+    """One evaluation: ``real_steps`` env steps of learning so far, the episode returns, and
+    (when measured) ``learn_cpu_s``: process CPU seconds of learning so far, the evaluations'
+    own CPU time left out."""
 
     real_steps: int
     returns: tuple[float, ...]
+    learn_cpu_s: float | None = None
 
     @property
     def mean(self) -> float:
@@ -79,12 +83,17 @@ class CurveRun:
             "seconds": round(self.seconds, 1),
             "steps_to_reach": steps_to_reach(self.evals, threshold),
             "steps_to_hold": steps_to_hold(self.evals, threshold),
-            "evals": [
-                {"real_steps": e.real_steps, "mean": round(e.mean, 2), "min": min(e.returns)}
-                for e in self.evals
-            ],
+            "evals": [_eval_json(e) for e in self.evals],
             **self.extra,
         }
+
+
+def _eval_json(e: EvalPoint) -> dict[str, Any]:
+    out: dict[str, Any] = {"real_steps": e.real_steps, "mean": round(e.mean, 2)}
+    out["min"] = min(e.returns)
+    if e.learn_cpu_s is not None:
+        out["learn_cpu_s"] = round(e.learn_cpu_s, 2)
+    return out
 
 
 def median_range(values: Sequence[int | None]) -> dict[str, Any]:
@@ -101,6 +110,16 @@ def median_range(values: Sequence[int | None]) -> dict[str, Any]:
     out["min"] = got[0] if got else None
     out["max"] = max(keyed) if got and len(got) == n else None
     return out
+
+
+def format_median_range(stat: dict[str, Any], spec: str = ",.0f") -> str:
+    """A :func:`median_range` as a table cell: ``**median** (min-max; reached/n)``, the numbers
+    formatted with ``spec``."""
+    if stat["median"] is None:
+        return f"not reached by most seeds ({stat['reached']}/{stat['n']})"
+    hi = format(stat["max"], spec) if stat["max"] is not None else "never"
+    rng = f"{format(stat['min'], spec)}-{hi}"
+    return f"**{format(stat['median'], spec)}** ({rng}; {stat['reached']}/{stat['n']})"
 
 
 def summarize_runs(runs: Sequence[CurveRun], threshold: float) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from wm_agents.bench.common import (
     RESULTS_DIR,
     CurveRun,
     EvalPoint,
+    format_median_range,
     machine_info,
     summarize_runs,
     write_json,
@@ -116,9 +117,10 @@ def report(results: Path, *, plot: bool = True) -> str:
             continue
         data[method] = blob = json.loads(path.read_text())
         s = blob["summary"]
+        reach, hold = (format_median_range(s[k]) for k in ("steps_to_reach", "steps_to_hold"))
         rows.append(
-            f"| {LABELS[method]} | {len(s['seeds'])} | {_fmt(s['steps_to_reach'])} "
-            f"| {_fmt(s['steps_to_hold'])} | {s['final_eval_mean']} | {s['seconds_per_seed']} |"
+            f"| {LABELS[method]} | {len(s['seeds'])} | {reach} "
+            f"| {hold} | {s['final_eval_mean']} | {s['seconds_per_seed']} |"
         )
     table = "\n".join(rows)
     if plot and data:
@@ -126,60 +128,20 @@ def report(results: Path, *, plot: bool = True) -> str:
     return table
 
 
-def _fmt(stat: dict[str, Any]) -> str:
-    if stat["median"] is None:
-        return f"not reached by most seeds ({stat['reached']}/{stat['n']})"
-    rng = (
-        f"{stat['min']:,}-{stat['max']:,}" if stat["max"] is not None else f"{stat['min']:,}-never"
-    )
-    return f"**{stat['median']:,.0f}** ({rng}; {stat['reached']}/{stat['n']})"
-
-
 def _plot(data: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    from wm_agents.reporting import plot_seed_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, (method, blob) in enumerate(data.items()):
-        color = f"C{i}"
-        runs = blob["runs"]
-        for run in runs:
-            xs = [e["real_steps"] for e in run["evals"]]
-            ys = [e["mean"] for e in run["evals"]]
-            ax.plot(xs, ys, ".-", color=color, alpha=0.35, lw=1, ms=4)
-        # Median over seeds at each evaluation step, using each seed's latest evaluation at or
-        # before it, from the step where every seed has been evaluated at least once.
-        start = max(r["evals"][0]["real_steps"] for r in runs)
-        grid = sorted({e["real_steps"] for r in runs for e in r["evals"]} | {start})
-        grid = [x for x in grid if x >= start]
-        med = [
-            float(
-                np.median(
-                    [[e for e in r["evals"] if e["real_steps"] <= x][-1]["mean"] for r in runs]
-                )
-            )
-            for x in grid
-        ]
-        ax.plot(
-            grid,
-            med,
-            "o-" if len(grid) < 12 else "-",
-            color=color,
-            lw=2,
-            ms=5,
-            label=f"{LABELS[method]} (median of {len(runs)} seeds)",
-        )
-    ax.axhline(THRESHOLD, ls="--", color="0.4", lw=1, label="475 (solved)")
-    ax.set_xscale("log")
-    ax.set_xlabel("real environment steps (log scale)")
-    ax.set_ylabel("evaluation mean return (10 deterministic episodes)")
-    ax.set_title("CartPole-v1 sample efficiency (thin lines: individual seeds)")
-    ax.legend(loc="center right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    curves = {
+        LABELS[method]: [[(e["real_steps"], e["mean"]) for e in r["evals"]] for r in blob["runs"]]
+        for method, blob in data.items()
+    }
+    plot_seed_curves(
+        path,
+        curves,
+        threshold=THRESHOLD,
+        threshold_label="475 (solved)",
+        title="CartPole-v1 sample efficiency (thin lines: individual seeds)",
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
