@@ -9,6 +9,7 @@ step; value targets 1..100).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,31 @@ def test_version_2_files_load_without_ranges(tmp_path: Path) -> None:
         ModelFileError, match=r"missing \['out_mean', 'reward_seen', 'value_seen'\]"
     ):
         EnsembleDynamicsModel.load(tmp_path / "bad.pt")
+
+
+def test_clipping_can_be_switched_off_to_measure_what_it_buys() -> None:
+    model = young_model()
+    model.clip_imagination = False
+    assert model.reward_bounds() == (-math.inf, math.inf) == model.value_bounds()
+    objective = model_objective(model, OBS, particles=1, gamma=0.99, use_value=True)
+    returns = objective(torch.randint(0, 2, (8, H, 1)).float())
+    assert float(returns.min()) > 1e17  # the absurd values go through raw (discounted)
+    outcome = model.imagine(OBS, [[0, 1, 0, 1, 0]], horizon=H, use_value=True)[0]
+    assert outcome.prediction["clipped_members"] == 0 and outcome.value > 1e17
+
+
+def test_a_run_reports_clipped_and_nonfinite_imagination() -> None:
+    from tiny_agent import tiny_cartpole_config
+    from wm_agents.runner import run_gym
+
+    cfg = tiny_cartpole_config(max_steps=120, eval_every=0, eval_episodes=1)
+    summary = run_gym("CartPole-v1", seed=0, config=cfg, progress=False).summary()
+    assert summary["imagination_clipped"]["rows"] > 0
+    assert set(summary["imagination_nonfinite"]) == {"steps", "candidates"}
+    off = run_gym(
+        "CartPole-v1",
+        seed=0,
+        config=replace(cfg, clip_imagination=False),
+        progress=False,
+    ).summary()
+    assert off["imagination_clipped"]["clipped"] == 0

@@ -73,6 +73,9 @@ class AgentConfig:
     them in one batched pass (:func:`~wm_agents.batch_eval.evaluate_batched`: the same
     returns as the graph's one-at-a-time evaluation, measured ~Nx fewer model passes);
     ``False`` evaluates through the planning graph, one episode after another.
+    ``clip_imagination``: imagined rewards and terminal values are clipped to the range of the
+    real data (with a margin, :mod:`wm_agents.neural.bounds`); ``False`` leaves them raw
+    (to measure what the clip buys: BENCHMARKS.md).
     ``threads``: torch threads while the run lasts (the runner sets them and restores the
     caller's count after); 1 is fastest for these small matmuls on a shared machine.
     """
@@ -102,6 +105,7 @@ class AgentConfig:
     value_kappa: float = 1.0
     fuse_graph: bool = True
     batch_eval: bool = True
+    clip_imagination: bool = True
     threads: int = 1
     fit: FitConfig = field(default_factory=FitConfig)
 
@@ -190,6 +194,7 @@ class RunResult:
     model_path: str | None = None
     plot_path: str | None = None
     clipped: dict[str, int] = field(default_factory=dict)
+    nonfinite: dict[str, int] = field(default_factory=dict)
 
     @property
     def eval_returns(self) -> list[float]:
@@ -224,6 +229,9 @@ class RunResult:
             # (EnsembleDynamicsModel.clip_stats: the final candidates' imagine and the policy
             # learners' predictions; the search clips the same way without counting).
             "imagination_clipped": self.clipped,
+            # Training steps whose search met candidates with non-finite imagined values
+            # (ranked last by the gate), and how many such candidates in all.
+            "imagination_nonfinite": self.nonfinite,
             # Which float32 kernels ran: "pinned AVX2" repeats on any x86 CPU with AVX2.
             "cpu_kernels": kernel_label(),
         }
@@ -241,6 +249,7 @@ def build_agent(
         layers=config.layers,
         seed=seed,
     )
+    model.clip_imagination = config.clip_imagination
     return model, build_controller(model, config, seed)
 
 
@@ -401,6 +410,10 @@ def run_result(
         verdicts=run.verdicts,
         seconds=run.seconds,
         clipped=model.clip_stats.as_dict(),
+        nonfinite={
+            "steps": sum(1 for r in run.train_records if r.n_nonfinite),
+            "candidates": sum(r.n_nonfinite for r in run.train_records),
+        },
         **extra,
     )
 

@@ -107,6 +107,7 @@ class StepRecord:
     prediction_error: float = float("nan")
     reason: str = ""
     source: str = ""
+    n_nonfinite: int = 0
 
 
 @dataclass
@@ -234,6 +235,7 @@ def step_record(
         prediction_error=error,
         reason=decision.reason,
         source=decision.source,
+        n_nonfinite=decision.n_nonfinite,
     )
 
 

@@ -35,6 +35,8 @@ from wm_agents.spaces import ActionSpec
 
 __all__ = ["EnsembleLinear", "EnsembleNetwork", "RewardFn", "TerminalValue", "TerminationFn"]
 
+_UNBOUNDED = (-math.inf, math.inf)
+
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 TerminationFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -146,6 +148,9 @@ class EnsembleNetwork(nn.Module):
         for layer in [*self.hidden_layers, self.head, *self.term_layers, *self.value_layers]:
             layer.reset_parameters(self.generator)
         self.clip_stats = ClipStats()  # rows of imagination clipped to the data's range
+        # False: imagined rewards and terminal values go unclipped (to measure what the clip
+        # buys, issue 14); set before planning (the planning weights cache the bounds).
+        self.clip_imagination = True
         self.last_fit: Any = None  # the trainer's last FitReport
         self.value_r2: float | None = None  # share of value-target variance explained (trainer)
 
@@ -221,12 +226,13 @@ class EnsembleNetwork(nn.Module):
 
     def reward_bounds(self) -> tuple[float, float]:
         """Imagined rewards are clipped to this (:func:`~wm_agents.neural.bounds.clip_range`
-        of the rewards fitted on; unbounded before the first fit)."""
-        return clip_range(self.reward_seen)
+        of the rewards fitted on; unbounded before the first fit or with
+        ``clip_imagination`` off)."""
+        return clip_range(self.reward_seen) if self.clip_imagination else _UNBOUNDED
 
     def value_bounds(self) -> tuple[float, float]:
         """Terminal values are clipped to this (the value targets' range, with the margin)."""
-        return clip_range(self.value_seen)
+        return clip_range(self.value_seen) if self.clip_imagination else _UNBOUNDED
 
     def terminal_value_fn(
         self, kappa: float = 1.0
