@@ -10,15 +10,20 @@ from wm_agents.neural.rollout import rollout, rollout_many
 from wm_agents.spaces import ActionSpec
 
 
-def fitted_model(spec: ActionSpec, *, ensemble: int = 5, hidden: int = 64) -> EnsembleDynamicsModel:
+def fitted_model(
+    spec: ActionSpec, *, ensemble: int = 5, hidden: int = 64, seed: int = 1
+) -> EnsembleDynamicsModel:
     """A model fitted (a little, value included) on random transitions, so the normalizers,
-    the bounds and the terminal value are all in play."""
-    model = EnsembleDynamicsModel(4, spec, ensemble_size=ensemble, hidden=hidden, layers=2, seed=1)
-    g = torch.Generator().manual_seed(0)
+    the bounds and the terminal value are all in play; another ``seed``, other weights and
+    data (and reward bounds)."""
+    model = EnsembleDynamicsModel(
+        4, spec, ensemble_size=ensemble, hidden=hidden, layers=2, seed=seed
+    )
+    g = torch.Generator().manual_seed(seed - 1)
     for i in range(120):
         o = torch.randn(4, generator=g).numpy()
         a = [i % 2] if spec.kind == "discrete" else [float(torch.rand(1, generator=g)) * 4 - 2]
-        model.buffer.add(o, a, 1.0 - 0.1 * (i % 3), o * 0.9 + 0.05, i % 25 == 24)
+        model.buffer.add(o, a, seed - 0.1 * (i % 3), o * 0.9 + 0.05, i % 25 == 24)
     fit_ensemble(model, model.buffer.all(), FitConfig(max_epochs=3, value_rounds=1, value_epochs=3))
     return model
 
@@ -61,6 +66,46 @@ def test_each_observation_gets_exactly_its_own_rollout(
         assert got.clipped is not None and alone.clipped is not None
         assert torch.equal(got.clipped, alone.clipped), i
     assert model.clip_stats.as_dict() == counted
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box"])
+def test_several_models_share_a_pass_each_observation_by_its_own_model(kind: str) -> None:
+    # Three agents' models (other weights, data and reward bounds), one without a fitted value:
+    # observation n is imagined by models[n] alone, bit for bit, and counted in its clip stats.
+    spec = ActionSpec.discrete(2) if kind == "discrete" else ActionSpec.box([-2.0], [2.0])
+    agents = [fitted_model(spec, seed=s) for s in (1, 2, 3)]
+    agents[2] = EnsembleDynamicsModel(4, spec, ensemble_size=5, hidden=64, layers=2, seed=3)
+    assert len({m.reward_bounds() for m in agents}) == 3
+    models = [agents[i] for i in (0, 0, 1, 2, 1, 0)]
+    values = [m.terminal_value_fn(1.0) for m in models]
+    assert values[5] is not None and values[3] is None  # a block without a value is exercised
+    obs = torch.randn(len(models), 4, generator=torch.Generator().manual_seed(2))
+    actions = sequences(spec, len(models), 100, 6, seed=3)
+    kw = dict(particles=1, gamma=0.99, dtype=torch.float32, count_clipped=True)
+    many = rollout_many(models, obs, actions, terminal_value=values, **kw)  # type: ignore[arg-type]
+    counted = [m.clip_stats.as_dict() for m in agents]
+    for m in agents:
+        m.clip_stats.rows = m.clip_stats.clipped = 0
+    for i, got in enumerate(many):
+        alone = rollout(models[i], obs[i], actions[i], terminal_value=values[i], **kw)  # type: ignore[arg-type]
+        assert torch.equal(got.returns, alone.returns), i
+        assert torch.equal(got.survival, alone.survival), i
+        assert torch.equal(got.first_obs, alone.first_obs), i
+        assert torch.equal(got.clipped, alone.clipped), i  # type: ignore[arg-type]
+    assert [m.clip_stats.as_dict() for m in agents] == counted
+
+
+def test_models_of_another_architecture_or_count_are_refused() -> None:
+    spec = ActionSpec.discrete(2)
+    small = EnsembleDynamicsModel(4, spec, ensemble_size=2, hidden=8, layers=1)
+    wide = EnsembleDynamicsModel(4, spec, ensemble_size=2, hidden=16, layers=1)
+    obs, actions = torch.zeros(2, 4), torch.zeros(2, 3, 4, 1)
+    with pytest.raises(ValueError, match=r"model 1 has another architecture.*'hidden': \(8, 16\)"):
+        rollout_many([small, wide], obs, actions)
+    with pytest.raises(ValueError, match="3 values of model for 2 observations"):
+        rollout_many([small, small, small], obs, actions)
+    with pytest.raises(ValueError, match="1 values of terminal_value for 2 observations"):
+        rollout_many(small, obs, actions, terminal_value=[None])
 
 
 def test_a_known_reward_function_takes_the_rollout_per_observation() -> None:

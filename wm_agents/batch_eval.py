@@ -15,6 +15,11 @@ and every return is the same (``tests/test_batch_eval.py``).  One shared stream,
 could not be batched: episode ``i``'s first draw would depend on how many draws episodes
 ``0..i-1`` made, which is known only when they end.
 
+Several agents (a sweep's seeds, each its own model of one architecture) plan their evaluation
+episodes together with :func:`~wm_agents.batch_eval_agents.evaluate_agents_batched`, on the
+same episode loop (:func:`run_episodes`: which episode is whose is the planning function's
+business).
+
 Autoreset: the vector env runs gymnasium's ``AutoresetMode.NEXT_STEP`` (named, not left to the
 version's default): the step on which a sub-env's episode ends returns its real last
 observation; the next ``step`` call resets that sub-env instead of stepping it.  An episode is
@@ -37,7 +42,7 @@ from wm_agents.core import PlannedStep
 from wm_agents.graph.env_graph import StepRecord, step_record
 from wm_agents.spaces import ActionSpec, observation_dim
 
-__all__ = ["BatchPlanner", "evaluate_batched", "make_vector_env"]
+__all__ = ["BatchPlanner", "PlanFn", "evaluate_batched", "make_vector_env", "run_episodes"]
 
 
 class BatchPlanner(Protocol):
@@ -66,6 +71,15 @@ def make_vector_env(env_fn: Callable[[], gym.Env], num_envs: int) -> SyncVectorE
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     return SyncVectorEnv([env_fn] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP)
+
+
+PlanFn = Callable[
+    [Sequence[int], Sequence[Any], Sequence[Any], Sequence[torch.Generator]],
+    list[PlannedStep[Any]],
+]
+"""``(episodes, states, warm_starts, generators) -> one decision each``: plans one real step
+for the running episodes ``episodes`` (indices into :func:`run_episodes`' list), all at
+once."""
 
 
 def evaluate_batched(
@@ -100,55 +114,87 @@ def evaluate_batched(
     """
     if episodes < 0:
         raise ValueError(f"episodes must be >= 0, got {episodes}")
-    if not episodes:
-        return [], []
-    n_envs = min(episodes, num_envs or episodes)
+    seeds = [seed + i for i in range(episodes)]
+    done = run_episodes(
+        env_fn,
+        seeds,
+        [controller.episode_generator(s) for s in seeds],
+        lambda _, states, warm, gens: controller.plan_many(
+            states, warm_starts=warm, generators=gens
+        ),
+        num_envs=num_envs,
+        max_steps=max_steps,
+        on_step=on_step,
+    )
+    return [ret for ret, _ in done], [r for _, recs in done for r in recs]
+
+
+def run_episodes(
+    env_fn: Callable[[], gym.Env],
+    seeds: Sequence[int],
+    generators: Sequence[torch.Generator],
+    plan: PlanFn,
+    *,
+    num_envs: int | None = None,
+    max_steps: int | None = None,
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> list[tuple[float, list[StepRecord]]]:
+    """The episodes of :func:`evaluate_batched` (and of
+    :func:`~wm_agents.batch_eval_agents.evaluate_agents_batched`): episode ``j`` resets with
+    env seed ``seeds[j]`` and plans from ``generators[j]`` through ``plan`` (which knows whose
+    episode ``j`` is); returns each episode's return and step records, in order.  Its
+    arguments and errors are :func:`evaluate_batched`'s."""
+    if len(generators) != len(seeds):
+        raise ValueError(f"{len(seeds)} env seeds but {len(generators)} generators: one each")
+    if not seeds:
+        return []
+    n_envs = min(len(seeds), num_envs or len(seeds))
     env = make_vector_env(env_fn, n_envs)
     try:
         spec = ActionSpec.from_space(env.single_action_space)
         obs_dim = observation_dim(env.single_observation_space)
         time_limit = getattr(env.envs[0].spec, "max_episode_steps", None)
         limit = max_steps or time_limit or 1000
-        returns: list[float] = []
-        records: list[StepRecord] = []
-        for start in range(0, episodes, n_envs):
-            wave = [seed + i for i in range(start, min(start + n_envs, episodes))]
-            rets, recs = _run_wave(env, controller, wave, spec, obs_dim, limit, on_step)
-            returns.extend(rets)
-            for episode_records in recs:
-                records.extend(episode_records)
-        return returns, records
+        done: list[tuple[float, list[StepRecord]]] = []
+        for start in range(0, len(seeds), n_envs):
+            wave = list(range(start, min(start + n_envs, len(seeds))))
+            done.extend(
+                _run_wave(env, wave, seeds, generators, plan, spec, obs_dim, limit, on_step)
+            )
+        return done
     finally:
         env.close()
 
 
 def _run_wave(
     env: SyncVectorEnv,
-    controller: BatchPlanner,
-    seeds: list[int],
+    wave: list[int],
+    seeds: Sequence[int],
+    generators: Sequence[torch.Generator],
+    plan: PlanFn,
     spec: ActionSpec,
     obs_dim: int,
     limit: int,
     on_step: Callable[[StepRecord], None] | None,
-) -> tuple[list[float], list[list[StepRecord]]]:
-    """One episode per seed in sub-envs ``0..len(seeds)-1`` (any others sit idle)."""
+) -> list[tuple[float, list[StepRecord]]]:
+    """Episodes ``wave`` in sub-envs ``0..len(wave)-1`` (any others sit idle)."""
     n = env.num_envs
-    k = len(seeds)
-    obs, _ = env.reset(seed=seeds + [None] * (n - k))
+    k = len(wave)
+    obs, _ = env.reset(seed=[seeds[j] for j in wave] + [None] * (n - k))
     obs = _checked_obs(obs, n, obs_dim)
     running = [True] * k
     returns = [0.0] * k
     records: list[list[StepRecord]] = [[] for _ in range(k)]
     warm: list[Any] = [None] * k
-    generators = [controller.episode_generator(s) for s in seeds]
     # Sub-envs not (or no longer) in an episode get a valid action they ignore or waste.
     actions: list[Any] = [spec.to_env(np.zeros(spec.dim)) for _ in range(n)]
     while live := [i for i in range(k) if running[i]]:
         t0 = time.perf_counter()
-        planned = controller.plan_many(
+        planned = plan(
+            [wave[i] for i in live],
             [obs[i] for i in live],
-            warm_starts=[warm[i] for i in live],
-            generators=[generators[i] for i in live],
+            [warm[i] for i in live],
+            [generators[wave[i]] for i in live],
         )
         ms = (time.perf_counter() - t0) * 1e3
         for i, step in zip(live, planned, strict=True):
@@ -185,7 +231,7 @@ def _run_wave(
             if terminated[i] or truncated[i] or len(records[i]) >= limit:
                 running[i] = False
         obs = next_obs
-    return returns, records
+    return list(zip(returns, records, strict=True))
 
 
 def _checked_obs(obs: Any, n: int, obs_dim: int) -> np.ndarray:

@@ -18,7 +18,7 @@ wm-agents bench learned-outcomes data|llm|run|report
 wm-agents bench llm-calibration|llm-concurrency [--out FILE]
 wm-agents bench llm-latency [--base OLD_CHECKOUT] [--out FILE]
 wm-agents bench startup [--checkout DIR]
-wm-agents bench batch-eval [--episodes 10] [--reps 3] [--model RUN/model.pt]
+wm-agents bench batch-eval [--episodes 10] [--reps 3] [--model RUN/model.pt | --agents 1,2,5]
 
 ``sample-efficiency run``, ``suite``, ``uncertainty`` and ``dyna-q cartpole|pendulum`` take
 ``--workers N`` / ``--ray [ADDRESS]`` to run their seeds x settings as Ray tasks
@@ -114,7 +114,8 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "wm_agents.bench.llm_latency:run_cli",
     ),
     "batch-eval": (
-        "evaluation episodes one at a time through the graph vs. batched on a vector env",
+        "evaluation episodes one at a time through the graph vs. batched on a vector env "
+        "(--agents: several agents' one after another vs. together)",
         "wm_agents.bench.batch_eval:add_arguments",
         "wm_agents.bench.batch_eval:run_cli",
     ),

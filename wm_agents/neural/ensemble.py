@@ -26,11 +26,18 @@ from wm_agents.core import LearnReport, Outcome, Transition
 from wm_agents.neural.buffer import ReplayBuffer
 from wm_agents.neural.network import EnsembleNetwork, RewardFn, TerminationFn
 from wm_agents.neural.persistence import load_model, save_model
-from wm_agents.neural.rollout import ImaginedRollout, planning_weights, rollout, rollout_many
+from wm_agents.neural.rollout import (
+    ImaginedRollout,
+    one_each,
+    planning_weights,
+    rollout,
+    rollout_many,
+    shape_groups,
+)
 from wm_agents.neural.trainer import MIN_TRANSITIONS, FitConfig, fit_ensemble
 from wm_agents.spaces import ActionSpec
 
-__all__ = ["EnsembleDynamicsModel", "outcomes_from_rollout"]
+__all__ = ["EnsembleDynamicsModel", "imagine_many", "outcomes_from_rollout"]
 
 
 class EnsembleDynamicsModel(EnsembleNetwork):
@@ -182,44 +189,6 @@ class EnsembleDynamicsModel(EnsembleNetwork):
         )
         return outcomes_from_rollout(candidates, roll)
 
-    def imagine_many(
-        self,
-        states: Sequence[Any],
-        candidates: Sequence[Sequence[Any]],
-        *,
-        horizon: int = 1,
-        gamma: float = 1.0,
-        use_value: bool = False,
-        value_kappa: float = 1.0,
-    ) -> list[list[Outcome]]:
-        """:meth:`imagine` for ``N`` states, each with its own candidates, in one batched
-        rollout per candidate count (:meth:`rollout_many`): ``candidates[i]`` are imagined
-        from ``states[i]``, as :meth:`imagine` would."""
-        if len(states) != len(candidates):
-            raise ValueError(f"{len(states)} states but {len(candidates)} candidate lists")
-        tv = self.terminal_value_fn(value_kappa) if use_value else None
-        actions = [self.candidates_to_tensor(c) for c in candidates]
-        if horizon >= 1:
-            actions = [a[:, :horizon] for a in actions]
-        out: list[list[Outcome]] = [[] for _ in states]
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, a in enumerate(actions):
-            groups.setdefault(tuple(a.shape), []).append(i)
-        for idx in groups.values():
-            rolls = rollout_many(
-                self,
-                torch.stack([self.check_obs(states[i]) for i in idx]),
-                torch.stack([actions[i] for i in idx]),
-                particles=self.ensemble_size,
-                gamma=gamma,
-                terminal_value=tv,
-                dtype=torch.float32,
-                count_clipped=True,
-            )
-            for i, roll in zip(idx, rolls, strict=True):
-                out[i] = outcomes_from_rollout(candidates[i], roll)
-        return out
-
     async def aimagine(
         self, state: Any, candidates: Sequence[Any], *, horizon: int = 1, **kwargs: Any
     ) -> list[Outcome]:
@@ -288,6 +257,45 @@ class EnsembleDynamicsModel(EnsembleNetwork):
             expect_action_spec=expect_action_spec,
             **kwargs,
         )
+
+
+def imagine_many(
+    model: EnsembleDynamicsModel | Sequence[EnsembleDynamicsModel],
+    states: Sequence[Any],
+    candidates: Sequence[Sequence[Any]],
+    *,
+    horizon: int = 1,
+    gamma: float = 1.0,
+    use_value: bool = False,
+    value_kappa: float = 1.0,
+) -> list[list[Outcome]]:
+    """``model.imagine(states[i], candidates[i], ...)`` for every ``i``, in one batched rollout
+    per candidate count (:func:`~wm_agents.neural.rollout.rollout_many`).
+
+    ``model`` is one model for every state, or one per state (several agents' ensembles of one
+    architecture, each imagining only its own states: ``model[i].imagine(states[i], ...)``)."""
+    models = one_each(model, len(states), "model")
+    if len(candidates) != len(states):
+        raise ValueError(f"{len(states)} states but {len(candidates)} candidate lists")
+    actions = [m.candidates_to_tensor(c) for m, c in zip(models, candidates, strict=True)]
+    if horizon >= 1:
+        actions = [a[:, :horizon] for a in actions]
+    out: list[list[Outcome]] = [[] for _ in states]
+    for idx in shape_groups(actions):
+        group = [models[i] for i in idx]
+        rolls = rollout_many(
+            group,
+            torch.stack([m.check_obs(states[i]) for m, i in zip(group, idx, strict=True)]),
+            torch.stack([actions[i] for i in idx]),
+            particles=group[0].ensemble_size,
+            gamma=gamma,
+            terminal_value=[m.terminal_value_fn(value_kappa) if use_value else None for m in group],
+            dtype=torch.float32,
+            count_clipped=True,
+        )
+        for i, roll in zip(idx, rolls, strict=True):
+            out[i] = outcomes_from_rollout(candidates[i], roll)
+    return out
 
 
 def outcomes_from_rollout(candidates: Sequence[Any], roll: ImaginedRollout) -> list[Outcome]:

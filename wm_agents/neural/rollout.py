@@ -28,14 +28,17 @@ from wm_agents.neural.network import EnsembleNetwork, TerminalValue
 
 __all__ = [
     "ImaginedRollout",
+    "TerminalValueFn",
     "folded_step",
     "native_bfloat16",
+    "one_each",
     "particle_rows",
     "per_particle",
     "planning_weights",
     "rollout",
     "rollout_many",
     "search_dtype",
+    "shape_groups",
 ]
 
 
@@ -55,6 +58,11 @@ class ImaginedRollout:
     survival: torch.Tensor
     first_obs: torch.Tensor
     clipped: torch.Tensor | None = None
+
+
+TerminalValueFn = Callable[[torch.Tensor], torch.Tensor]
+"""A terminal value ``[E, M, D] -> [E, M]`` added at a rollout's horizon (e.g. the model's
+``terminal_value_fn``)."""
 
 
 def _tensor_version(t: torch.Tensor) -> int | None:
@@ -169,24 +177,26 @@ def _sigmoid_blocks(logit: torch.Tensor, blocks: int) -> torch.Tensor:
 
 
 def _fast_rollout(
-    model: EnsembleNetwork,
+    models: Sequence[EnsembleNetwork],
     obs_t: torch.Tensor,
     actions: torch.Tensor,
     cand: torch.Tensor,
     gamma: float,
-    terminal_value: Callable[[torch.Tensor], torch.Tensor] | None,
+    terminal_values: Sequence[TerminalValueFn | None],
     dtype: torch.dtype,
     count_clipped: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Mean-prediction rollout on folded weights from ``N`` observations ``[N, D]`` at once,
-    each with its own ``[B, H, A]`` sequences (``actions [N, B, H, A]``): ``[N, E, M]``
-    returns, survival, ``[N, E, M, D]`` first obs, and (with ``count_clipped``) which rows had a
-    reward or terminal value clipped.
+    each with its own ``[B, H, A]`` sequences (``actions [N, B, H, A]``), observation ``n``
+    imagined by ``models[n]`` (all of one architecture) with ``terminal_values[n]``: ``[N, E,
+    M]`` returns, survival, ``[N, E, M, D]`` first obs, and (with ``count_clipped``) which rows
+    had a reward or terminal value clipped.
 
-    The ``N`` blocks of rows are stacked on the member axis (``[N * E, M]``, weights tiled), so
-    each block runs the same matmuls of the same shapes as a rollout from its observation alone
-    and gets the same bits (``N == 1`` is exactly that rollout).  Rewards are clamped to the
-    model's reward bounds at every step (one op, paid for by doing the return and survival
+    The ``N`` blocks of rows are stacked on the member axis (``[N * E, M]``, block ``n`` with
+    its model's weights: :func:`_stacked`), so each block runs the same matmuls of the same
+    shapes as a rollout from its observation alone and gets the same bits (``N == 1`` is
+    exactly that rollout).  Rewards are clamped to each model's reward bounds at every step
+    (one op per run of blocks sharing bounds, paid for by doing the return and survival
     updates in place: measured within a few percent of the unclipped loop); the model's own
     terminal value clips its members' values.  Counting clipped rows costs one more op per step
     (the unclipped return, accumulated beside the clipped one: the two differ only where a clip
@@ -195,12 +205,17 @@ def _fast_rollout(
     step).
     """
     n_obs = obs_t.shape[0]
-    w = _tiled(planning_weights(model, dtype), n_obs)
-    r_lo, r_hi = w["reward_clip"]
+    # Once per model, not per block: checking that the cached weights are current reads
+    # every parameter's version (measured ~6% of a 5-agent evaluation when done per block).
+    by_model = {id(model): model for model in models}
+    weights = {key: planning_weights(model, dtype) for key, model in by_model.items()}
+    ws = [weights[id(model)] for model in models]
+    w = _stacked(ws)
     e, m = cand.shape
+    clip_runs = _runs([wn["reward_clip"] for wn in ws], e)
     h = actions.shape[2]
-    d = model.obs_dim
-    spec = model.action_spec
+    d = models[0].obs_dim
+    spec = models[0].action_spec
     discrete = spec.kind == "discrete"
     rows = n_obs * e
     if discrete:
@@ -230,21 +245,28 @@ def _fast_rollout(
         if raw is not None:
             raw.addcmul_(alive, out[..., d], value=discount)
         # In place (the rows are this loop's own tensors): pays for the clamp's extra op.
-        ret.addcmul_(alive, out[..., d].clamp_(r_lo, r_hi), value=discount)
+        for rows_of, (r_lo, r_hi) in clip_runs:
+            out[rows_of, :, d].clamp_(r_lo, r_hi)
+        ret.addcmul_(alive, out[..., d], value=discount)
         alive.mul_(cont)
         discount *= gamma
     clipped = None
     if raw is not None:
         clipped = (raw != ret) & ~torch.isnan(raw)
-    if terminal_value is not None:
+    valued = [(n, tv) for n, tv in enumerate(terminal_values) if tv is not None]
+    if valued:
         # Per block: the value's members score all of a block's rows together.
-        values = [
-            _terminal(terminal_value, s, clipped is not None) for s in state.view(n_obs, e, m, d)
-        ]
-        v = torch.stack([vi for vi, _ in values]).view(rows, m)
-        if clipped is not None and values[0][1] is not None:
-            clipped |= torch.stack([hit for _, hit in values]).view(rows, m)  # type: ignore[misc]
-        ret.addcmul_(alive, v, value=discount)
+        blocks = state.view(n_obs, e, m, d)
+        values = [_terminal(tv, blocks[n], clipped is not None) for n, tv in valued]
+        if clipped is not None:
+            for (n, _), (_, hit) in zip(valued, values, strict=True):
+                if hit is not None:
+                    clipped.view(n_obs, e, m)[n] |= hit
+        if len(valued) == n_obs:
+            ret.addcmul_(alive, torch.stack([v for v, _ in values]).view(rows, m), value=discount)
+        else:  # only the blocks whose model has a value (an unfitted one adds nothing)
+            for (n, _), (v, _) in zip(valued, values, strict=True):
+                ret.view(n_obs, e, m)[n].addcmul_(alive.view(n_obs, e, m)[n], v, value=discount)
     shaped = (n_obs, e, m)
     return (
         ret.view(shaped),
@@ -254,28 +276,48 @@ def _fast_rollout(
     )
 
 
-def _tiled(w: dict[str, Any], n: int) -> dict[str, Any]:
-    """Planning weights for ``n`` stacked blocks of rows: every ``[E, ...]`` tensor repeated
-    ``n`` times on the member axis (contiguous, cached with the weights); ``n == 1`` is ``w``."""
-    if n == 1:
-        return w
-    cache = w.setdefault("_tiled", {})
-    if n not in cache:
+def _stacked(ws: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Planning weights for stacked blocks of rows, block ``n`` with ``ws[n]``: every ``[E,
+    ...]`` tensor of the blocks concatenated on the member axis.  Blocks of one model are its
+    weights tiled (cached with the weights: a batched evaluation asks for the same ``N`` at
+    every step); ``N == 1`` is the weights themselves."""
+    first = ws[0]
+    if all(wn is first for wn in ws):
+        if len(ws) == 1:
+            return first
+        cache = first.setdefault("_tiled", {})
+        if len(ws) not in cache:
+            cache[len(ws)] = _joined(ws)
+        return cache[len(ws)]
+    return _joined(ws)
 
-        def tile(x: torch.Tensor) -> torch.Tensor:
-            return x.unsqueeze(0).expand(n, *x.shape).reshape(n * x.shape[0], *x.shape[1:])
 
-        cache[n] = {
-            **{k: tile(v) for k, v in w.items() if k in _PER_MEMBER},
-            "mid": [(tile(a), tile(b)) for a, b in w["mid"]],
-            "term": [(tile(a), tile(b)) for a, b in w["term"]],
-            "term_out": tuple(tile(x) for x in w["term_out"]),
-            "reward_clip": w["reward_clip"],
-        }
-    return cache[n]
+def _joined(ws: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`_stacked`'s concatenation (contiguous, so each block's matmul reads its weights
+    as a rollout on them alone does)."""
+
+    def join(parts: Sequence[Any]) -> Any:
+        if isinstance(parts[0], torch.Tensor):
+            return torch.cat(list(parts))
+        return type(parts[0])(join([p[i] for p in parts]) for i in range(len(parts[0])))
+
+    return {k: join([wn[k] for wn in ws]) for k in (*_PER_MEMBER, "mid", "term", "term_out")}
 
 
 _PER_MEMBER = ("w1", "w1s", "w1a", "b1", "wh", "bh")
+
+
+def _runs(bounds: Sequence[tuple[float, float]], e: int) -> list[tuple[slice, tuple[float, float]]]:
+    """Consecutive blocks with equal reward bounds as (row slice of ``[N * E]``, bounds): one
+    clamp per run, so blocks of one model (or of agents fitted to the same rewards) clamp in
+    one op."""
+    runs: list[tuple[slice, tuple[float, float]]] = []
+    start = 0
+    for n in range(1, len(bounds) + 1):
+        if n == len(bounds) or bounds[n] != bounds[start]:
+            runs.append((slice(start * e, n * e), bounds[start]))
+            start = n
+    return runs
 
 
 def particle_rows(b: int, k: int, e: int) -> torch.Tensor:
@@ -347,7 +389,14 @@ def rollout(
         ret, alive, first, clipped = (
             None if x is None else x[0]
             for x in _fast_rollout(
-                model, obs_t[None], actions[None], cand, gamma, terminal_value, dtype, count_clipped
+                [model],
+                obs_t[None],
+                actions[None],
+                cand,
+                gamma,
+                [terminal_value],
+                dtype,
+                count_clipped,
             )
         )
     else:
@@ -405,13 +454,13 @@ def _imagined(
 
 @torch.no_grad()
 def rollout_many(
-    model: EnsembleNetwork,
+    model: EnsembleNetwork | Sequence[EnsembleNetwork],
     obs: torch.Tensor | np.ndarray | Sequence[Sequence[float]],
     actions: torch.Tensor,
     *,
     particles: int | None = None,
     gamma: float = 1.0,
-    terminal_value: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    terminal_value: TerminalValueFn | Sequence[TerminalValueFn | None] | None = None,
     dtype: torch.dtype | str = "auto",
     count_clipped: bool = False,
 ) -> list[ImaginedRollout]:
@@ -419,10 +468,16 @@ def rollout_many(
     sequences (``actions [N, B, H, A]``): one batched pass, one :class:`ImaginedRollout` per
     observation, each what :func:`rollout` gives for that observation alone.
 
+    ``model`` is one model for every observation, or one per observation: several models of
+    one architecture (the agents of a sweep, each its own trained ensemble) imagine in the same
+    pass, observation ``n`` by ``model[n]`` alone (its weights, reward bounds, clip counts).
+    ``terminal_value`` likewise: one for all, or one (or ``None``) per observation.
+
     All ``N x B`` candidates x ``K`` particles x ``H`` steps run as ``H`` batched steps (the
     rows of observation ``n`` are block ``n`` of ``[N * E, M]``, laid out as :func:`rollout`
-    lays out one).  Models with a known ``reward_fn`` / ``termination_fn`` take :func:`rollout`
-    once per observation (the same numbers, no speed-up).
+    lays out one, with its model's weights).  Models with a known ``reward_fn`` /
+    ``termination_fn`` take :func:`rollout` once per observation (the same numbers, no
+    speed-up).
 
     Bit for bit: every op of a block sees the same shapes as in :func:`rollout`, and the one op
     whose bits depend on a row's place in the tensor (the sigmoid) runs per block.  The matmuls
@@ -432,39 +487,84 @@ def rollout_many(
     ``imagine`` of 8 candidates (every member imagines each: 8 rows), and may differ in the
     last bit otherwise (``tests/test_rollout_many.py``): a decision changes only where two
     candidates' scores tie to the last bit.
+
+    Raises:
+        ValueError: wrong shapes, a model or terminal value list of another length than the
+            observations, or models of different architectures.
     """
     obs_t = torch.as_tensor(obs, dtype=torch.float32)
     if obs_t.ndim != 2:
         raise ValueError(f"obs must be [N, D] (one observation per row), got {list(obs_t.shape)}")
+    n_obs = obs_t.shape[0]
     acts = torch.as_tensor(actions, dtype=torch.float32)
-    if acts.ndim != 4 or acts.shape[0] != obs_t.shape[0]:
+    if acts.ndim != 4 or acts.shape[0] != n_obs:
         raise ValueError(
-            f"actions must be [N, B, H, A] with N = {obs_t.shape[0]} (one batch of sequences "
+            f"actions must be [N, B, H, A] with N = {n_obs} (one batch of sequences "
             f"per observation), got {list(acts.shape)}"
         )
-    if not _fast_path(model, False):
-        kw = dict(particles=particles, gamma=gamma, terminal_value=terminal_value)
+    models = one_each(model, n_obs, "model")
+    values = one_each(terminal_value, n_obs, "terminal_value")
+    if not all(_fast_path(m, False) for m in models):
+        kw = dict(particles=particles, gamma=gamma, dtype=dtype, count_clipped=count_clipped)
         return [
-            rollout(model, o, a, dtype=dtype, count_clipped=count_clipped, **kw)  # type: ignore[arg-type]
-            for o, a in zip(obs_t, acts, strict=True)
+            rollout(m, o, a, terminal_value=tv, **kw)  # type: ignore[arg-type]
+            for m, o, a, tv in zip(models, obs_t, acts, values, strict=True)
         ]
-    obs_t = torch.stack([model.check_obs(o) for o in obs_t])
+    first = models[0]
+    dtype = search_dtype(first, dtype)
+    for n, m in enumerate(models):
+        if m is not first:
+            _check_same_architecture(first, m, n)
+    obs_t = torch.stack([first.check_obs(o) for o in obs_t])
     for a in acts:
-        model.action_spec.check_sequences(a)
-    e = model.ensemble_size
+        first.action_spec.check_sequences(a)
+    e = first.ensemble_size
     k = e if particles is None else int(particles)
     if k < 1:
         raise ValueError(f"particles must be >= 1, got {particles}")
-    dtype = search_dtype(model, dtype)
     b = acts.shape[1]
     cand = particle_rows(b, k, e)
-    ret, alive, first, clipped = _fast_rollout(
-        model, obs_t, acts, cand, gamma, terminal_value, dtype, count_clipped
+    ret, alive, first_obs, clipped = _fast_rollout(
+        models, obs_t, acts, cand, gamma, values, dtype, count_clipped
     )
     return [
-        _imagined(model, ret[i], alive[i], first[i], None if clipped is None else clipped[i], b, k)
-        for i in range(obs_t.shape[0])
+        _imagined(
+            models[i], ret[i], alive[i], first_obs[i], None if clipped is None else clipped[i], b, k
+        )
+        for i in range(n_obs)
     ]
+
+
+def shape_groups(tensors: Sequence[torch.Tensor]) -> list[list[int]]:
+    """Indices of ``tensors`` grouped by shape, in order of first appearance: the batches of
+    sequences that can stack into one :func:`rollout_many` call (searches that re-plan with
+    a wider population ask for more sequences than the others)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault(tuple(t.shape), []).append(i)
+    return list(groups.values())
+
+
+def one_each(x: Any, n: int, name: str) -> list[Any]:
+    """``x`` as a list of ``n``: one ``x`` for every observation (state), or a sequence of
+    ``n``, one each (a ``ValueError`` for another length)."""
+    if isinstance(x, Sequence):
+        if len(x) != n:
+            raise ValueError(f"{len(x)} values of {name} for {n} observations (one each, or one)")
+        return list(x)
+    return [x] * n
+
+
+def _check_same_architecture(first: EnsembleNetwork, other: EnsembleNetwork, n: int) -> None:
+    """Models sharing one pass must stack: the same layer shapes and action space (a
+    ``ValueError`` naming what differs)."""
+    if other.config != first.config:
+        ours, theirs = first.config.model_dump(), other.config.model_dump()
+        diff = {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs.get(k)}
+        raise ValueError(
+            f"model {n} has another architecture than model 0 ({diff}, as (model 0, model "
+            f"{n})): only models of one architecture share a batched pass"
+        )
 
 
 def _terminal(

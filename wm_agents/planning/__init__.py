@@ -16,6 +16,7 @@ _EXPORTS = {
     "imagined_objective": "wm_agents.planning.mpc",
     "member_agreement": "wm_agents.planning.gate",
     "model_objective": "wm_agents.planning.mpc",
+    "plan_together": "wm_agents.planning.mpc",
     "risk_aware_score": "wm_agents.planning.optimizers",
     "search_plans": "wm_agents.planning.plan_search",
 }
@@ -36,6 +37,7 @@ __all__ = [
     "imagined_objective",
     "member_agreement",
     "model_objective",
+    "plan_together",
     "risk_aware_score",
     "search_plans",
 ]

@@ -39,7 +39,8 @@ from wm_agents.core import (
     plan_step,
     plan_steps,
 )
-from wm_agents.neural.ensemble import EnsembleDynamicsModel
+from wm_agents.neural.ensemble import EnsembleDynamicsModel, imagine_many
+from wm_agents.neural.rollout import one_each, rollout_many, shape_groups
 from wm_agents.planning.gate import AgreementGate
 from wm_agents.planning.optimizers import (
     BatchObjective,
@@ -47,14 +48,17 @@ from wm_agents.planning.optimizers import (
     Objective,
     Proposal,
     RandomShootingPlanner,
+    propose_together,
 )
 
 __all__ = [
     "MPCController",
     "ObjectiveFactory",
     "imagined_objective",
+    "joint_pass",
     "model_objective",
     "model_objective_many",
+    "plan_together",
 ]
 
 ObjectiveFactory = Callable[[Any], Objective]
@@ -84,7 +88,7 @@ def model_objective(
 
 
 def model_objective_many(
-    model: EnsembleDynamicsModel,
+    model: EnsembleDynamicsModel | Sequence[EnsembleDynamicsModel],
     states: Sequence[Any],
     *,
     particles: int | None = None,
@@ -93,28 +97,33 @@ def model_objective_many(
     value_kappa: float = 1.0,
 ) -> BatchObjective:
     """:func:`model_objective` for ``N`` states as one :data:`BatchObjective`: the sequences of
-    every search asking this round go through one :meth:`~EnsembleDynamicsModel.rollout_many`
+    every search asking this round go through one :func:`~wm_agents.neural.rollout.rollout_many`
     per population size (searches that re-plan wider ask for more), each search getting the
-    ``[B, K]`` returns :func:`model_objective` would give it."""
-    obs_t = torch.stack([model.check_obs(s) for s in states])
-    tv = model.terminal_value_fn(value_kappa) if use_value else None
+    ``[B, K]`` returns :func:`model_objective` would give it.
+
+    ``model`` is one model for every state, or one per state (several agents' models of one
+    architecture; they search in the first one's ``planning_dtype``): state ``i``'s sequences
+    are imagined by its own model, in the same pass as the others'."""
+    models = one_each(model, len(states), "model")
+    obs_t = torch.stack([m.check_obs(s) for m, s in zip(models, states, strict=True)])
+    values = [m.terminal_value_fn(value_kappa) if use_value else None for m in models]
 
     def objective(which: Sequence[int], actions: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        out: list[torch.Tensor | None] = [None] * len(which)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for j, a in enumerate(actions):
-            groups.setdefault(tuple(a.shape), []).append(j)
-        for js in groups.values():
-            rolls = model.rollout_many(
-                obs_t[[which[j] for j in js]],
+        out: list[torch.Tensor] = [torch.empty(0)] * len(which)
+        for js in shape_groups(actions):
+            rows = [which[j] for j in js]
+            rolls = rollout_many(
+                [models[i] for i in rows],
+                obs_t[rows],
                 torch.stack([actions[j] for j in js]),
                 particles=particles,
                 gamma=gamma,
-                terminal_value=tv,
+                terminal_value=[values[i] for i in rows],
+                dtype=models[0].planning_dtype,
             )
             for j, roll in zip(js, rolls, strict=True):
                 out[j] = roll.returns
-        return [r for r in out if r is not None]
+        return out
 
     return objective
 
@@ -295,19 +304,7 @@ class MPCController:
     def objective_many(self, states: Sequence[Any]) -> BatchObjective:
         """The :data:`BatchObjective` for ``states``: the ensemble's batched rollout, or each
         state's own :meth:`objective_for` (a custom factory, any other model)."""
-        if self.objective is None and isinstance(self.model, EnsembleDynamicsModel):
-            return model_objective_many(
-                self.model,
-                states,
-                particles=self.particles,
-                gamma=self.gamma,
-                use_value=self.use_value,
-                value_kappa=self.value_kappa,
-            )
-        objectives = [self.objective_for(s) for s in states]
-        return lambda which, actions: [
-            objectives[i](a) for i, a in zip(which, actions, strict=True)
-        ]
+        return _objective_together([self] * len(states), states)
 
     @torch.inference_mode()
     def plan_many(
@@ -323,31 +320,11 @@ class MPCController:
         searches of every state still undecided score their populations in one batched model
         pass (:meth:`objective_many`), so each state gets the decision :meth:`plan` would give
         it with that generator; the final candidates of every state are imagined in one
-        batched pass too (:meth:`imagine_many`).
+        batched pass too (:meth:`imagine_many`).  (:func:`plan_together` with this controller
+        for every state.)
         """
-        objective = self.objective_many(states)
-
-        def propose(which: Sequence[int], replans: Sequence[int]) -> list[Proposal]:
-            warm = [
-                None
-                if warm_starts[i] is None
-                else self.planner.shift(torch.as_tensor(warm_starts[i], dtype=torch.float32))
-                for i in which
-            ]
-            return self.planner.propose_many(
-                lambda live, actions: objective([which[j] for j in live], actions),
-                warm_starts=warm,
-                generators=[generators[i] for i in which],
-                populations=[int(self.planner.population * self.widen**r) for r in replans],
-            )
-
-        return plan_steps(
-            propose,
-            lambda which, proposals: self.imagine_many(
-                [states[i] for i in which], [p.candidates.tolist() for p in proposals]
-            ),
-            lambda i, outcomes, replans: self.decide(outcomes, replans=replans),
-            len(states),
+        return plan_together(
+            [self] * len(states), states, warm_starts=warm_starts, generators=generators
         )
 
     @torch.inference_mode()
@@ -355,17 +332,8 @@ class MPCController:
         self, states: Sequence[Any], candidates: Sequence[Sequence[Any]]
     ) -> list[list[Outcome]]:
         """:meth:`imagine` for several states: the ensemble's in one batched pass
-        (:meth:`~EnsembleDynamicsModel.imagine_many`), any other model's state by state."""
-        if isinstance(self.model, EnsembleDynamicsModel):
-            return self.model.imagine_many(
-                states,
-                candidates,
-                horizon=self.horizon,
-                gamma=self.gamma,
-                use_value=self.use_value,
-                value_kappa=self.value_kappa,
-            )
-        return [self.imagine(s, c) for s, c in zip(states, candidates, strict=True)]
+        (:func:`~wm_agents.neural.ensemble.imagine_many`), any other model's state by state."""
+        return _imagine_together([self] * len(states), states, candidates)
 
     def remember(self, decision: Decision) -> None:
         """Keep ``decision.plan`` as the next warm start (what :meth:`act` does after deciding)."""
@@ -374,3 +342,155 @@ class MPCController:
     def reset(self) -> None:
         """Forget the warm start (call at the start of an episode)."""
         self.warm_plan = None
+
+
+# ---------------------------------------------------------------------- several controllers
+
+
+def joint_pass(controllers: Sequence[MPCController]) -> bool:
+    """Whether ``controllers`` (one per state: one controller repeated, or several agents')
+    imagine in one batched model pass: every one plans on an
+    :class:`~wm_agents.neural.EnsembleDynamicsModel`.  (Their searches share it too where every
+    one has the default objective.)  Otherwise each state is imagined by its own controller.
+
+    Raises:
+        ValueError: ensemble controllers that cannot share the pass (another model
+            architecture or planning dtype, or other options of the pass: ``particles``,
+            ``gamma``, ``use_value``, ``value_kappa``, the planner's horizon), naming the first
+            controller that differs from ``controllers[0]`` and how.
+    """
+    if not all(isinstance(c.model, EnsembleDynamicsModel) for c in controllers):
+        return False
+    distinct: dict[int, tuple[int, MPCController]] = {}  # each controller once, in order
+    for i, c in enumerate(controllers):
+        distinct.setdefault(id(c), (i, c))
+    ours = _pass_options(controllers[0])
+    for i, c in distinct.values():
+        if i == 0:
+            continue
+        theirs = _pass_options(c)
+        diff = {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs[k]}
+        if diff:
+            raise ValueError(
+                f"controller {i} cannot share a batched model pass with controller 0: {diff} "
+                f"(as (controller 0, controller {i})); evaluate them separately "
+                "(wm_agents.batch_eval.evaluate_batched each)"
+            )
+    return True
+
+
+def _pass_options(c: MPCController) -> dict[str, Any]:
+    """What must match for two controllers' searches to share a model pass."""
+    model = c.model
+    assert isinstance(model, EnsembleDynamicsModel)  # joint_pass checked
+    return {
+        **model.config.model_dump(),  # the architecture, field by field
+        "planning_dtype": model.planning_dtype,
+        "particles": c.particles,
+        "gamma": c.gamma,
+        "use_value": c.use_value,
+        "value_kappa": c.value_kappa,
+        "horizon": c.horizon,
+    }
+
+
+@torch.inference_mode()
+def plan_together(
+    controllers: Sequence[MPCController],
+    states: Sequence[Any],
+    *,
+    warm_starts: Sequence[Any],
+    generators: Sequence[torch.Generator],
+) -> list[PlannedStep[Proposal]]:
+    """:meth:`MPCController.plan` for ``N`` states at once, state ``i`` by ``controllers[i]``
+    (several agents' controllers: a sweep's evaluation episodes, planned together).
+
+    State ``i`` searches with its controller's planner, drawing from ``generators[i]``, from
+    ``warm_starts[i]`` (shifted by that planner), and is decided by its controller's gate; each
+    round the searches of every state still undecided score their populations in one batched
+    model pass, each state's sequences imagined by its own controller's model
+    (:func:`model_objective_many`, :func:`~wm_agents.neural.ensemble.imagine_many`).  So each
+    state gets the decision its controller's :meth:`~MPCController.plan` would give it with
+    that generator.
+
+    Raises:
+        ValueError: lists of different lengths, or controllers that cannot share the pass
+            (:func:`joint_pass`).
+    """
+    n = len(states)
+    if not len(controllers) == len(warm_starts) == len(generators) == n:
+        raise ValueError(
+            f"{len(controllers)} controllers, {n} states, {len(warm_starts)} warm starts and "
+            f"{len(generators)} generators: one each"
+        )
+    if not n:
+        return []
+    objective = _objective_together(controllers, states)
+
+    def propose(which: Sequence[int], replans: Sequence[int]) -> list[Proposal]:
+        planners = [controllers[i].planner for i in which]
+        return propose_together(
+            planners,
+            lambda live, actions: objective([which[j] for j in live], actions),
+            warm_starts=[
+                None if warm_starts[i] is None else p.shift(warm_starts[i])
+                for i, p in zip(which, planners, strict=True)
+            ],
+            generators=[generators[i] for i in which],
+            populations=[
+                int(p.population * controllers[i].widen ** r)
+                for i, p, r in zip(which, planners, replans, strict=True)
+            ],
+        )
+
+    return plan_steps(
+        propose,
+        lambda which, proposals: _imagine_together(
+            [controllers[i] for i in which],
+            [states[i] for i in which],
+            [p.candidates.tolist() for p in proposals],
+        ),
+        lambda i, outcomes, replans: controllers[i].decide(outcomes, replans=replans),
+        n,
+    )
+
+
+def _objective_together(
+    controllers: Sequence[MPCController], states: Sequence[Any]
+) -> BatchObjective:
+    """State ``i`` scored by ``controllers[i]``: in one batched pass (:func:`joint_pass`, every
+    controller with the default objective), or each by its own
+    :meth:`~MPCController.objective_for`."""
+    if all(c.objective is None for c in controllers) and joint_pass(controllers):
+        c = controllers[0]
+        return model_objective_many(
+            [x.model for x in controllers],  # type: ignore[misc]
+            states,
+            particles=c.particles,
+            gamma=c.gamma,
+            use_value=c.use_value,
+            value_kappa=c.value_kappa,
+        )
+    objectives = [c.objective_for(s) for c, s in zip(controllers, states, strict=True)]
+    return lambda which, actions: [objectives[i](a) for i, a in zip(which, actions, strict=True)]
+
+
+def _imagine_together(
+    controllers: Sequence[MPCController],
+    states: Sequence[Any],
+    candidates: Sequence[Sequence[Any]],
+) -> list[list[Outcome]]:
+    """``controllers[i].imagine(states[i], candidates[i])`` for every ``i``: the ensembles' in
+    one batched pass, any other model's state by state."""
+    if joint_pass(controllers):
+        c = controllers[0]
+        return imagine_many(
+            [x.model for x in controllers],  # type: ignore[misc]
+            states,
+            candidates,
+            horizon=c.horizon,
+            gamma=c.gamma,
+            use_value=c.use_value,
+            value_kappa=c.value_kappa,
+        )
+    return [c.imagine(s, cs) for c, s, cs in zip(controllers, states, candidates, strict=True)]

@@ -17,7 +17,8 @@ Each search is a small ask/tell object (:class:`Search`): :meth:`~CEMPlanner.pro
 against an objective, :meth:`~CEMPlanner.propose_many` runs several in lockstep against a
 :data:`BatchObjective`, so N searches (N states, each with its own warm start and generator)
 score their populations in one batched model pass, each drawing and deciding exactly as it
-would alone.  (The module is longer than most, ~530 lines, because each planner and its
+would alone; :func:`propose_together` does the same for searches of several planners (the
+agents of a sweep).  (The module is longer than most, ~530 lines, because each planner and its
 search are one algorithm: splitting them would put CEM's loop in one file and its state in
 another.)
 """
@@ -40,6 +41,7 @@ __all__ = [
     "Proposal",
     "RandomShootingPlanner",
     "Search",
+    "propose_together",
     "risk_aware_score",
 ]
 
@@ -159,20 +161,6 @@ class _Planner:
             search.tell(*self._score(objective(actions), actions))
         return search.result()
 
-    def _run_many(self, searches: Sequence[Search], objective: BatchObjective) -> list[Proposal]:
-        """Several searches in lockstep: each round, every search not yet done asks, one
-        ``objective`` call scores all their sequences, each is told its own scores."""
-        while live := [i for i, search in enumerate(searches) if not search.done]:
-            asked = [searches[i].ask() for i in live]
-            returns = objective(live, asked)
-            if len(returns) != len(live):
-                raise ValueError(
-                    f"batch objective returned {len(returns)} results for {len(live)} searches"
-                )
-            for i, actions, ret in zip(live, asked, returns, strict=True):
-                searches[i].tell(*self._score(ret, actions))
-        return [search.result() for search in searches]
-
     def search(
         self,
         *,
@@ -195,13 +183,15 @@ class _Planner:
         and starts from ``warm_starts[i]`` (population ``populations[i]``); each round one
         ``objective`` call scores the sequences of every search still running (a CEM search
         that converges early drops out), so each search draws and decides exactly as
-        ``propose`` with its generator would."""
-        pops = populations or [None] * len(warm_starts)
-        searches = [
-            self.search(warm_start=w, population=p, generator=g)
-            for w, p, g in zip(warm_starts, pops, generators, strict=True)
-        ]
-        return self._run_many(searches, objective)
+        ``propose`` with its generator would (:func:`propose_together` with this planner
+        for every search)."""
+        return propose_together(
+            [self] * len(warm_starts),
+            objective,
+            warm_starts=warm_starts,
+            generators=generators,
+            populations=populations,
+        )
 
     def _uniform(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         spec, h = self.action_spec, self.horizon
@@ -527,3 +517,40 @@ class _CEMSearch:
         else:
             cands, top = p._top(torch.cat(self.all_a), torch.cat(self.all_s))
         return Proposal(cands, top, cands[0], self.total, self.bad_total, iterations=self.it)
+
+
+def propose_together(
+    planners: Sequence[CEMPlanner | RandomShootingPlanner],
+    objective: BatchObjective,
+    *,
+    warm_starts: Sequence[torch.Tensor | None],
+    generators: Sequence[torch.Generator],
+    populations: Sequence[int | None] | None = None,
+) -> list[Proposal]:
+    """Search ``i`` is ``planners[i]``'s (its options, its risk weight), drawing from
+    ``generators[i]`` from ``warm_starts[i]`` (population ``populations[i]``); the searches
+    run in lockstep: each round one ``objective`` call scores the sequences of every search
+    still running (a CEM search that converges early drops out), each search told its own
+    scores.  So each search draws and decides exactly as its planner's ``propose`` with that
+    generator would, and several agents' planners (a sweep's) share one batched model pass."""
+    n = len(planners)
+    pops = populations or [None] * n
+    if not len(warm_starts) == len(generators) == len(pops) == n:
+        raise ValueError(
+            f"{n} planners, {len(warm_starts)} warm starts, {len(generators)} generators and "
+            f"{len(pops)} populations: one each"
+        )
+    searches = [
+        p.search(warm_start=w, population=pop, generator=g)
+        for p, w, pop, g in zip(planners, warm_starts, pops, generators, strict=True)
+    ]
+    while live := [i for i, search in enumerate(searches) if not search.done]:
+        asked = [searches[i].ask() for i in live]
+        returns = objective(live, asked)
+        if len(returns) != len(live):
+            raise ValueError(
+                f"batch objective returned {len(returns)} results for {len(live)} searches"
+            )
+        for i, actions, ret in zip(live, asked, returns, strict=True):
+            searches[i].tell(*planners[i]._score(ret, actions))
+    return [search.result() for search in searches]
