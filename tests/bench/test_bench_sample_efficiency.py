@@ -69,3 +69,23 @@ def test_uncertainty_variants_and_table() -> None:
         ]
     }
     assert "| 5 | 0.5 | 1 | 300 (300-300; 1/1)" in table(payload)
+
+
+def test_set_overrides_planner_settings_and_says_which_keys_exist() -> None:
+    import argparse
+
+    from wm_agents.bench.sample_efficiency import add_arguments, method_job
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        ["run", "--set", "refit_every=100", "--set", "fit.term_weight_cap=1000", "--seeds", "3"]
+    )
+    assert args.set == {"refit_every": 100, "fit.term_weight_cap": 1000}
+    job = method_job("planner", 3, args)
+    assert job.kwargs["refit_every"] == 100 and job.kwargs["fit.term_weight_cap"] == 1000
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--set", "refit_evry=100"])  # a typo is refused, not ignored
+    run = run_planner(0, eval_episodes=1, **{**TINY, "fit.term_weight_cap": 3.0})
+    assert run.extra["config"]["fit"]["term_weight_cap"] == 3.0
+    assert run.extra["config"]["refit_every"] == 20

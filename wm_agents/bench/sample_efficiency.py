@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,11 @@ def run_planner(seed: int, *, eval_episodes: int = 10, **overrides: Any) -> Curv
     from wm_agents.runner import _jsonable, default_config, run_gym
 
     overrides.setdefault("threads", torch.get_num_threads())
+    fit = {k.removeprefix("fit."): v for k, v in overrides.items() if k.startswith("fit.")}
+    overrides = {k: v for k, v in overrides.items() if not k.startswith("fit.")}
     cfg = default_config("CartPole-v1", eval_episodes=eval_episodes, **overrides)
+    if fit:
+        cfg = replace(cfg, fit=replace(cfg.fit, **fit))
     res = run_gym("CartPole-v1", seed=seed, config=cfg, progress=False)
     evals = [EvalPoint(e.real_steps, tuple(e.returns)) for e in res.evals]
     # Training episodes after the random warm-up that fell before the time limit (500 steps);
@@ -81,6 +85,7 @@ def method_job(method: str, seed: int, args: argparse.Namespace) -> Job:
     """One seed of ``method`` with the sizes given on the command line, as a sweep job."""
     if method == "planner":
         kwargs = dict(max_steps=args.planner_steps, eval_every=args.planner_eval_every)
+        kwargs.update(getattr(args, "set", None) or {})
         return Job(
             f"{__name__}:run_planner", dict(seed=seed, eval_episodes=args.eval_episodes, **kwargs)
         )
@@ -152,12 +157,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--planner-steps", type=int, default=None, help="default: default_config")
     p.add_argument("--planner-eval-every", type=int, default=None, help="default: default_config")
+    p.add_argument(
+        "--set",
+        type=config_setting,
+        action=_MergeSettings,
+        default={},
+        metavar="KEY=VALUE",
+        help="a planner setting other than the default (an AgentConfig field, or fit.FIELD "
+        "of its FitConfig), e.g. --set refit_every=100 --set fit.term_weight_cap=1000; "
+        "repeatable",
+    )
     p.add_argument("--dqn-steps", type=int, default=50_000, help="the zoo's n_timesteps")
     p.add_argument("--dqn-eval-every", type=int, default=1000)
     p.add_argument("--recipe-sizes", type=int, nargs="+", default=[250, 500, 1000, 2000, 5000])
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
     p.add_argument("--threads", type=int, default=1, help="torch threads of a run in this process")
     add_sweep_arguments(p)
+
+
+def config_setting(text: str) -> dict[str, Any]:
+    """``KEY=VALUE`` -> ``{KEY: value}`` for ``--set``: ``KEY`` an :class:`AgentConfig` field
+    or ``fit.FIELD``; ``VALUE`` read as JSON (``100``, ``1.5``, ``true``), else kept as text."""
+    from wm_agents.neural.trainer import FitConfig
+    from wm_agents.runner import AgentConfig
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    owner, name = (FitConfig, key[4:]) if key.startswith("fit.") else (AgentConfig, key)
+    known = {f.name for f in fields(owner)} - {"fit", "seed"}
+    if name not in known:
+        raise argparse.ArgumentTypeError(
+            f"unknown setting {key!r}; choose from {sorted(known)} (fit.* for FitConfig)"
+        )
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return {key: value}
+
+
+class _MergeSettings(argparse.Action):
+    """Repeated ``--set`` options merge into one dict."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), **values})
 
 
 def run_cli(args: argparse.Namespace) -> int:
