@@ -156,6 +156,7 @@ def test_clipping_can_be_switched_off_to_measure_what_it_buys() -> None:
 
 def test_a_run_reports_clipped_and_nonfinite_imagination() -> None:
     from tiny_agent import tiny_cartpole_config
+
     from wm_agents.runner import run_gym
 
     cfg = tiny_cartpole_config(max_steps=120, eval_every=0, eval_episodes=1)
