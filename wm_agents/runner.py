@@ -144,9 +144,18 @@ _ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def default_config(env_id: str, **overrides: Any) -> AgentConfig:
-    """The recommended config for ``env_id`` (generic defaults for unknown envs) + overrides."""
-    base = AgentConfig(**_ENV_DEFAULTS.get(env_id, {}))
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    """The recommended config for ``env_id`` (generic defaults for unknown envs) + overrides.
+
+    ``None`` overrides are ignored; a ``"fit.FIELD"`` key (passed as ``**{"fit.lr": 1e-3}``)
+    overrides that field of the config's :class:`~wm_agents.neural.trainer.FitConfig`.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    fit = {k.removeprefix("fit."): v for k, v in given.items() if k.startswith("fit.")}
+    cfg = replace(
+        AgentConfig(**_ENV_DEFAULTS.get(env_id, {})),
+        **{k: v for k, v in given.items() if not k.startswith("fit.")},
+    )
+    return replace(cfg, fit=replace(cfg.fit, **fit)) if fit else cfg
 
 
 class Evaluation(Protocol):

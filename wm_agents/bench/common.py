@@ -36,6 +36,7 @@ __all__ = [
     "machine_info",
     "matmul_ceiling",
     "median_range",
+    "parse_value",
     "steps_to_hold",
     "steps_to_reach",
     "summarize_runs",
@@ -110,6 +111,15 @@ def median_range(values: Sequence[int | None]) -> dict[str, Any]:
     out["min"] = got[0] if got else None
     out["max"] = max(keyed) if got and len(got) == n else None
     return out
+
+
+def parse_value(text: str) -> Any:
+    """A setting's value from the command line: JSON when it parses (``100``, ``1.5``,
+    ``true``, ``null``), else the text itself (``cem``)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def format_median_range(stat: dict[str, Any], spec: str = ",.0f") -> str:

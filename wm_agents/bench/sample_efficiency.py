@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from wm_agents.bench.common import (
     EvalPoint,
     format_median_range,
     machine_info,
+    parse_value,
     summarize_runs,
     write_json,
 )
@@ -60,11 +61,7 @@ def run_planner(seed: int, *, eval_episodes: int = 10, **overrides: Any) -> Curv
     from wm_agents.runner import _jsonable, default_config, run_gym
 
     overrides.setdefault("threads", torch.get_num_threads())
-    fit = {k.removeprefix("fit."): v for k, v in overrides.items() if k.startswith("fit.")}
-    overrides = {k: v for k, v in overrides.items() if not k.startswith("fit.")}
     cfg = default_config("CartPole-v1", eval_episodes=eval_episodes, **overrides)
-    if fit:
-        cfg = replace(cfg, fit=replace(cfg.fit, **fit))
     res = run_gym("CartPole-v1", seed=seed, config=cfg, progress=False)
     evals = [EvalPoint(e.real_steps, tuple(e.returns)) for e in res.evals]
     # Training episodes after the random warm-up that fell before the time limit (500 steps);
@@ -184,17 +181,14 @@ def config_setting(text: str) -> dict[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    owner, name = (FitConfig, key[4:]) if key.startswith("fit.") else (AgentConfig, key)
+    owner = FitConfig if key.startswith("fit.") else AgentConfig
+    name = key.removeprefix("fit.")
     known = {f.name for f in fields(owner)} - {"fit", "seed"}
     if name not in known:
         raise argparse.ArgumentTypeError(
             f"unknown setting {key!r}; choose from {sorted(known)} (fit.* for FitConfig)"
         )
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return {key: value}
+    return {key: parse_value(raw)}
 
 
 class _MergeSettings(argparse.Action):

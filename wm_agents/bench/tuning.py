@@ -20,7 +20,6 @@ Needs the ``[ray]`` extra; each trial holds one CPU and runs on one torch thread
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -29,7 +28,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from wm_agents.bench.common import RESULTS_DIR, code_state, write_json
+from wm_agents.bench.common import RESULTS_DIR, code_state, parse_value, write_json
 from wm_agents.bench.sweep import add_sweep_arguments, connect_ray, sweep_info
 from wm_agents.outputs import check_output_file
 
@@ -180,15 +179,8 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
         if not sep or not values or key not in names:
             known = ", ".join(sorted(names))
             raise ValueError(f"--grid takes FIELD=V1,V2,... with a field of: {known}; got {item!r}")
-        out[key] = [_value(v) for v in values.split(",")]
+        out[key] = [parse_value(v) for v in values.split(",")]
     return out
-
-
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def table(trials: list[dict[str, Any]], axes: list[str]) -> str:
