@@ -145,6 +145,8 @@ def test_version_2_files_load_without_ranges(tmp_path: Path) -> None:
 
 def test_clipping_can_be_switched_off_to_measure_what_it_buys() -> None:
     model = young_model()
+    clipped = model_objective(model, OBS, particles=1, gamma=0.99, use_value=True)
+    assert float(clipped(torch.zeros(4, H, 1)).max()) <= 2.0 * H + 200.0  # weights now cached
     model.clip_imagination = False
     assert model.reward_bounds() == (-math.inf, math.inf) == model.value_bounds()
     objective = model_objective(model, OBS, particles=1, gamma=0.99, use_value=True)

@@ -149,7 +149,7 @@ class EnsembleNetwork(nn.Module):
             layer.reset_parameters(self.generator)
         self.clip_stats = ClipStats()  # rows of imagination clipped to the data's range
         # False: imagined rewards and terminal values go unclipped (to measure what the clip
-        # buys, issue 14); set before planning (the planning weights cache the bounds).
+        # buys, issue 14).
         self.clip_imagination = True
         self.last_fit: Any = None  # the trainer's last FitReport
         self.value_r2: float | None = None  # share of value-target variance explained (trainer)

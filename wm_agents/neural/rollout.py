@@ -85,7 +85,10 @@ def planning_weights(model: EnsembleNetwork, dtype: torch.dtype | None = None) -
     """
     tensors = [*model.parameters(), *model.buffers()]
     versions = [_tensor_version(t) for t in tensors]
-    key = None if None in versions else tuple(versions) + tuple(id(t) for t in tensors)
+    # The reward bounds are cached too: they follow reward_seen (a buffer) and the switch.
+    key = (
+        None if None in versions else (*versions, *(id(t) for t in tensors), model.clip_imagination)
+    )
     cached = getattr(model, "_plan_cache", None)
     if key is not None and cached is not None and cached[0] == key:
         return _weights_in(cached[1], dtype)
