@@ -76,6 +76,9 @@ class AgentConfig:
     ``clip_imagination``: imagined rewards and terminal values are clipped to the range of the
     real data (with a margin, :mod:`wm_agents.neural.bounds`); ``False`` leaves them raw
     (to measure what the clip buys: BENCHMARKS.md).
+    ``halt_outside_data``: an imagined rollout ends where it leaves the range of the real
+    observations (pessimism about states never seen, MOReL style:
+    :meth:`~wm_agents.neural.network.EnsembleNetwork.state_box`).
     ``threads``: torch threads while the run lasts (the runner sets them and restores the
     caller's count after); 1 is fastest for these small matmuls on a shared machine.
     """
@@ -106,6 +109,7 @@ class AgentConfig:
     fuse_graph: bool = True
     batch_eval: bool = True
     clip_imagination: bool = True
+    halt_outside_data: bool = False
     threads: int = 1
     fit: FitConfig = field(default_factory=FitConfig)
 
@@ -262,6 +266,7 @@ def build_agent(
         seed=seed,
     )
     model.clip_imagination = config.clip_imagination
+    model.halt_outside_data = config.halt_outside_data
     return model, build_controller(model, config, seed)
 
 

@@ -22,10 +22,15 @@ from wm_agents.spaces import ActionSpec
 __all__ = ["FILE_FORMAT", "FILE_VERSION", "load_model", "save_model"]
 
 FILE_FORMAT = "wm_agents.EnsembleDynamicsModel"
-FILE_VERSION = 3
-# Version 2 files lack the data ranges of version 3 (``reward_seen``, ``value_seen``); they load
-# with nothing seen (no clipping) until the model is fitted again.
-_READABLE_VERSIONS = {2: {"reward_seen", "value_seen"}, FILE_VERSION: set()}
+FILE_VERSION = 4
+# Version 2 files lack the data ranges of version 3 (``reward_seen``, ``value_seen``), and
+# versions 2-3 the observation range of version 4 (``state_seen``); they load with nothing seen
+# (no clipping, no halting) until the model is fitted again.
+_READABLE_VERSIONS = {
+    2: {"reward_seen", "value_seen", "state_seen"},
+    3: {"state_seen"},
+    FILE_VERSION: set(),
+}
 
 M = TypeVar("M", bound=EnsembleNetwork)
 

@@ -232,6 +232,7 @@ def _fast_rollout(
         act_in = torch.bmm(act.reshape(rows, m * h, -1), w["w1a"]).view(rows, m, h, -1)
         act_in = act_in + w["b1"].unsqueeze(2)
     state = obs_t[:, None, None, :].expand(n_obs, e, m, d).reshape(rows, m, d)
+    box = _stacked_boxes(models, obs_t, e)
     alive = torch.ones(rows, m)
     ret = torch.zeros(rows, m)
     first = state
@@ -252,6 +253,8 @@ def _fast_rollout(
             out[rows_of, :, d].clamp_(r_lo, r_hi)
         ret.addcmul_(alive, out[..., d], value=discount)
         alive.mul_(cont)
+        if box is not None:  # halted where the real data has not been
+            alive.mul_(((state >= box[0]) & (state <= box[1])).all(-1))
         discount *= gamma
     clipped = None
     if raw is not None:
@@ -276,6 +279,22 @@ def _fast_rollout(
         alive.view(shaped),
         first.view(*shaped, d),
         None if clipped is None else clipped.view(shaped),
+    )
+
+
+def _stacked_boxes(
+    models: Sequence[EnsembleNetwork], obs_t: torch.Tensor, e: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Each block's :meth:`~EnsembleNetwork.state_box` from its observation as ``[N * E, 1,
+    D]`` bounds (unbounded for a model that does not halt); ``None`` when none halts."""
+    boxes = [model.state_box(o) for model, o in zip(models, obs_t, strict=True)]
+    if all(b is None for b in boxes):
+        return None
+    inf = torch.full_like(obs_t[0], torch.inf)
+    lo = torch.stack([-inf if b is None else b[0] for b in boxes])
+    hi = torch.stack([inf if b is None else b[1] for b in boxes])
+    return tuple(  # type: ignore[return-value]
+        x[:, None, None, :].expand(-1, e, 1, -1).reshape(-1, 1, x.shape[-1]) for x in (lo, hi)
     )
 
 
@@ -361,7 +380,9 @@ def rollout(
     ``particles == 1`` each candidate is imagined by one member (cheap, for search).  All
     candidates x particles x horizon run as ``H`` batched steps, never one candidate at a
     time.  Reward after a predicted termination is weighted by the probability of still
-    running.  ``terminal_value`` (``[E, M, D] -> [E, M]``, e.g. the model's ``value``) adds
+    running; with the model's ``halt_outside_data`` on, a row also ends where it leaves the
+    real data's range (:meth:`~wm_agents.neural.network.EnsembleNetwork.state_box`).
+    ``terminal_value`` (``[E, M, D] -> [E, M]``, e.g. the model's ``value``) adds
     ``gamma^H * survival * V(s_H)`` at the horizon.
 
     Imagined rewards (learned ones; a ``reward_fn`` is known) are clipped to the model's
@@ -404,6 +425,7 @@ def rollout(
         )
     else:
         state = obs_t.expand(e, m, -1)
+        box = model.state_box(obs_t)
         alive = torch.ones(e, m)
         ret = torch.zeros(e, m)
         clipped = torch.zeros(e, m, dtype=torch.bool)
@@ -420,6 +442,8 @@ def rollout(
                 first = state
             ret = ret + discount * alive * reward
             alive = alive * (1.0 - term)
+            if box is not None:  # halted where the real data has not been
+                alive = alive * ((state >= box[0]) & (state <= box[1])).all(-1)
             discount *= gamma
         if terminal_value is not None:
             v, hit = _terminal(terminal_value, state, count_clipped)

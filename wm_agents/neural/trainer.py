@@ -195,6 +195,9 @@ def fit_ensemble(
     _set_normalizers(model, x, y)
     with torch.no_grad():
         model.reward_seen.copy_(seen_range(data.reward))  # imagined rewards are clipped to it
+        # Where the real data has been (rollouts may halt outside it: EnsembleNetwork.state_box)
+        states = torch.from_numpy(np.concatenate([data.obs, data.next_obs]))
+        model.state_seen.copy_(torch.stack([states.amin(0), states.amax(0)]))
     xn = (x - model.in_mean) / model.in_std
     yn = (y - model.out_mean) / model.out_std
     xv, yv, termv, nxtv = _tensors(model, data, val_idx)
