@@ -122,3 +122,29 @@ def test_the_fit_records_the_data_range_and_the_file_keeps_it(tmp_path: Path) ->
     old = EnsembleDynamicsModel.load(tmp_path / "v3.pt")
     old.halt_outside_data = True
     assert old.state_box(torch.tensor(OBS)) is None
+
+
+def test_a_margin_widens_the_box_by_a_share_of_each_range() -> None:
+    model = drifting_model()
+    with torch.no_grad():
+        model.state_seen.copy_(torch.tensor([[-0.4, -1.0, -0.2, -2.0], [0.0, 1.0, 0.2, 2.0]]))
+    model.halt_margin = 0.25
+    box = model.state_box(torch.tensor([0.0, 0.0, 0.0, 0.0]))
+    assert box is not None
+    torch.testing.assert_close(box[0], torch.tensor([-0.5, -1.5, -0.3, -3.0]))
+    torch.testing.assert_close(box[1], torch.tensor([0.1, 1.5, 0.3, 3.0]))
+    # Wide enough, the same drifting rollout that halted mid-horizon runs to the end.
+    model.state_seen.copy_(torch.tensor([[-1.0] * 4, [1.0] * 4]))
+    model.halt_margin = 0.0
+    actions = torch.zeros(4, H, 1)
+    assert bool((model.rollout(OBS, actions).returns < H).all())
+    model.halt_margin = 10.0
+    assert torch.equal(model.rollout(OBS, actions).returns, torch.full((4, E), float(H)))
+
+
+@pytest.mark.parametrize("margin", [-0.1, float("nan"), float("inf")])
+def test_a_margin_must_be_finite_and_not_negative(margin: float) -> None:
+    from wm_agents.runner import AgentConfig
+
+    with pytest.raises(ValueError, match="halt_margin"):
+        AgentConfig(halt_margin=margin)

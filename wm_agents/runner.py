@@ -78,7 +78,8 @@ class AgentConfig:
     (to measure what the clip buys: BENCHMARKS.md).
     ``halt_outside_data``: an imagined rollout ends where it leaves the range of the real
     observations (pessimism about states never seen, MOReL style:
-    :meth:`~wm_agents.neural.network.EnsembleNetwork.state_box`).
+    :meth:`~wm_agents.neural.network.EnsembleNetwork.state_box`).  ``halt_margin`` widens that
+    range on each side by this share of its width (0: exactly the range seen).
     ``threads``: torch threads while the run lasts (the runner sets them and restores the
     caller's count after); 1 is fastest for these small matmuls on a shared machine.
     """
@@ -110,6 +111,7 @@ class AgentConfig:
     batch_eval: bool = True
     clip_imagination: bool = True
     halt_outside_data: bool = False
+    halt_margin: float = 0.0
     threads: int = 1
     fit: FitConfig = field(default_factory=FitConfig)
 
@@ -126,6 +128,8 @@ class AgentConfig:
             raise ValueError("eval_episodes must be >= 0")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if not self.halt_margin >= 0 or self.halt_margin == float("inf"):
+            raise ValueError(f"halt_margin must be finite and >= 0, got {self.halt_margin}")
 
 
 _ENV_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -275,6 +279,7 @@ def build_agent(
     )
     model.clip_imagination = config.clip_imagination
     model.halt_outside_data = config.halt_outside_data
+    model.halt_margin = config.halt_margin
     return model, build_controller(model, config, seed)
 
 

@@ -157,6 +157,8 @@ class EnsembleNetwork(nn.Module):
         # True: an imagined rollout ends where it leaves the real data's range (MOReL's halt
         # on unknown states): see :meth:`state_box`.
         self.halt_outside_data = False
+        # The box is widened on each side by this share of each dimension's seen range.
+        self.halt_margin = 0.0
         self.last_fit: Any = None  # the trainer's last FitReport
         self.value_r2: float | None = None  # share of value-target variance explained (trainer)
 
@@ -253,11 +255,17 @@ class EnsembleNetwork(nn.Module):
         2020).  Learned-termination classifiers are the first to err there: a CartPole
         classifier fitted on 2,400 steps gave 0.2 to pole angles past the limit at pole speeds
         above any it had seen (BENCHMARKS.md).  ``None`` before the first fit.
+
+        :attr:`halt_margin` widens the seen range on each side by that share of its width: a
+        box with no margin can be too tight where the data is narrow (a CartPole run that only
+        ever drifted left saw x <= 0.07, and its planner, unable to imagine pushing right,
+        dropped the pole on one start state in every evaluation; BENCHMARKS.md).
         """
         seen = self.state_seen
         if not self.halt_outside_data or not bool((seen[0] <= seen[1]).all()):
             return None
-        return torch.minimum(seen[0], obs), torch.maximum(seen[1], obs)
+        pad = self.halt_margin * (seen[1] - seen[0])
+        return torch.minimum(seen[0] - pad, obs), torch.maximum(seen[1] + pad, obs)
 
     def terminal_value_fn(
         self, kappa: float = 1.0
