@@ -128,7 +128,7 @@ class AgentConfig:
             raise ValueError("eval_episodes must be >= 0")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if not self.halt_margin >= 0 or self.halt_margin == float("inf"):
+        if not (math.isfinite(self.halt_margin) and self.halt_margin >= 0):
             raise ValueError(f"halt_margin must be finite and >= 0, got {self.halt_margin}")
 
 

@@ -254,7 +254,7 @@ def _fast_rollout(
         ret.addcmul_(alive, out[..., d], value=discount)
         alive.mul_(cont)
         if box is not None:  # halted where the real data has not been
-            alive.mul_(((state >= box[0]) & (state <= box[1])).all(-1))
+            alive.mul_(_inside(state, box))
         discount *= gamma
     clipped = None
     if raw is not None:
@@ -296,6 +296,11 @@ def _stacked_boxes(
     return tuple(  # type: ignore[return-value]
         x[:, None, None, :].expand(-1, e, 1, -1).reshape(-1, 1, x.shape[-1]) for x in (lo, hi)
     )
+
+
+def _inside(state: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Whether each state ``[..., D]`` lies in ``box`` on every dimension (``[...]`` bools)."""
+    return ((state >= box[0]) & (state <= box[1])).all(-1)
 
 
 def _stacked(ws: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -443,7 +448,7 @@ def rollout(
             ret = ret + discount * alive * reward
             alive = alive * (1.0 - term)
             if box is not None:  # halted where the real data has not been
-                alive = alive * ((state >= box[0]) & (state <= box[1])).all(-1)
+                alive = alive * _inside(state, box)
             discount *= gamma
         if terminal_value is not None:
             v, hit = _terminal(terminal_value, state, count_clipped)
