@@ -25,6 +25,10 @@ TINY = dict(
 def test_planner_tiny_run_and_report(tmp_path) -> None:
     run = run_planner(0, eval_episodes=1, **TINY)
     assert run.evals and run.evals[-1].real_steps == 40
+    # What the search met in imagination is kept per run (issue 14, item 6).
+    clipped, nonfinite = run.extra["imagination_clipped"], run.extra["imagination_nonfinite"]
+    assert clipped["rows"] > 0 and 0 <= clipped["clipped"] <= clipped["rows"]
+    assert set(nonfinite) == {"steps", "candidates"}
     blob = {
         "summary": {
             "seeds": [0],

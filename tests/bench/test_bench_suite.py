@@ -142,6 +142,7 @@ def test_tiny_suite_writes_json_table_png_and_resumes(tmp_path, monkeypatch) -> 
     cpus = [e["learn_cpu_s"] for e in run["evals"]]
     assert 0 < cpus[0] <= cpus[1] <= run["learn_cpu_seconds"] <= run["cpu_seconds"]
     assert run["config"]["max_steps"] == 60 and run["config"]["hidden"] == 16
+    assert run["imagination_clipped"]["rows"] > 0 and "steps" in run["imagination_nonfinite"]
     on_disk = json.loads((tmp_path / "suite.json").read_text())
     assert on_disk["sessions"][0]["command"] == ["test"]
     assert on_disk["sessions"][0]["machine"]["cores"] >= 1

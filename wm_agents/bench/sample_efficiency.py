@@ -74,6 +74,10 @@ def run_planner(seed: int, *, eval_episodes: int = 10, **overrides: Any) -> Curv
         "train_episodes_planned": len(planned),
         "train_failures_after_warmup": failures,
         "verdicts": res.verdicts,
+        # Item 6 of issue 14: imagined rows clipped to the data's range (training and
+        # evaluation searches) and training searches that met a non-finite imagined return.
+        "imagination_clipped": res.clipped,
+        "imagination_nonfinite": res.nonfinite,
     }
     return CurveRun("planner", seed, evals, res.seconds, extra)
 

@@ -172,6 +172,8 @@ def run_agent(
         "config": _jsonable(asdict(cfg)),
         "cpu_seconds": cpu,
         "learn_cpu_seconds": cpu - eval_cpu,
+        "imagination_clipped": getattr(res, "clipped", None),
+        "imagination_nonfinite": getattr(res, "nonfinite", None),
     }
     return CurveRun(method, seed, evals, res.seconds, extra)
 
