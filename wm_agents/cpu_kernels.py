@@ -1,18 +1,22 @@
-"""The same float32 kernels on every x86 CPU, so a seed gives the same run everywhere.
+"""The same float32 kernels on every Intel x86 CPU, so a seed gives the same run on each.
 
 A seed fixes every random draw, but not the arithmetic: torch picks its elementwise kernels by
 the CPU's widest vector unit (AVX2 or AVX512) and MKL picks a matrix-multiply code path per
 CPU, and each sums in a different order.  The last bits differ, a CEM search breaks a near-tie
 the other way, and within a few hundred steps the runs part: CartPole seed 3 at 700 real
-steps evaluated 92 / 97 on this machine's native AVX512 kernels and 500 / 500 with AVX2
+steps evaluated 92 / 97 on an AMD EPYC's native AVX512 kernels and 500 / 500 with AVX2
 kernels (``tests/test_cpu_kernels.py`` shows such a split on any CPU that has AVX512).
 
 :func:`pin_cpu_kernels` asks both libraries for their AVX2 path, which every x86-64 server of
 the last decade runs: ``ATEN_CPU_CAPABILITY=avx2`` (torch's elementwise and reduction
 kernels), ``MKL_CBWR=AVX2,STRICT`` (MKL's conditional numerical reproducibility: one code
-path and summation order on every CPU with AVX2) and ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN's
-convolutions, used by the pixel model).  Measured here it costs nothing noticeable for the
-planner's small matmuls (10-12 ms a planning step either way, BENCHMARKS.md).
+path and summation order on every *Intel* CPU with AVX2) and ``ONEDNN_MAX_CPU_ISA=AVX2``
+(oneDNN's convolutions, used by the pixel model).  MKL honours ``AVX2`` only on Intel
+processors (elsewhere it supports only its ``AUTO`` and ``COMPATIBLE`` modes), so an AMD CPU
+runs MKL's own path: measured, the same seed gives the same run on two Intel Xeon VMs and a
+different one on an AMD EPYC (BENCHMARKS.md, "The same seed on any x86 CPU").  Measured
+on the EPYC the pinning costs nothing noticeable for the planner's small matmuls (10-12 ms a planning step
+either way, BENCHMARKS.md).
 
 Both libraries read these variables once, when they first run, so they must be set before
 torch does any work: ``import wm_agents`` does it (setting only variables the user has not
