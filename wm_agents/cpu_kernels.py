@@ -14,9 +14,9 @@ path and summation order on every *Intel* CPU with AVX2) and ``ONEDNN_MAX_CPU_IS
 (oneDNN's convolutions, used by the pixel model).  MKL honours ``AVX2`` only on Intel
 processors (elsewhere it supports only its ``AUTO`` and ``COMPATIBLE`` modes), so an AMD CPU
 runs MKL's own path: measured, the same seed gives the same run on two Intel Xeon VMs and a
-different one on an AMD EPYC (BENCHMARKS.md, "The same seed on any x86 CPU").  Measured
-on the EPYC the pinning costs nothing noticeable for the planner's small matmuls (10-12 ms a planning step
-either way, BENCHMARKS.md).
+different one on an AMD EPYC (BENCHMARKS.md, "The same seed on any x86 CPU").  Measured on
+the EPYC the pinning costs nothing noticeable for the planner's small matmuls (10-12 ms a
+planning step either way, BENCHMARKS.md).
 
 Both libraries read these variables once, when they first run, so they must be set before
 torch does any work: ``import wm_agents`` does it (setting only variables the user has not

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from wm_agents.bench.common import write_json
@@ -93,3 +95,24 @@ def test_set_overrides_planner_settings_and_says_which_keys_exist() -> None:
     run = run_planner(0, eval_episodes=1, **{**TINY, "fit.term_weight_cap": 3.0})
     assert run.extra["config"]["fit"]["term_weight_cap"] == 3.0
     assert run.extra["config"]["refit_every"] == 20
+
+
+def test_an_interrupted_sweep_keeps_the_seeds_that_finished(tmp_path, monkeypatch) -> None:
+    """The JSON is written after every seed: when the second seed fails, the first is on disk
+    (marked incomplete), not lost with the process."""
+    from wm_agents.bench import sample_efficiency
+    from wm_agents.bench.sweep import Job
+    from wm_agents.cli import main
+
+    real_job = sample_efficiency.method_job
+
+    def job(method, seed, args):
+        return real_job(method, seed, args) if seed == 0 else Job("json:loads", {"s": "{"})
+
+    monkeypatch.setattr(sample_efficiency, "method_job", job)
+    args = ["bench", "sample-efficiency", "run", "--method", "seed_recipe", "--seeds", "0", "1"]
+    args += ["--recipe-sizes", "30", "--eval-episodes", "1", "--results", str(tmp_path)]
+    assert main(args) != 0  # the CLI reports the failed seed's error
+    blob = json.loads((tmp_path / "sample_efficiency_seed_recipe.json").read_text())
+    assert blob["complete"] is False
+    assert [r["seed"] for r in blob["runs"]] == [0] and blob["summary"]["seeds"] == [0]

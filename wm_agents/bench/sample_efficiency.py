@@ -215,23 +215,34 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.action == "report":
         print(report(args.results))
         return 0
+    path = args.results / f"sample_efficiency_{args.method}.json"
+    done: dict[int, CurveRun] = {}
+
+    def payload(runs: list[CurveRun], complete: bool) -> dict[str, Any]:
+        return {
+            "benchmark": "sample_efficiency",
+            "method": args.method,
+            "threshold": THRESHOLD,
+            "machine": machine_info(),
+            "sweep": sweep_info(args),
+            # False while seeds are still running: an interrupted sweep keeps what finished.
+            "complete": complete,
+            "summary": summarize_runs(runs, THRESHOLD),
+            "runs": [r.to_json(THRESHOLD) for r in runs],
+        }
+
+    def on_result(i: int, run: CurveRun) -> None:
+        print(json.dumps(run.to_json(THRESHOLD)), file=sys.stderr, flush=True)
+        done[i] = run
+        write_json(path, payload([done[k] for k in sorted(done)], complete=False))
+
     runs = run_jobs(
         [method_job(args.method, seed, args) for seed in args.seeds],
         workers=args.workers,
         address=args.ray,
-        on_result=lambda i, run: print(
-            json.dumps(run.to_json(THRESHOLD)), file=sys.stderr, flush=True
-        ),
+        on_result=on_result,
     )
-    payload = {
-        "benchmark": "sample_efficiency",
-        "method": args.method,
-        "threshold": THRESHOLD,
-        "machine": machine_info(),
-        "sweep": sweep_info(args),
-        "summary": summarize_runs(runs, THRESHOLD),
-        "runs": [r.to_json(THRESHOLD) for r in runs],
-    }
-    out = write_json(args.results / f"sample_efficiency_{args.method}.json", payload)
-    print(json.dumps({"written": str(out), **payload["summary"]}))
+    final = payload(runs, complete=True)
+    out = write_json(path, final)
+    print(json.dumps({"written": str(out), **final["summary"]}))
     return 0
