@@ -172,8 +172,9 @@ def run_agent(
         "config": _jsonable(asdict(cfg)),
         "cpu_seconds": cpu,
         "learn_cpu_seconds": cpu - eval_cpu,
-        "imagination_clipped": getattr(res, "clipped", None),
-        "imagination_nonfinite": getattr(res, "nonfinite", None),
+        # Both runners' results come from run_result: every agent has these counts.
+        "imagination_clipped": res.clipped,
+        "imagination_nonfinite": res.nonfinite,
     }
     return CurveRun(method, seed, evals, res.seconds, extra)
 
