@@ -122,6 +122,13 @@ def _add_gym_options(p: argparse.ArgumentParser) -> None:
         help="torch threads (1 is fastest on small shared machines)",
     )
     p.add_argument(
+        "--eval-workers",
+        type=int,
+        default=1,
+        help="processes an evaluation's episodes are split across (the MPC agent; 0: one per "
+        "CPU core; the same decisions and returns as 1, the default)",
+    )
+    p.add_argument(
         "--out", default=None, help="folder for model.pt, learning_curve.png, result.json"
     )
     p.add_argument("--json", action="store_true", help="print one JSON summary object last")
@@ -135,6 +142,11 @@ def _add_gym_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_gym(args: argparse.Namespace) -> int:
+    if args.eval_workers != 1 and (args.obs == "pixels" or args.agent != "mpc"):
+        raise SystemExit(
+            "--eval-workers splits the MPC agent's batched evaluation; "
+            f"--agent {args.agent} --obs {args.obs} evaluates in this process (drop the option)"
+        )
     if args.obs == "pixels":
         from wm_agents.latent.cli import run_pixels_from_args
 
@@ -161,6 +173,7 @@ def _run_gym(args: argparse.Namespace) -> int:
         risk_weight=args.risk_weight,
         stop_when_solved=args.stop_when_solved or None,
         threads=args.threads,
+        eval_workers=args.eval_workers,
     )
     result = run_gym(args.env, seed=args.seed, config=config, out=args.out, progress=not args.quiet)
     console = Console(stderr=args.json)

@@ -42,6 +42,7 @@ from wm_agents.graph.env_graph import (
     create_env_planning_graph,
     episode_config,
 )
+from wm_agents.parallel_eval import process_cpu_seconds
 
 __all__ = [
     "ControllerStrategy",
@@ -61,8 +62,9 @@ __all__ = [
 class EvalPoint:
     """One evaluation: ``real_steps`` of learning so far, the evaluation episodes' returns,
     ``sources``: actions per decider (:func:`acted_by` of each step, e.g. ``{"mpc": 5000}``),
-    and ``cpu_seconds``: the process CPU time (``time.process_time``) the evaluation took, so a
-    benchmark can count the CPU time of learning without that of measuring it."""
+    and ``cpu_seconds``: the CPU time the evaluation took, its worker processes' included
+    (:func:`~wm_agents.parallel_eval.process_cpu_seconds`), so a benchmark can count the CPU
+    time of learning without that of measuring it."""
 
     real_steps: int
     returns: list[float]
@@ -282,7 +284,7 @@ def run_env_loop(
     def run_evaluation(steps: int) -> tuple[EvalPoint, list[StepRecord]]:
         bar.set_postfix_str(f"evaluating {eval_episodes} episodes")
         eval_controller = controllers.for_evaluation(steps)
-        cpu0 = time.process_time()
+        cpu0 = process_cpu_seconds()
         if evaluator is not None:
             rets, recs = evaluator(eval_controller, eval_episodes, eval_seed)
         else:
@@ -295,7 +297,7 @@ def run_env_loop(
                 max_replans=max_replans,
             )
         sources = dict(Counter(acted_by(r.source) for r in recs))
-        point = EvalPoint(steps, rets, sources, time.process_time() - cpu0)
+        point = EvalPoint(steps, rets, sources, process_cpu_seconds() - cpu0)
         bar.set_postfix_str(f"eval mean {point.mean:.1f} at {steps} steps")
         return point, recs
 

@@ -73,6 +73,10 @@ class AgentConfig:
     them in one batched pass (:func:`~wm_agents.batch_eval.evaluate_batched`: the same
     returns as the graph's one-at-a-time evaluation, measured ~Nx fewer model passes);
     ``False`` evaluates through the planning graph, one episode after another.
+    ``eval_workers``: processes the batched evaluation's episodes are split across
+    (:func:`~wm_agents.parallel_eval.evaluate_parallel`: forked workers, each planning its share
+    batched on one thread; the same decisions and returns); 0 is one per CPU core.  The default
+    1 keeps everything in this process (sweeps already run one seed per core).
     ``clip_imagination``: imagined rewards and terminal values are clipped to the range of the
     real data (with a margin, :mod:`wm_agents.neural.bounds`); ``False`` leaves them raw
     (to measure what the clip buys: BENCHMARKS.md).
@@ -109,6 +113,7 @@ class AgentConfig:
     value_kappa: float = 1.0
     fuse_graph: bool = True
     batch_eval: bool = True
+    eval_workers: int = 1
     clip_imagination: bool = True
     halt_outside_data: bool = False
     halt_margin: float = 0.0
@@ -128,6 +133,15 @@ class AgentConfig:
             raise ValueError("eval_episodes must be >= 0")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.eval_workers < 0:
+            raise ValueError(
+                f"eval_workers must be >= 0 (0: one per CPU core), got {self.eval_workers}"
+            )
+        if self.eval_workers != 1 and not self.batch_eval:
+            raise ValueError(
+                "eval_workers splits the batched evaluation: it needs batch_eval=True "
+                "(the graph's evaluation runs one episode after another in this process)"
+            )
         if not (math.isfinite(self.halt_margin) and self.halt_margin >= 0):
             raise ValueError(f"halt_margin must be finite and >= 0, got {self.halt_margin}")
 
@@ -372,7 +386,7 @@ def run_gym(
             model, controller = build_agent(actuator, cfg, seed)
             learner = DynaLearner(model, cfg.refit_every, cfg.fit, budget=cfg.max_steps)
             strategy = MPCStrategy(controller, build_controller(model, cfg, seed + 7_777))
-            evaluator = _batched_evaluator(env_id) if cfg.batch_eval else None
+            evaluator = _batched_evaluator(env_id, cfg.eval_workers) if cfg.batch_eval else None
             run = run_env_loop(
                 actuator,
                 eval_actuator,
@@ -402,17 +416,20 @@ def run_gym(
         return result
 
 
-def _batched_evaluator(env_id: str) -> Evaluator:
+def _batched_evaluator(env_id: str, workers: int = 1) -> Evaluator:
     """Evaluations on a vector env of ``env_id`` (:func:`~wm_agents.batch_eval.evaluate_batched`)
-    for the MPC agent's evaluation controller."""
-    from wm_agents.batch_eval import evaluate_batched
+    for the MPC agent's evaluation controller, split across ``workers`` processes
+    (:func:`~wm_agents.parallel_eval.evaluate_parallel`; 1: in this process)."""
+    from wm_agents.parallel_eval import evaluate_parallel
 
     def evaluator(
         controller: Controller, episodes: int, seed: int
     ) -> tuple[list[float], list[StepRecord]]:
         if not isinstance(controller, MPCController):
             raise TypeError(f"batched evaluation plans with an MPCController, got {controller!r}")
-        return evaluate_batched(lambda: make_env(env_id), controller, episodes, seed=seed)
+        return evaluate_parallel(
+            lambda: make_env(env_id), controller, episodes, seed=seed, workers=workers
+        )
 
     return evaluator
 

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from wm_agents.bench.batch_eval import add_arguments, measure_agents
+from wm_agents.bench.batch_eval import add_arguments, measure, measure_agents
 
 
 def test_agents_mode_tiny() -> None:
@@ -26,3 +26,10 @@ def test_agent_counts_are_parsed_and_checked(capsys: pytest.CaptureFixture[str])
         with pytest.raises(SystemExit):
             p.parse_args(["--agents", bad])
         assert why in capsys.readouterr().err
+
+
+def test_workers_mode_tiny() -> None:
+    out = measure(episodes=3, reps=1, seed=0, model_path=None, warmup_steps=60, workers=2)
+    assert out["same_returns"]
+    assert set(out["median_seconds"]) == {"batched", "2 workers"}
+    assert len(out["returns"]) == 3 and out["workers"] == 2

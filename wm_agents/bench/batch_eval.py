@@ -1,6 +1,8 @@
 """``wm-agents bench batch-eval``: evaluation episodes one after another through the planning
 graph against side by side on a vector env, planned in one batched pass; with ``--agents``,
-several agents' evaluations one agent after another against all together.
+several agents' evaluations one agent after another against all together; with ``--workers N``,
+the batched evaluation in this process against it split across ``N`` forked worker processes
+(:func:`~wm_agents.parallel_eval.evaluate_parallel`: wall time on several cores).
 
 Both evaluate the CartPole MPC agent of ``run_gym`` (the default config; its evaluation
 controller, seed ``seed + 7777``) on the same model: a ``model.pt`` written by ``wm-agents
@@ -53,6 +55,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="S1,S2,...",
         help="several agents' evaluations, one after another vs. together, for each number of "
         "agents (e.g. 1,2,5); models fitted to --warmup-steps random steps",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="compare the batched evaluation in this process against it split across this "
+        "many forked worker processes (wm_agents.parallel_eval) instead of against the "
+        "sequential one (default 1: sequential vs batched)",
     )
     p.add_argument("--warmup-steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0, help="the agent's seed (evaluation seeds too)")
@@ -132,16 +142,25 @@ def _alternate(
 
 
 def measure(
-    *, episodes: int, reps: int, seed: int, model_path: Path | None, warmup_steps: int
+    *,
+    episodes: int,
+    reps: int,
+    seed: int,
+    model_path: Path | None,
+    warmup_steps: int,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Time ``reps`` sequential and ``reps`` batched evaluations of ``episodes`` episodes,
-    alternating; see the module doc."""
+    alternating; with ``workers > 1``, batched in this process against batched in ``workers``
+    forked processes (:func:`~wm_agents.parallel_eval.evaluate_parallel`).  See the module
+    doc."""
     import torch
 
     from wm_agents.batch_eval import evaluate_batched
     from wm_agents.envs.gym_actuator import GymActuator
     from wm_agents.envs.make import make_env
     from wm_agents.graph.env_graph import create_env_planning_graph
+    from wm_agents.parallel_eval import evaluate_parallel
     from wm_agents.run_loop import evaluate
     from wm_agents.runner import default_config
 
@@ -160,10 +179,21 @@ def measure(
         )
         return rets, len(recs)
 
-    summary, returns = _alternate({"sequential": sequential, "batched": batched}, reps)
+    def parallel() -> tuple[list[float], int]:
+        rets, recs = evaluate_parallel(
+            lambda: make_env(ENV_ID), controller, episodes, seed=_eval_seed(seed), workers=workers
+        )
+        return rets, len(recs)
+
+    ways = (
+        {"batched": batched, f"{workers} workers": parallel}
+        if workers > 1
+        else {"sequential": sequential, "batched": batched}
+    )
+    summary, returns = _alternate(ways, reps)
     actuator.close()
     model = str(model_path) if model_path else f"fitted to {warmup_steps} random steps"
-    return {"episodes": episodes, "model": model, **summary, "returns": returns}
+    return {"episodes": episodes, "workers": workers, "model": model, **summary, "returns": returns}
 
 
 def measure_agents(
@@ -213,6 +243,8 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ValueError("--episodes and --reps must be >= 1")
     if args.agents and args.model is not None:
         raise ValueError("--agents fits one model per agent: it takes no --model")
+    if args.workers < 1 or (args.agents and args.workers != 1):
+        raise ValueError("--workers must be >= 1, and --agents compares on one process only")
     out = check_output_file(args.out)
     common = dict(episodes=args.episodes, reps=args.reps, seed=args.seed)
     if args.agents:
@@ -222,7 +254,9 @@ def run_cli(args: argparse.Namespace) -> int:
             for r in result["by_agents"]
         ]
     else:
-        result = measure(model_path=args.model, warmup_steps=args.warmup_steps, **common)
+        result = measure(
+            model_path=args.model, warmup_steps=args.warmup_steps, workers=args.workers, **common
+        )
         lines = [_summary_line(f"{args.episodes} episodes", result, args.reps)]
     payload = {"benchmark": "batch-eval", **result, "machine": machine_info(), **code_state()}
     written = write_json(out, payload)

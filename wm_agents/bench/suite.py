@@ -16,7 +16,8 @@ discrete envs, SAC for the continuous ones: :data:`~wm_agents.bench.dqn_baseline
 Every evaluation is ``--eval-episodes`` deterministic episodes on a separate env, seeds
 ``1_000_000 + 1_000 * seed + i``, every ``eval_every`` real steps (our agents evaluate at
 exactly those step counts, mid-episode; SB3 from a callback) and once more at the end.  Beside
-the real steps, each evaluation records the process CPU seconds (``time.process_time``, one
+the real steps, each evaluation records the process CPU seconds (``time.process_time`` and any
+evaluation workers' CPU, :func:`~wm_agents.parallel_eval.process_cpu_seconds`; one
 torch thread) of learning so far, the evaluations' own CPU time left out: evaluations measure,
 they do not learn.  A run's numbers against the env's threshold: real steps and learning
 CPU-seconds at the first evaluation reaching it, and at the one from which every later
@@ -35,7 +36,6 @@ import argparse
 import importlib.util
 import json
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -127,6 +127,7 @@ def run_agent(
     threads (1).  ``progress``: the run's own progress bar over real steps.
     """
     from wm_agents.imagination import run_imagination_gym
+    from wm_agents.parallel_eval import process_cpu_seconds
     from wm_agents.runner import _jsonable, default_config, run_gym
 
     if method not in ("planner", "policy", "hybrid"):
@@ -139,14 +140,14 @@ def run_agent(
         **dict(overrides or {}),
     )
     # From here on (imports done): CPU so far at each evaluation, less every evaluation's own.
-    cpu0 = time.process_time()
+    cpu0 = process_cpu_seconds()  # with any evaluation workers' CPU (none by default)
     eval_cpu = 0.0
     learn_cpu: list[float] = []
 
     def on_eval(point: Any) -> None:  # runs right after each evaluation
         nonlocal eval_cpu
         eval_cpu += point.cpu_seconds
-        learn_cpu.append(time.process_time() - cpu0 - eval_cpu)
+        learn_cpu.append(process_cpu_seconds() - cpu0 - eval_cpu)
 
     if method == "planner":
         res: Any = run_gym(env_id, seed=seed, config=cfg, progress=progress, on_eval=on_eval)
@@ -163,7 +164,7 @@ def run_agent(
             progress=progress,
             on_eval=on_eval,
         )
-    cpu = time.process_time() - cpu0
+    cpu = process_cpu_seconds() - cpu0
     evals = [
         EvalPoint(e.real_steps, tuple(e.returns), c)
         for e, c in zip(res.evals, learn_cpu, strict=True)
