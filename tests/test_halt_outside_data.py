@@ -148,3 +148,42 @@ def test_a_margin_must_be_finite_and_not_negative(margin: float) -> None:
 
     with pytest.raises(ValueError, match="halt_margin"):
         AgentConfig(halt_margin=margin)
+
+
+def test_a_controller_may_search_and_imagine_with_its_own_margin() -> None:
+    from wm_agents.planning import CEMPlanner, MPCController
+    from wm_agents.planning.mpc import plan_together
+
+    model = drifting_model()
+    planner = CEMPlanner(model.action_spec, horizon=H, population=8, elites=2, iterations=1)
+    own = MPCController(model, planner, use_value=False)
+    wide = MPCController(model, planner, use_value=False, halt_margin=10.0)
+    candidates = [[[0.0]] * H, [[1.0]] * H]
+    full = sum(0.99**t for t in range(H))  # 1 a step, never halted
+    halted = own.imagine(OBS, candidates)
+    free = wide.imagine(OBS, candidates)
+    assert all(v < full - 1e-4 for o in halted for v in o.member_values)
+    assert all(v == pytest.approx(full) for o in free for v in o.member_values)
+    assert model.halt_margin == 0.0  # the model's own margin is back after each call
+    assert wide.propose(OBS).scores[0] == pytest.approx(full)
+    assert own.propose(OBS).scores[0] < full - 1e-4
+    assert model.halt_margin == 0.0
+    gen = [torch.Generator().manual_seed(0)] * 2
+    with pytest.raises(ValueError, match="different halt margins"):
+        plan_together([own, wide], [OBS, OBS], warm_starts=[None, None], generators=gen)
+    with pytest.raises(ValueError, match="halt_margin must be finite"):
+        MPCController(model, planner, halt_margin=-1.0)
+
+
+def test_the_training_controller_takes_the_train_margin() -> None:
+    from wm_agents.envs.gym_actuator import GymActuator
+    from wm_agents.envs.make import make_env
+    from wm_agents.runner import AgentConfig, build_agent, build_controller, default_config
+
+    cfg = default_config("CartPole-v1", train_halt_margin=0.25)
+    model, training = build_agent(GymActuator(make_env("CartPole-v1")), cfg, seed=0)
+    assert training.halt_margin == 0.25
+    assert model.halt_margin == 0.0  # what the evaluations plan with
+    assert build_controller(model, cfg, 7).halt_margin is None
+    with pytest.raises(ValueError, match="train_halt_margin"):
+        AgentConfig(train_halt_margin=float("nan"))

@@ -84,6 +84,10 @@ class AgentConfig:
     observations (pessimism about states never seen, MOReL style:
     :meth:`~wm_agents.neural.network.EnsembleNetwork.state_box`).  ``halt_margin`` widens that
     range on each side by this share of its width (0: exactly the range seen).
+    ``train_halt_margin``: the margin of the training episodes' plans instead (``None``: the
+    same as the evaluations'): optimism where data is gathered, pessimism where the agent is
+    measured; the training controller imagines a little past the data, goes there, and the
+    box grows with what it finds (:attr:`~wm_agents.planning.MPCController.halt_margin`).
     ``threads``: torch threads while the run lasts (the runner sets them and restores the
     caller's count after); 1 is fastest for these small matmuls on a shared machine.
     """
@@ -117,6 +121,7 @@ class AgentConfig:
     clip_imagination: bool = True
     halt_outside_data: bool = False
     halt_margin: float = 0.0
+    train_halt_margin: float | None = None
     threads: int = 1
     fit: FitConfig = field(default_factory=FitConfig)
 
@@ -142,8 +147,10 @@ class AgentConfig:
                 "eval_workers splits the batched evaluation: it needs batch_eval=True "
                 "(the graph's evaluation runs one episode after another in this process)"
             )
-        if not (math.isfinite(self.halt_margin) and self.halt_margin >= 0):
-            raise ValueError(f"halt_margin must be finite and >= 0, got {self.halt_margin}")
+        for name in ("halt_margin", "train_halt_margin"):
+            margin = getattr(self, name)
+            if margin is not None and not (math.isfinite(margin) and margin >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {margin}")
 
 
 _ENV_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -296,11 +303,19 @@ def build_agent(
     model.clip_imagination = config.clip_imagination
     model.halt_outside_data = config.halt_outside_data
     model.halt_margin = config.halt_margin
-    return model, build_controller(model, config, seed)
+    return model, build_controller(model, config, seed, halt_margin=config.train_halt_margin)
 
 
-def build_controller(model: EnsembleDynamicsModel, config: AgentConfig, seed: int) -> MPCController:
-    """Planner + gate around an existing model; the planner draws from its own ``seed``."""
+def build_controller(
+    model: EnsembleDynamicsModel,
+    config: AgentConfig,
+    seed: int,
+    *,
+    halt_margin: float | None = None,
+) -> MPCController:
+    """Planner + gate around an existing model; the planner draws from its own ``seed``;
+    ``halt_margin`` overrides the model's for this controller (the training one's:
+    :attr:`AgentConfig.train_halt_margin`)."""
     common = dict(
         horizon=config.horizon,
         population=config.population,
@@ -332,6 +347,7 @@ def build_controller(model: EnsembleDynamicsModel, config: AgentConfig, seed: in
         gamma=config.gamma,
         use_value=config.use_value,
         value_kappa=config.value_kappa,
+        halt_margin=halt_margin,
     )
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,6 +242,23 @@ class EnsembleNetwork(nn.Module):
     def value_bounds(self) -> tuple[float, float]:
         """Terminal values are clipped to this (the value targets' range, with the margin)."""
         return clip_range(self.value_seen) if self.clip_imagination else _UNBOUNDED
+
+    @contextmanager
+    def halt_margin_as(self, margin: float | None) -> Iterator[None]:
+        """:attr:`halt_margin` is ``margin`` inside the block and what it was after (``None``:
+        unchanged): one controller searching with a wider box than another on the same model
+        (:attr:`~wm_agents.planning.MPCController.halt_margin`)."""
+        if margin is None:
+            yield
+            return
+        if not (math.isfinite(margin) and margin >= 0):
+            raise ValueError(f"halt margin must be finite and >= 0, got {margin}")
+        kept = self.halt_margin
+        self.halt_margin = margin
+        try:
+            yield
+        finally:
+            self.halt_margin = kept
 
     def state_box(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Where imagination is trusted from ``obs`` (``[..., D]``, the rollouts' start):

@@ -19,6 +19,7 @@ and :meth:`~MPCController.decide`; :meth:`~MPCController.act` runs them through
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -179,6 +180,11 @@ class MPCController:
         use_value: add the model's learned terminal value ``gamma^H * V(s_H)`` (when fitted).
             Ensemble only.
         value_kappa: pessimism of that value: ``mean - kappa * std`` over members.
+        halt_margin: this controller's searches and imagination widen the model's halt box
+            (:meth:`~wm_agents.neural.network.EnsembleNetwork.state_box`) by this share of
+            each range instead of the model's own ``halt_margin``; ``None``: the model's.  A
+            training controller may imagine a little past the data (and so go and collect
+            it) while the evaluation's plans stay inside it.  Ensemble with the halt on only.
         warm_plan: the ``[H, A]`` plan of the last :meth:`act` (shifted into the next search);
             ``None`` at an episode start (:meth:`reset`).  The graph keeps its own in state.
     """
@@ -192,9 +198,14 @@ class MPCController:
     gamma: float = 0.99
     use_value: bool = True
     value_kappa: float = 1.0
+    halt_margin: float | None = None
     warm_plan: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.halt_margin is not None and not (
+            math.isfinite(self.halt_margin) and self.halt_margin >= 0
+        ):
+            raise ValueError(f"halt_margin must be finite and >= 0, got {self.halt_margin}")
         if self.gate is None:
             self.gate = AgreementGate()
         if isinstance(self.gate, AgreementGate) and self.gate.action_spec is None:
@@ -236,7 +247,14 @@ class MPCController:
         warm = None
         if warm_start is not None:
             warm = self.planner.shift(torch.as_tensor(warm_start, dtype=torch.float32))
-        return self.planner.propose(objective, warm_start=warm, population=population)
+        with self._halting():
+            return self.planner.propose(objective, warm_start=warm, population=population)
+
+    def _halting(self) -> contextlib.AbstractContextManager[None]:
+        """The model's halt margin as :attr:`halt_margin` says, while the model runs."""
+        if self.halt_margin is None or not isinstance(self.model, EnsembleDynamicsModel):
+            return contextlib.nullcontext()
+        return self.model.halt_margin_as(self.halt_margin)
 
     @torch.inference_mode()
     def imagine(
@@ -245,14 +263,15 @@ class MPCController:
         """Every member imagines every candidate (the :class:`WorldModel` call)."""
         h = self.horizon if horizon is None else horizon
         if isinstance(self.model, EnsembleDynamicsModel):
-            return self.model.imagine(
-                obs,
-                candidates,
-                horizon=h,
-                gamma=self.gamma,
-                use_value=self.use_value,
-                value_kappa=self.value_kappa,
-            )
+            with self._halting():
+                return self.model.imagine(
+                    obs,
+                    candidates,
+                    horizon=h,
+                    gamma=self.gamma,
+                    use_value=self.use_value,
+                    value_kappa=self.value_kappa,
+                )
         return list(self.model.imagine(obs, candidates, horizon=h))
 
     def decide(self, outcomes: Sequence[Outcome], *, replans: int = 0) -> Decision:
@@ -333,7 +352,8 @@ class MPCController:
     ) -> list[list[Outcome]]:
         """:meth:`imagine` for several states: the ensemble's in one batched pass
         (:func:`~wm_agents.neural.ensemble.imagine_many`), any other model's state by state."""
-        return _imagine_together([self] * len(states), states, candidates)
+        with self._halting():
+            return _imagine_together([self] * len(states), states, candidates)
 
     def remember(self, decision: Decision) -> None:
         """Keep ``decision.plan`` as the next warm start (what :meth:`act` does after deciding)."""
@@ -414,8 +434,8 @@ def plan_together(
     that generator.
 
     Raises:
-        ValueError: lists of different lengths, or controllers that cannot share the pass
-            (:func:`joint_pass`).
+        ValueError: lists of different lengths, controllers that cannot share the pass
+            (:func:`joint_pass`), or two on one model with different ``halt_margin``.
     """
     n = len(states)
     if not len(controllers) == len(warm_starts) == len(generators) == n:
@@ -425,6 +445,41 @@ def plan_together(
         )
     if not n:
         return []
+    with _halting_all(controllers):
+        return _plan_together(controllers, states, warm_starts, generators)
+
+
+def _halting_all(controllers: Sequence[MPCController]) -> contextlib.ExitStack:
+    """Every controller's :attr:`~MPCController.halt_margin` on its model while the block runs.
+
+    Raises:
+        ValueError: two controllers on one model with different margins.
+    """
+    margins: dict[int, tuple[Any, float]] = {}
+    for c in controllers:
+        if not isinstance(c.model, EnsembleDynamicsModel):
+            continue
+        margin = c.model.halt_margin if c.halt_margin is None else c.halt_margin
+        _, other = margins.setdefault(id(c.model), (c.model, margin))
+        if other != margin:
+            raise ValueError(
+                f"controllers on one model with different halt margins ({other} and {margin}) "
+                "cannot plan together: plan each with its own plan_many"
+            )
+    stack = contextlib.ExitStack()
+    for model, margin in margins.values():
+        stack.enter_context(model.halt_margin_as(margin))
+    return stack
+
+
+def _plan_together(
+    controllers: Sequence[MPCController],
+    states: Sequence[Any],
+    warm_starts: Sequence[Any],
+    generators: Sequence[torch.Generator],
+) -> list[PlannedStep[Proposal]]:
+    """:func:`plan_together` once its arguments are checked."""
+    n = len(states)
     objective = _objective_together(controllers, states)
 
     def propose(which: Sequence[int], replans: Sequence[int]) -> list[Proposal]:
