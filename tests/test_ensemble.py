@@ -399,10 +399,10 @@ def test_load_corrupt_file(tmp_path: Path) -> None:
 def test_load_foreign_torch_file(tmp_path: Path) -> None:
     path = tmp_path / "foreign.pt"
     torch.save({"a": 1}, path)
-    with pytest.raises(ModelFileError, match=r"is not an wm_agents\.EnsembleDynamicsModel file"):
+    with pytest.raises(ModelFileError, match=r"is not a wm_agents\.EnsembleDynamicsModel file"):
         EnsembleDynamicsModel.load(path)
     torch.save([1, 2, 3], path)
-    with pytest.raises(ModelFileError, match="is not an"):
+    with pytest.raises(ModelFileError, match="is not a wm_agents"):
         EnsembleDynamicsModel.load(path)
 
 

@@ -132,3 +132,55 @@ def test_sequences_stay_inside_episodes_and_padding_is_masked():
     assert b.frames.shape == (4, 5, 1, SIZE, SIZE)
     assert torch.equal(b.mask[0], torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0]))
     assert torch.equal(b.continues[0, :3], torch.tensor([1.0, 1.0, 0.0]))
+
+
+# ------------------------------------------------------------------------------ model files
+
+
+def test_a_saved_model_loads_as_the_same_model(trained, tmp_path):
+    model = trained[0]
+    path = model.save(tmp_path / "deep" / "model.pt")
+    again = LatentWorldModel.load(path, expect_channels=1, expect_size=SIZE, expect_action_dim=2)
+    for key, value in model.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+    # Same belief, same decoded frames; imagination with the same sampling stream agrees.
+    belief = model.observe(model.initial(1), torch.zeros(1, 2), torch.as_tensor(frame(4))[None])
+    assert np.array_equal(model.decode(belief), again.decode(belief))
+    model.generator.manual_seed(7)
+    again.generator.manual_seed(7)
+    cands = [[one_hot(1)] * 5, [one_hot(0)] * 5]
+    assert [o.member_values for o in model.imagine(belief, cands, horizon=5)] == [
+        o.member_values for o in again.imagine(belief, cands, horizon=5)
+    ]
+    # The optimizer's state comes back too: training goes on where it stopped.
+    state = again.optimizer.state_dict()["state"]
+    assert state and all(int(s["step"]) == 300 for s in state.values())
+
+
+def test_bad_model_files_are_refused_clearly(trained, tmp_path):
+    from wm_agents.neural.model_config import ModelFileError
+
+    model = trained[0]
+    path = model.save(tmp_path / "model.pt")
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        LatentWorldModel.load(tmp_path / "missing.pt")
+    with pytest.raises(ModelFileError, match="models size = 16, expected 64"):
+        LatentWorldModel.load(path, expect_size=64)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ModelFileError, match="not a readable model file"):
+        LatentWorldModel.load(broken)
+    blob = torch.load(path, weights_only=True)
+    cases = {
+        "foreign.pt": ({**blob, "format": "something else"}, "is not a wm_agents.LatentWorldModel"),
+        "future.pt": ({**blob, "version": 99}, "file version 99"),
+        "huge.pt": ({**blob, "config": {**blob["config"], "deter": 10**9}}, "deter = 1000000000"),
+        "odd.pt": ({**blob, "config": {**blob["config"], "depth": "8"}}, "depth = '8'"),
+        "extra.pt": ({**blob, "config": {**blob["config"], "rnn": 1}}, "unknown fields"),
+        "bad_size.pt": ({**blob, "config": {**blob["config"], "size": 12}}, "power of two"),
+        "resized.pt": ({**blob, "config": {**blob["config"], "deter": 16}}, "do not match"),
+    }
+    for name, (content, needle) in cases.items():
+        torch.save(content, tmp_path / name)
+        with pytest.raises(ModelFileError, match=needle):
+            LatentWorldModel.load(tmp_path / name)

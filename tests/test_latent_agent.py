@@ -110,8 +110,12 @@ def test_the_cli_runs_from_pixels_and_draws_what_the_model_dreams(tmp_path, caps
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["obs"] == "pixels" and summary["real_steps"] == 120
     assert len(summary["eval_mean"]) == 1 and summary["cpu_s"] > 0
-    for name in ("result.json", "learning_curve.png", "dream.png", "dream.gif"):
+    for name in ("result.json", "learning_curve.png", "dream.png", "dream.gif", "model.pt"):
         assert (out / name).stat().st_size > 0, name
+    from wm_agents.latent import LatentWorldModel
+
+    model = LatentWorldModel.load(out / "model.pt", expect_channels=1, expect_size=16)
+    assert model.config.action_dim == 2
     from PIL import Image
 
     with Image.open(out / "dream.gif") as gif:

@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = ["add_pixel_options", "run_pixels_from_args"]
 
-OUT_FILES = ("result.json", "learning_curve.png", "dream.png", "dream.gif")
+OUT_FILES = ("result.json", "learning_curve.png", "dream.png", "dream.gif", "model.pt")
 
 
 def add_pixel_options(p: argparse.ArgumentParser) -> None:
@@ -85,6 +85,7 @@ def run_pixels_from_args(args: argparse.Namespace) -> int:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "result.json").write_text(json.dumps(summary, indent=1))
+        learner.model.save(out / "model.pt")  # LatentWorldModel.load reads it back
         if run.evals:
             import gymnasium as gym
 

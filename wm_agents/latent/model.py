@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -174,6 +175,24 @@ class LatentWorldModel(nn.Module):
         feat = cfg.deter + cfg.stoch
         self.reward_head = _mlp(feat, cfg.hidden, 1)
         self.continue_head = _mlp(feat, cfg.hidden, 1)
+
+    # -- files ------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Config, weights and optimizer state in one file
+        (:func:`~wm_agents.latent.persistence.save_latent_model`); returns the path."""
+        from wm_agents.latent.persistence import save_latent_model
+
+        return save_latent_model(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, **expect: Any) -> LatentWorldModel:
+        """A model from a :meth:`save` file; ``expect_channels`` / ``expect_size`` /
+        ``expect_action_dim`` / ``seed`` as :func:`~wm_agents.latent.persistence.load_latent_model`
+        (whose :class:`~wm_agents.neural.model_config.ModelFileError` it raises)."""
+        from wm_agents.latent.persistence import load_latent_model
+
+        return load_latent_model(path, **expect)
 
     # -- beliefs ----------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from wm_agents.neural.model_config import EnsembleConfig, ModelFileError, config
 from wm_agents.neural.network import EnsembleNetwork
 from wm_agents.spaces import ActionSpec
 
-__all__ = ["FILE_FORMAT", "FILE_VERSION", "load_model", "save_model"]
+__all__ = ["FILE_FORMAT", "FILE_VERSION", "load_model", "read_model_file", "save_model"]
 
 FILE_FORMAT = "wm_agents.EnsembleDynamicsModel"
 FILE_VERSION = 4
@@ -51,6 +51,25 @@ def save_model(model: EnsembleNetwork, path: str | Path) -> Path:
     return path
 
 
+def read_model_file(path: Path, file_format: str) -> dict[str, Any]:
+    """The dict a model file holds, read with ``weights_only=True`` and checked to be of
+    ``file_format`` (the ensemble's, the latent model's).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ModelFileError: not a readable torch file, or not one of ``file_format``.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged zip / pickle
+        raise ModelFileError(f"{path} is not a readable model file (corrupt?): {err}") from err
+    if not isinstance(blob, dict) or blob.get("format") != file_format:
+        raise ModelFileError(f"{path} is not a {file_format} file")
+    return blob
+
+
 def load_model(
     cls: type[M],
     path: str | Path,
@@ -67,14 +86,7 @@ def load_model(
     passed to the constructor.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no model file at {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a damaged zip / pickle
-        raise ModelFileError(f"{path} is not a readable model file (corrupt?): {err}") from err
-    if not isinstance(blob, dict) or blob.get("format") != FILE_FORMAT:
-        raise ModelFileError(f"{path} is not an {FILE_FORMAT} file")
+    blob = read_model_file(path, FILE_FORMAT)
     version = blob.get("version")
     if version not in _READABLE_VERSIONS:
         raise ModelFileError(
