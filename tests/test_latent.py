@@ -184,3 +184,37 @@ def test_bad_model_files_are_refused_clearly(trained, tmp_path):
         torch.save(content, tmp_path / name)
         with pytest.raises(ModelFileError, match=needle):
             LatentWorldModel.load(tmp_path / name)
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def held_out_episodes(n: int, length: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        x = int(rng.integers(2, SIZE - 2))
+        frames, actions = [frame(x)], [np.zeros(2, np.float32)]
+        for _ in range(length):
+            a = int(rng.integers(2))
+            x = min(SIZE - 1, max(0, x + (1 if a else -1)))
+            frames.append(frame(x))
+            actions.append(one_hot(a))
+        out.append((np.stack(frames), np.stack(actions)))
+    return out
+
+
+def test_the_model_predicts_frames_ahead_better_than_holding_the_last_one(trained):
+    from wm_agents.latent.errors import prediction_errors
+
+    model = trained[0]
+    errors = prediction_errors(model, held_out_episodes(8, 12, seed=99), start=3, horizon=5)
+    assert errors["episodes"] == 8 and len(errors["k_step_mse"]) == 5
+    # A 16 x 16 frame with one lit column: holding it when the column moved costs 2/16.
+    assert errors["copy_last_mse"][0] == pytest.approx(2 / SIZE, abs=0.02)
+    assert errors["reconstruction_mse"] < 0.02
+    assert errors["k_step_mse"][0] < 0.5 * errors["copy_last_mse"][0]
+    too_short = prediction_errors(model, held_out_episodes(2, 4, seed=1), start=3, horizon=5)
+    assert too_short["episodes"] == 0 and too_short["k_step_mse"] is None
+    with pytest.raises(ValueError, match="horizon >= 1"):
+        prediction_errors(model, [], horizon=0)

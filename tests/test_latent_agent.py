@@ -110,6 +110,9 @@ def test_the_cli_runs_from_pixels_and_draws_what_the_model_dreams(tmp_path, caps
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["obs"] == "pixels" and summary["real_steps"] == 120
     assert len(summary["eval_mean"]) == 1 and summary["cpu_s"] > 0
+    prediction = summary["prediction"]
+    assert prediction["horizon"] == 10 and prediction["episodes"] >= 1
+    assert len(prediction["k_step_mse"]) == len(prediction["copy_last_mse"]) == 10
     for name in ("result.json", "learning_curve.png", "dream.png", "dream.gif", "model.pt"):
         assert (out / name).stat().st_size > 0, name
     from wm_agents.latent import LatentWorldModel

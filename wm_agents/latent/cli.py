@@ -34,6 +34,22 @@ def add_pixel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grayscale", action="store_true", help="one channel for --obs pixels")
 
 
+def _prediction(learner: Any, episodes: int = 5) -> dict[str, Any]:
+    """:func:`~wm_agents.latent.errors.prediction_errors` on the replay's last ``episodes``
+    long-enough episodes (seen in training: a check of the fit, not of generalisation)."""
+    import numpy as np
+
+    from wm_agents.latent.errors import prediction_errors
+
+    start, horizon = 3, 10
+    long_enough = [
+        ep for ep in learner.replay.episodes if len(ep["frames"]) >= start + horizon + 1
+    ][-episodes:]
+    data = [(np.stack(ep["frames"]), np.stack(ep["actions"])) for ep in long_enough]
+    result = prediction_errors(learner.model, data, start=start, horizon=horizon)
+    return {"on": f"the last {len(data)} training episodes", **result}
+
+
 def run_pixels_from_args(args: argparse.Namespace) -> int:
     """Run the latent agent as the options say; print a summary (JSON last with ``--json``)."""
     if args.agent != "mpc":
@@ -81,6 +97,9 @@ def run_pixels_from_args(args: argparse.Namespace) -> int:
         "wall_s": round(run.seconds, 1),
         "cpu_s": round(time.process_time() - t0, 1),
         "losses": learner.losses[-1] if learner.losses else None,
+        # Pixel errors (wm_agents.latent.errors) on the last training episodes: what the model
+        # reconstructs and predicts open-loop k steps ahead, beside holding the last frame.
+        "prediction": _prediction(learner),
     }
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
