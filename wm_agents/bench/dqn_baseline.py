@@ -124,10 +124,16 @@ def zoo_entry(env_id: str) -> ZooEntry:
 
 
 def evaluate_policy_greedy(
-    predict: Callable[[np.ndarray], Any], env_id: str, episodes: int, seed: int
+    predict: Callable[[np.ndarray], Any],
+    env_id: str,
+    episodes: int,
+    seed: int,
+    *,
+    env_fn: Callable[[], gym.Env] | None = None,
 ) -> tuple[float, ...]:
-    """Returns of ``episodes`` episodes of ``predict(obs) -> action``, env seeds ``seed + i``."""
-    env = gym.make(env_id)
+    """Returns of ``episodes`` episodes of ``predict(obs) -> action``, env seeds ``seed + i``,
+    on ``env_fn()`` (default ``gym.make(env_id)``)."""
+    env = env_fn() if env_fn is not None else gym.make(env_id)
     out = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
@@ -165,11 +171,15 @@ def run_sb3(
     hyperparams: dict[str, Any] | None = None,
     threads: int = 1,
     progress: bool = False,
+    env_fn: Callable[[], gym.Env] | None = None,
+    policy: str = "MlpPolicy",
 ) -> CurveRun:
     """Train SB3 ``algo`` on ``env_id`` for ``total_steps`` real steps, evaluating every
     ``eval_every`` steps and once more at the end.
 
     ``algo``, ``hyperparams`` and ``total_steps`` default to the zoo's entry (:data:`ZOO`).
+    ``env_fn`` makes the training and evaluation envs (default ``gym.make(env_id)``: e.g. the
+    env seen as pixels, with ``policy="CnnPolicy"``).
     ``extra`` of the result holds the hyperparameters and ``cpu_seconds`` (the whole run) /
     ``learn_cpu_seconds`` (without the evaluations), process CPU time on ``threads`` torch
     threads.  ``progress``: a progress bar over real steps.
@@ -206,21 +216,29 @@ def run_sb3(
                 t = time.process_time()
                 discrete = isinstance(self.model.action_space, gym.spaces.Discrete)
                 rets = evaluate_policy_greedy(
-                    lambda o: _greedy(self.model, o, discrete), env_id, eval_episodes, eval_seed
+                    lambda o: _greedy(self.model, o, discrete),
+                    env_id,
+                    eval_episodes,
+                    eval_seed,
+                    env_fn=env_fn,
                 )
                 now = time.process_time()
                 eval_cpu += now - t
                 evals.append(EvalPoint(n, rets, learn_cpu_s=now - cpu0 - eval_cpu))
                 bar.set_postfix_str(f"eval mean {evals[-1].mean:.1f} at {n} steps")
-            return True
+            # Stop at the budget: SB3 collects whole rollouts of train_freq steps and would
+            # run past it (to the next multiple of 256 for the zoo's CartPole DQN).
+            return n < steps
 
     t0 = time.perf_counter()
     with torch_threads(threads), bar:
-        model = Algo("MlpPolicy", gym.make(env_id), seed=seed, verbose=0, device="cpu", **params)
+        env = env_fn() if env_fn is not None else gym.make(env_id)
+        model = Algo(policy, env, seed=seed, verbose=0, device="cpu", **params)
         model.learn(total_timesteps=steps, callback=EvalEvery())
     cpu = time.process_time() - cpu0
     extra = {
         "algo": algo,
+        "policy": policy,
         "hyperparams": params,
         "cpu_seconds": cpu,
         "learn_cpu_seconds": cpu - eval_cpu,
