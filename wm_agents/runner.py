@@ -76,7 +76,8 @@ class AgentConfig:
     ``eval_workers``: processes the batched evaluation's episodes are split across
     (:func:`~wm_agents.parallel_eval.evaluate_parallel`: forked workers, each planning its share
     batched on one thread; the same decisions and returns); 0 is one per CPU core.  The default
-    1 keeps everything in this process (sweeps already run one seed per core).
+    1 keeps everything in this process (sweeps already run one seed per core; forking from
+    inside a Ray worker, a process with many threads of its own, is not tested).
     ``clip_imagination``: imagined rewards and terminal values are clipped to the range of the
     real data (with a margin, :mod:`wm_agents.neural.bounds`); ``False`` leaves them raw
     (to measure what the clip buys: BENCHMARKS.md).
