@@ -61,8 +61,8 @@ def resolve_workers(workers: int, episodes: int) -> int:
     if workers < 0:
         raise ValueError(f"workers must be >= 0 (0: one per CPU core), got {workers}")
     if workers == 0:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        workers = workers or os.cpu_count() or 1
+        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ()
+        workers = len(usable) or os.cpu_count() or 1
     return max(1, min(workers, episodes))
 
 

@@ -149,9 +149,8 @@ class AgentConfig:
                 "(the graph's evaluation runs one episode after another in this process)"
             )
         for name in ("halt_margin", "train_halt_margin"):
-            margin = getattr(self, name)
-            if margin is not None and not (math.isfinite(margin) and margin >= 0):
-                raise ValueError(f"{name} must be finite and >= 0, got {margin}")
+            if getattr(self, name) is not None:
+                EnsembleDynamicsModel.check_halt_margin(getattr(self, name), name)
 
 
 _ENV_DEFAULTS: dict[str, dict[str, Any]] = {

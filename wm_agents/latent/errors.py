@@ -95,5 +95,4 @@ def _episode_errors(
 
 def _mse(model: LatentWorldModel, belief: Any, target: torch.Tensor) -> float:
     """Mean squared error of the decoded belief against ``target`` (pixels in [0, 1])."""
-    decoded = (model.decoder(belief.features) + 0.5).clamp(0, 1)[0]
-    return float(((decoded - target) ** 2).mean())
+    return float(((model.reconstruct(belief)[0] - target) ** 2).mean())

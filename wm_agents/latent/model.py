@@ -217,11 +217,15 @@ class LatentWorldModel(nn.Module):
             mean, std = _gaussian(self.posterior(torch.cat([h, self.encoder(frames)], -1)))
             return LatentBelief(h, self._sample(mean, std))
 
+    def reconstruct(self, belief: LatentBelief) -> torch.Tensor:
+        """The frames the model sees in ``belief`` as pixel values in [0, 1], ``[N, C, S, S]``
+        (what :meth:`decode` rounds; the pixel errors compare these)."""
+        with torch.no_grad():
+            return (self.decoder(belief.features) + 0.5).clamp(0, 1)
+
     def decode(self, belief: LatentBelief) -> np.ndarray:
         """The frames the model sees in ``belief``, ``uint8 [N, C, S, S]``."""
-        with torch.no_grad():
-            x = (self.decoder(belief.features) + 0.5).clamp(0, 1) * 255
-        return x.round().to(torch.uint8).numpy()
+        return (self.reconstruct(belief) * 255).round().to(torch.uint8).numpy()
 
     # -- imagination ------------------------------------------------------------------------
 

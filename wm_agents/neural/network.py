@@ -243,6 +243,14 @@ class EnsembleNetwork(nn.Module):
         """Terminal values are clipped to this (the value targets' range, with the margin)."""
         return clip_range(self.value_seen) if self.clip_imagination else _UNBOUNDED
 
+    @staticmethod
+    def check_halt_margin(margin: float, name: str = "halt_margin") -> float:
+        """``margin`` if it can widen a halt box (finite, >= 0); ``ValueError`` naming ``name``
+        otherwise."""
+        if not (math.isfinite(margin) and margin >= 0):
+            raise ValueError(f"{name} must be finite and >= 0, got {margin}")
+        return margin
+
     @contextmanager
     def halt_margin_as(self, margin: float | None) -> Iterator[None]:
         """:attr:`halt_margin` is ``margin`` inside the block and what it was after (``None``:
@@ -251,8 +259,7 @@ class EnsembleNetwork(nn.Module):
         if margin is None:
             yield
             return
-        if not (math.isfinite(margin) and margin >= 0):
-            raise ValueError(f"halt margin must be finite and >= 0, got {margin}")
+        self.check_halt_margin(margin)
         kept = self.halt_margin
         self.halt_margin = margin
         try:

@@ -202,10 +202,8 @@ class MPCController:
     warm_plan: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.halt_margin is not None and not (
-            math.isfinite(self.halt_margin) and self.halt_margin >= 0
-        ):
-            raise ValueError(f"halt_margin must be finite and >= 0, got {self.halt_margin}")
+        if self.halt_margin is not None:
+            EnsembleDynamicsModel.check_halt_margin(self.halt_margin)
         if self.gate is None:
             self.gate = AgreementGate()
         if isinstance(self.gate, AgreementGate) and self.gate.action_spec is None:
@@ -250,11 +248,9 @@ class MPCController:
         with self._halting():
             return self.planner.propose(objective, warm_start=warm, population=population)
 
-    def _halting(self) -> contextlib.AbstractContextManager[None]:
+    def _halting(self) -> contextlib.ExitStack:
         """The model's halt margin as :attr:`halt_margin` says, while the model runs."""
-        if self.halt_margin is None or not isinstance(self.model, EnsembleDynamicsModel):
-            return contextlib.nullcontext()
-        return self.model.halt_margin_as(self.halt_margin)
+        return _halting_all([self])
 
     @torch.inference_mode()
     def imagine(
@@ -450,7 +446,8 @@ def plan_together(
 
 
 def _halting_all(controllers: Sequence[MPCController]) -> contextlib.ExitStack:
-    """Every controller's :attr:`~MPCController.halt_margin` on its model while the block runs.
+    """Every controller's :attr:`~MPCController.halt_margin` on its model while the block runs
+    (a model whose controllers all keep its own margin is left alone).
 
     Raises:
         ValueError: two controllers on one model with different margins.
@@ -468,7 +465,8 @@ def _halting_all(controllers: Sequence[MPCController]) -> contextlib.ExitStack:
             )
     stack = contextlib.ExitStack()
     for model, margin in margins.values():
-        stack.enter_context(model.halt_margin_as(margin))
+        if margin != model.halt_margin:
+            stack.enter_context(model.halt_margin_as(margin))
     return stack
 
 
