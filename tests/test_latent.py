@@ -9,56 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from column_world import SIZE, frame, one_hot, train_column_model
 
 from wm_agents.latent import EpisodeReplay, LatentConfig, LatentWorldModel
-
-SIZE = 16
-
-
-def frame(x: int) -> np.ndarray:
-    f = np.zeros((1, SIZE, SIZE), np.uint8)
-    f[0, :, x] = 255
-    return f
-
-
-def one_hot(a: int) -> np.ndarray:
-    return np.eye(2, dtype=np.float32)[a]
-
-
-def fill(replay: EpisodeReplay, rng: np.random.Generator, episodes: int, length: int) -> None:
-    for _ in range(episodes):
-        x = int(rng.integers(0, SIZE))
-        replay.start(frame(x))
-        for _ in range(length):
-            a = int(rng.integers(2))
-            x = min(SIZE - 1, max(0, x + (1 if a else -1)))
-            replay.add(one_hot(a), frame(x), x / (SIZE - 1), False)
 
 
 @pytest.fixture(scope="module")
 def trained():
-    torch.set_num_threads(1)
-    cfg = LatentConfig(
-        channels=1,
-        size=SIZE,
-        action_dim=2,
-        deter=32,
-        stoch=8,
-        hidden=64,
-        ensemble=3,
-        depth=8,
-        lr=3e-3,
-    )
-    model = LatentWorldModel(cfg, seed=0)
-    replay = EpisodeReplay(action_dim=2)
-    rng = np.random.default_rng(0)
-    fill(replay, rng, episodes=40, length=20)
-    first = None
-    for _ in range(300):
-        b = replay.sample(16, 10, rng)
-        parts = model.train_step(b.frames, b.actions, b.rewards, b.continues, b.mask)
-        first = first or parts
-    return model, replay, first, parts
+    return train_column_model()
 
 
 def test_training_lowers_reconstruction_and_reward_error(trained):

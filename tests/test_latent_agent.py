@@ -5,61 +5,18 @@ start anywhere.  Always going right earns about 15-19 per episode, random action
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from column_world import SIZE, TINY_MODEL, ColumnWorld, make_env, tiny_latent_agent
 
-from wm_agents.envs.pixels import PixelObservation
-from wm_agents.latent.agent import LatentAgentConfig, run_latent_gym
-
-SIZE = 16
-
-
-class ColumnWorld(gym.Env):
-    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 30}
-    observation_space = gym.spaces.Box(0, SIZE - 1, (1,), np.float32)
-    action_space = gym.spaces.Discrete(2)
-
-    def __init__(self, render_mode: str = "rgb_array") -> None:
-        self.render_mode = render_mode
-        self.spec = gym.envs.registration.EnvSpec("ColumnWorld-v0", max_episode_steps=20)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.x, self.t = int(self.np_random.integers(0, SIZE)), 0
-        return np.array([self.x], np.float32), {}
-
-    def step(self, action):
-        self.x = min(SIZE - 1, max(0, self.x + (1 if int(action) == 1 else -1)))
-        self.t += 1
-        return np.array([self.x], np.float32), self.x / (SIZE - 1), False, self.t >= 20, {}
-
-    def render(self):
-        frame = np.zeros((SIZE, SIZE, 3), np.uint8)
-        frame[:, self.x] = 255
-        return frame
-
-
-def make_env():
-    return PixelObservation(ColumnWorld(), size=SIZE, frames=1, grayscale=True)
+from wm_agents.latent.agent import run_latent_gym
 
 
 def test_the_latent_agent_learns_to_go_where_it_pays_from_pixels():
     torch.set_num_threads(1)
-    agent = LatentAgentConfig(
-        horizon=5,
-        population=32,
-        elites=6,
-        iterations=2,
-        train_every=20,
-        train_steps=10,
-        warmup_train_steps=250,
-        batch=16,
-        seq_len=10,
-    )
+    agent = tiny_latent_agent(horizon=5, population=32, elites=6, iterations=2)
     run, learner = run_latent_gym(
         make_env,
         seed=0,
@@ -67,7 +24,7 @@ def test_the_latent_agent_learns_to_go_where_it_pays_from_pixels():
         warmup_steps=200,
         eval_every=200,
         eval_episodes=3,
-        model_config=dict(deter=32, stoch=8, hidden=64, ensemble=3, depth=8, lr=3e-3),
+        model_config=TINY_MODEL,
         agent_config=agent,
         progress=False,
     )

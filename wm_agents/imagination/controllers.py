@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,7 +42,38 @@ from wm_agents.neural.ensemble import EnsembleDynamicsModel
 from wm_agents.planning.mpc import MPCController
 from wm_agents.planning.optimizers import Proposal
 
-__all__ = ["HybridController", "HybridStep", "PolicyController"]
+__all__ = ["HybridController", "HybridStep", "PolicyController", "one_step_outcomes"]
+
+
+def one_step_outcomes(
+    candidates: Sequence[Any],
+    member: torch.Tensor,
+    disagreement: torch.Tensor,
+    risk: torch.Tensor,
+    prediction: Callable[[int], dict[str, Any]],
+) -> list[Outcome]:
+    """One :class:`Outcome` per candidate from a policy's one-step look: ``member`` ``[E, C]``
+    per-member values, ``disagreement`` and ``risk`` ``[C]``, ``prediction(i)`` the
+    candidate's prediction dict; a non-finite value or disagreement is an unknown outcome."""
+    out = []
+    for i, cand in enumerate(candidates):
+        vals = member[:, i].double()
+        u, val = float(disagreement[i]), float(vals.mean())
+        cand_list = np.asarray(cand, dtype=float).tolist()
+        if not (math.isfinite(u) and math.isfinite(val)):
+            out.append(Outcome.unknown(cand_list, "non-finite prediction for the action"))
+            continue
+        out.append(
+            Outcome(
+                candidate=cand_list,
+                prediction=prediction(i),
+                value=val,
+                uncertainty=u,
+                risk=float(risk[i].clamp(0, 1)),
+                member_values=vals.tolist(),
+            )
+        )
+    return out
 
 
 @dataclass
@@ -120,29 +151,17 @@ class PolicyController:
         v = self.policy.value(nxt.reshape(e * c, -1)).view(e, c)
         member = rew + self.gamma * (1.0 - term) * v  # [E, C]
         dis = ensemble_disagreement(nxt, default_scale(m))
-        out = []
-        for i, cand in enumerate(candidates):
-            vals = member[:, i].double()
-            u, val = float(dis[i]), float(vals.mean())
-            cand_list = np.asarray(cand, dtype=float).tolist()
-            if not (math.isfinite(u) and math.isfinite(val)):
-                out.append(Outcome.unknown(cand_list, "non-finite prediction for the action"))
-                continue
-            out.append(
-                Outcome(
-                    candidate=cand_list,
-                    prediction={
-                        "next_obs": nxt[:, i].mean(0).tolist(),
-                        "termination_prob": float(term[:, i].mean()),
-                        "value_std": float(vals.std(correction=0)),
-                    },
-                    value=val,
-                    uncertainty=u,
-                    risk=float(term[:, i].mean().clamp(0, 1)),
-                    member_values=vals.tolist(),
-                )
-            )
-        return out
+        return one_step_outcomes(
+            candidates,
+            member,
+            dis,
+            term.mean(0),
+            lambda i: {
+                "next_obs": nxt[:, i].mean(0).tolist(),
+                "termination_prob": float(term[:, i].mean()),
+                "value_std": float(member[:, i].double().std(correction=0)),
+            },
+        )
 
     def decide(self, outcomes: Sequence[Outcome], *, replans: int = 0) -> Decision:
         """Act on the policy's action (the first candidate), whatever the members think."""

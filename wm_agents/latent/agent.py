@@ -156,6 +156,21 @@ class LatentController:
 
         return objective
 
+    def record(self, action: Any) -> None:
+        """The action taken in the env now (by this controller or another sharing the belief):
+        the next frame is filtered with it."""
+        self._last_action = np.asarray(action, dtype=np.float32).reshape(-1)
+        self._moved = True
+
+    @property
+    def warm_plan(self) -> torch.Tensor | None:
+        """The last planned sequence (the next search's warm start)."""
+        return self.mpc.warm_plan
+
+    def remember(self, decision: Decision) -> None:
+        """Keep ``decision.plan`` as the next warm start."""
+        self.mpc.remember(decision)
+
     # -- the Controller protocol ------------------------------------------------------------
 
     @property
@@ -175,15 +190,13 @@ class LatentController:
             update={"source": "latent"}
         )
         if decision.verdict != "replan":
-            self._last_action = np.asarray(decision.action, dtype=np.float32).reshape(-1)
-            self._moved = True
+            self.record(decision.action)
         return decision
 
     def act(self, state: Any) -> Decision:
         self.track(state)
         decision = self.mpc.act(state).model_copy(update={"source": "latent"})
-        self._last_action = np.asarray(decision.action, dtype=np.float32).reshape(-1)
-        self._moved = True
+        self.record(decision.action)
         return decision
 
     def reset(self) -> None:
@@ -280,16 +293,30 @@ def run_latent_gym(
     eval_episodes: int = 5,
     model_config: Mapping[str, Any] | None = None,
     agent_config: LatentAgentConfig | None = None,
+    agent: str = "mpc",
+    dream_config: Any = None,
+    trust_return: float | None = None,
+    policy_after: int | None = None,
     progress: bool = True,
 ) -> tuple[Any, LatentLearner]:
     """Learn an env from pixels: ``make_env()`` returns a pixel env (a
     :class:`~wm_agents.envs.pixels.PixelObservation`); two are made, one for evaluation.
-    Returns the run loop's :class:`~wm_agents.run_loop.LoopRun` and the learner (its model,
-    replay and losses)."""
+
+    ``agent``: ``"mpc"`` (latent CEM), ``"policy"`` (a policy learned in the model's dreams,
+    :mod:`wm_agents.latent.dream_agent`) or ``"hybrid"`` (latent MPC until that policy is
+    trusted: its imagined return reaches ``trust_return``, then a real episode confirms it;
+    ``None``: trusted on its imagined return alone).  ``dream_config`` is a
+    :class:`~wm_agents.latent.dream.DreamConfig`; ``policy_after`` the real steps before the
+    first dream round (default: the warm-up).  Returns the run loop's
+    :class:`~wm_agents.run_loop.LoopRun` and the learner (its model, replay and losses; for the
+    dreaming agents also ``trainer``, and the strategy as ``learner.strategy``).
+    """
     from wm_agents.envs import GymActuator
     from wm_agents.run_loop import run_env_loop
     from wm_agents.runner import MPCStrategy
 
+    if agent not in ("mpc", "policy", "hybrid"):
+        raise ValueError(f"agent must be 'mpc', 'policy' or 'hybrid', got {agent!r}")
     env, eval_env = make_env(), make_env()
     actuator, eval_actuator = GymActuator(env), GymActuator(eval_env)
     shape = env.observation_space.shape
@@ -299,17 +326,45 @@ def run_latent_gym(
     )
     model = LatentWorldModel(cfg, seed=seed)
     controller = LatentController(model, spec, agent_config, seed=seed)
-    learner = LatentLearner(model, controller, max_steps, agent_config, seed=seed)
+    strategy: Any
+    if agent == "mpc":
+        learner = LatentLearner(model, controller, max_steps, agent_config, seed=seed)
+        strategy = MPCStrategy(controller, controller)
+    else:
+        from wm_agents.imagination.strategies import HybridTrust
+        from wm_agents.latent.dream import DreamTrainer
+        from wm_agents.latent.dream_agent import (
+            LatentDreamLearner,
+            LatentDreamStrategy,
+            LatentHybridController,
+            LatentPolicyController,
+        )
+
+        trainer = DreamTrainer(model, spec, dream_config, seed=seed)
+        after = warmup_steps if policy_after is None else int(policy_after)
+        learner = LatentDreamLearner(
+            model, controller, max_steps, trainer, agent_config, policy_after=after, seed=seed
+        )
+        policy = LatentPolicyController(controller, trainer, seed=seed)
+        hybrid, trust = None, None
+        if agent == "hybrid":
+            hybrid = LatentHybridController(policy=policy, mpc=controller)  # type: ignore[arg-type]
+            trust = HybridTrust(trust_return, confirm_bar=trust_return)
+        strategy = LatentDreamStrategy(
+            controller, policy, learner, hybrid=hybrid, trust=trust, policy_after=after
+        )
+        learner.strategy = strategy
     run = run_env_loop(
         actuator,
         eval_actuator,
-        MPCStrategy(controller, controller),
+        strategy,
         learner,
         seed=seed,
         max_steps=max_steps,
         warmup_steps=warmup_steps,
         eval_every=eval_every,
         eval_episodes=eval_episodes,
+        max_replans=2 if agent == "hybrid" else 1,  # a hybrid's policy round comes first
         progress=progress,
         desc="real steps (pixels)",
     )

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from typing import Any
 
 __all__ = ["add_pixel_options", "run_pixels_from_args"]
+
+AGENT_TITLES = {
+    "mpc": "latent planning",
+    "policy": "policy from dreams",
+    "hybrid": "latent hybrid",
+}
 
 OUT_FILES = ("result.json", "learning_curve.png", "dream.png", "dream.gif", "model.pt")
 
@@ -27,7 +34,7 @@ def add_pixel_options(p: argparse.ArgumentParser) -> None:
         choices=["state", "pixels"],
         default="state",
         help="what the agent sees: the state vector (default) or rendered frames only "
-        "(the latent world model; --agent mpc)",
+        "(the latent world model; --agent mpc, policy or hybrid)",
     )
     p.add_argument("--pixel-size", type=int, default=64, help="frame side for --obs pixels")
     p.add_argument("--frames", type=int, default=3, help="stacked frames for --obs pixels")
@@ -50,10 +57,48 @@ def _prediction(learner: Any, episodes: int = 5) -> dict[str, Any]:
     return {"on": f"the last {len(data)} training episodes", **result}
 
 
+def _dream_summary(learner: Any) -> dict[str, Any]:
+    """The dreaming agents' own numbers: the last dream round, who acted, the trust log."""
+    trainer = getattr(learner, "trainer", None)
+    if trainer is None:
+        return {}
+    out: dict[str, Any] = {
+        "dream_rounds": len(trainer.rounds),
+        # JSON has no inf / NaN: a round with no policy loss or score yet says null
+        "dream_last": {
+            k: (v if math.isfinite(v) else None) for k, v in (trainer.rounds or [{}])[-1].items()
+        }
+        or None,
+    }
+    strategy = getattr(learner, "strategy", None)
+    if strategy is not None and strategy.hybrid is not None:
+        out["hybrid_sources"] = dict(strategy.hybrid.sources)
+        out["trust_log"] = [list(t) for t in strategy.trust.log]
+    return out
+
+
 def run_pixels_from_args(args: argparse.Namespace) -> int:
     """Run the latent agent as the options say; print a summary (JSON last with ``--json``)."""
-    if args.agent != "mpc":
-        raise ValueError("--obs pixels runs the latent MPC agent only (--agent mpc) so far")
+    if args.agent not in ("mpc", "policy", "hybrid"):
+        raise ValueError(
+            f"--obs pixels runs --agent mpc, policy or hybrid (the latent agents), not {args.agent}"
+        )
+    unsupported = [
+        flag
+        for flag, value in (
+            ("--hybrid-threshold", args.hybrid_threshold),
+            ("--real-ratio", args.real_ratio),
+            ("--disagreement-threshold", args.disagreement_threshold),
+            ("--branch-quantile", args.branch_quantile),
+        )
+        if value is not None
+    ]
+    if unsupported:
+        raise ValueError(
+            f"{', '.join(unsupported)} apply to the vector agents; with --obs pixels the dream's "
+            "and the hybrid's threshold is --hybrid-quantile of the members' disagreement on "
+            "real data"
+        )
     out = None
     if args.out:
         from wm_agents.outputs import check_output_dir
@@ -74,6 +119,21 @@ def run_pixels_from_args(args: argparse.Namespace) -> int:
 
     agent = LatentAgentConfig(horizon=args.horizon or 12, population=args.population or 100)
     max_steps = args.max_steps or 3_000
+    dream = None
+    trust_return = args.trust_return
+    if args.agent != "mpc":
+        import gymnasium as gym
+
+        from wm_agents.latent.dream import DreamConfig
+
+        spec = gym.spec(args.env)
+        dream = DreamConfig(
+            length=args.rollout_length or DreamConfig.length,
+            quantile=args.hybrid_quantile or DreamConfig.quantile,
+            score_horizon=spec.max_episode_steps or DreamConfig.score_horizon,
+        )
+        if trust_return is None:
+            trust_return = spec.reward_threshold
     t0 = time.process_time()
     run, learner = run_latent_gym(
         make_env,
@@ -83,6 +143,10 @@ def run_pixels_from_args(args: argparse.Namespace) -> int:
         eval_every=args.eval_every if args.eval_every is not None else 1_000,
         eval_episodes=args.eval_episodes or 5,
         agent_config=agent,
+        agent=args.agent,
+        dream_config=dream,
+        trust_return=trust_return,
+        policy_after=args.policy_after,
         progress=not args.quiet,
     )
     summary = {
@@ -96,7 +160,9 @@ def run_pixels_from_args(args: argparse.Namespace) -> int:
         "solved_at_step": run.solved_at,
         "wall_s": round(run.seconds, 1),
         "cpu_s": round(time.process_time() - t0, 1),
+        "agent": args.agent,
         "losses": learner.losses[-1] if learner.losses else None,
+        **_dream_summary(learner),
         # Pixel errors (wm_agents.latent.errors) on the last training episodes: what the model
         # reconstructs and predicts open-loop k steps ahead, beside holding the last frame.
         "prediction": _prediction(learner),
@@ -115,7 +181,7 @@ def run_pixels_from_args(args: argparse.Namespace) -> int:
                 train_episodes=run.train_episodes,
                 evals=run.evals,
                 threshold=gym.spec(args.env).reward_threshold,
-                title=f"{args.env} from pixels, seed {args.seed}: latent planning",
+                title=f"{args.env} from pixels, seed {args.seed}: {AGENT_TITLES[args.agent]}",
             )
         episodes = [ep for ep in learner.replay.episodes if len(ep["frames"]) >= 8]
         if episodes:
