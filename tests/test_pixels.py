@@ -104,3 +104,27 @@ def test_bad_envs_are_refused_with_a_clear_error(monkeypatch):
     monkeypatch.setattr(gym, "make", no_pygame)
     with pytest.raises(ImportError, match=r"wm-agents\[pixels\]"):
         make_pixel_env("CartPole-v1")
+
+
+def test_a_pixel_run_still_stops_on_sigterm():
+    """pygame's SDL would turn SIGTERM (and Ctrl-C) into a quit event nobody reads."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, time\n"
+        "from wm_agents.envs.pixels import make_pixel_env\n"
+        "env = make_pixel_env('CartPole-v1', size=16, frames=1)\n"
+        "env.reset(seed=0)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(5)\n"
+        "print('survived')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SDL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == -signal.SIGTERM, (done.returncode, done.stdout, done.stderr)
+    assert "survived" not in done.stdout

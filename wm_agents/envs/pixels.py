@@ -68,6 +68,7 @@ class PixelObservation(gym.Wrapper):
             )
         if frames < 1:
             raise ValueError(f"frames must be >= 1, got {frames}")
+        quiet_sdl()  # before the first render starts pygame
         self.size, self.frames, self.grayscale = int(size), int(frames), bool(grayscale)
         channels = 1 if grayscale else 3
         self.observation_space = gym.spaces.Box(
@@ -108,6 +109,15 @@ class PixelObservation(gym.Wrapper):
         return self._observation(), reward, terminated, truncated, self._clean(info)
 
 
+def quiet_sdl() -> None:
+    """Before pygame starts: no window or sound device, and no SDL signal handlers (SDL turns
+    SIGINT and SIGTERM into a quit event nobody reads, so a pixel run would ignore Ctrl-C and
+    ``kill``).  Settings already in the environment are kept."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
+
+
 def make_pixel_env(
     env_id: str, *, size: int = 64, frames: int = 3, grayscale: bool = False, **kwargs: Any
 ) -> PixelObservation:
@@ -117,8 +127,7 @@ def make_pixel_env(
         ImportError: rendering needs a package that is not installed (the message says which;
             for classic control: ``pip install "wm-agents[pixels]"``).
     """
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    quiet_sdl()
     env = gym.make(env_id, render_mode="rgb_array", **kwargs)
     try:
         env.reset(seed=0)
