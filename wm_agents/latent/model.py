@@ -51,6 +51,11 @@ class LatentConfig:
         ensemble: prior heads (members) for the uncertainty.
         depth: channels of the first conv layer (doubling per layer).
         free_nats: KL below this is not penalised (lets the latent carry information early).
+        kl_balance: share of the KL's weight that trains the priors toward the posterior (the
+            rest holds the posterior toward the priors); DreamerV2's KL balancing.  0.5 is the
+            plain KL at half the weight.  Above 0.5, encoding what a frame shows costs the
+            posterior little, so a small object (a 2 x 2 dot, a thin pole) is not dropped for
+            the KL it would cost (at 0.5 a tiny model reconstructs a moving dot as an empty frame).
         kl_scale, reward_scale, continue_scale: loss weights.
         lr: Adam learning rate; grad_clip: gradient norm clip.
     """
@@ -64,6 +69,7 @@ class LatentConfig:
     ensemble: int = 5
     depth: int = 16
     free_nats: float = 1.0
+    kl_balance: float = 0.8
     kl_scale: float = 1.0
     reward_scale: float = 1.0
     continue_scale: float = 1.0
@@ -76,6 +82,8 @@ class LatentConfig:
         for name in ("channels", "action_dim", "deter", "stoch", "hidden", "ensemble", "depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.kl_balance <= 1.0:
+            raise ValueError(f"kl_balance must be in [0, 1], got {self.kl_balance}")
 
     @property
     def layers(self) -> int:
@@ -345,14 +353,18 @@ class LatentWorldModel(nn.Module):
         embed = self.encoder(frames.reshape(b * t, *frames.shape[2:])).reshape(b, t, -1)
         h = torch.zeros(b, self.config.deter)
         z = torch.zeros(b, self.config.stoch)
-        feats, kls = [], []
+        feats, dyn_kls, rep_kls = [], [], []
         for i in range(t):
             h = self.gru(self.pre_gru(torch.cat([z, actions[:, i].float()], -1)), h)
             mq, sq = _gaussian(self.posterior(torch.cat([h, embed[:, i]], -1)))
             z = self._sample(mq, sq)  # reparameterised: gradients reach mq and sq
             priors = [_gaussian(head(h)) for head in self.priors]
-            kl = torch.stack([_kl(mq, sq, mp, sp) for mp, sp in priors]).mean(0)  # [B]
-            kls.append(kl)
+            # KL balancing: the same KL twice, each with the other side's gradient stopped
+            mq_, sq_ = mq.detach(), sq.detach()
+            dyn_kls.append(torch.stack([_kl(mq_, sq_, mp, sp) for mp, sp in priors]).mean(0))
+            rep_kls.append(
+                torch.stack([_kl(mq, sq, mp.detach(), sp.detach()) for mp, sp in priors]).mean(0)
+            )
             feats.append(torch.cat([h, z], -1))
         feat = torch.stack(feats, 1).reshape(b * t, -1)
         w = torch.ones(b * t) if mask is None else mask.reshape(-1).float()
@@ -369,9 +381,13 @@ class LatentWorldModel(nn.Module):
             )
             * w
         ).sum() / n
-        kl = (torch.stack(kls, 1).reshape(-1) * w).sum() / n
-        kl_loss = torch.clamp(kl, min=self.config.free_nats)
         cfg = self.config
+        dyn = (torch.stack(dyn_kls, 1).reshape(-1) * w).sum() / n
+        rep = (torch.stack(rep_kls, 1).reshape(-1) * w).sum() / n
+        kl = dyn.detach()  # the same value as rep
+        kl_loss = cfg.kl_balance * torch.clamp(dyn, min=cfg.free_nats) + (
+            1.0 - cfg.kl_balance
+        ) * torch.clamp(rep, min=cfg.free_nats)
         total = (
             recon + cfg.kl_scale * kl_loss + cfg.reward_scale * reward + cfg.continue_scale * cont
         )
