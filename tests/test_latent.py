@@ -6,6 +6,8 @@ are all the model sees."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +92,42 @@ def test_sequences_stay_inside_episodes_and_padding_is_masked():
     assert b.frames.shape == (4, 5, 1, SIZE, SIZE)
     assert torch.equal(b.mask[0], torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0]))
     assert torch.equal(b.continues[0, :3], torch.tensor([1.0, 1.0, 0.0]))
+
+
+def test_an_episodes_last_step_is_sampled_as_often_as_its_middle():
+    """The fall that ends an episode is what the continue head must learn: it may not be
+    sampled ``seq_len`` times less often than any other step."""
+    replay = EpisodeReplay(action_dim=2)
+    replay.start(frame(0))
+    for x in range(1, 30):
+        replay.add(one_hot(1), frame(x % SIZE), 0.0, x == 29)
+    b = replay.sample(2_000, 10, np.random.default_rng(0))
+    ends = float((b.continues == 0).sum())
+    # the episode's middle step: the only frame with the column at x = 15
+    middle = float((b.frames[:, :, 0, 0, 15] == 255).sum())
+    assert b.mask.min() == 1.0  # a 30-step episode fills 10-step sequences: no padding
+    assert ends > 0.6 * middle, (ends, middle)
+
+
+def test_an_episode_end_weighs_as_much_as_the_continuing_steps_per_end():
+    cfg = LatentConfig(channels=1, size=SIZE, action_dim=2, deter=8, stoch=4, hidden=8, depth=4)
+    losses = {}
+    for cap in (1.0, 20.0):
+        model = LatentWorldModel(dataclasses.replace(cfg, end_weight_cap=cap), seed=0)
+        last = model.continue_head[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()  # every step: p_end = 0.5, BCE = log 2
+        continues = torch.ones(4, 25)
+        continues[0, -1] = 0.0  # one end among 100 steps
+        frames = torch.zeros(4, 25, 1, SIZE, SIZE, dtype=torch.uint8)
+        _, parts = model.loss(frames, torch.zeros(4, 25, 2), torch.zeros(4, 25), continues)
+        losses[cap] = parts["continue"]
+    assert losses[1.0] == pytest.approx(np.log(2), rel=1e-5)
+    # the end weighs min(20, 99 / 1) = 20: (99 + 20) / 100 of log 2
+    assert losses[20.0] == pytest.approx(1.19 * np.log(2), rel=1e-5)
+    with pytest.raises(ValueError, match="end_weight_cap"):
+        LatentConfig(channels=1, size=SIZE, action_dim=2, end_weight_cap=0.5)
 
 
 # ------------------------------------------------------------------------------ model files

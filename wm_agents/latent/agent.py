@@ -304,10 +304,10 @@ def run_latent_gym(
 
     ``agent``: ``"mpc"`` (latent CEM), ``"policy"`` (a policy learned in the model's dreams,
     :mod:`wm_agents.latent.dream_agent`) or ``"hybrid"`` (latent MPC until that policy is
-    trusted: its imagined return reaches ``trust_return``, then a real episode confirms it;
-    ``None``: trusted on its imagined return alone).  ``dream_config`` is a
-    :class:`~wm_agents.latent.dream.DreamConfig`; ``policy_after`` the real steps before the
-    first dream round (default: the warm-up).  Returns the run loop's
+    trusted: its imagined return reaches ``trust_return``, then a real training episode run by
+    the hybrid returns as much; ``None``: trusted from the first dream round on).
+    ``dream_config`` is a :class:`~wm_agents.latent.dream.DreamConfig`; ``policy_after`` the
+    real steps before the first dream round (default: the warm-up).  Returns the run loop's
     :class:`~wm_agents.run_loop.LoopRun` and the learner (its model, replay and losses; for the
     dreaming agents also ``trainer``, and the strategy as ``learner.strategy``).
     """

@@ -75,8 +75,13 @@ class EpisodeReplay:
         ep["continues"].append(0.0 if terminated else 1.0)
 
     def sample(self, batch: int, length: int, rng: np.random.Generator) -> SequenceBatch:
-        """``batch`` sequences of ``length`` steps, episodes drawn in proportion to their length
-        (each step about equally likely), start points uniform within them."""
+        """``batch`` sequences of ``length`` steps, episodes drawn in proportion to their length.
+
+        A start is a step drawn uniformly from the episode, moved back so the sequence fits: every
+        step (the last one included) is then in about ``length`` of ``n`` possible sequences.  A
+        start drawn only from the positions that fit would show an episode's last step (a fall,
+        the rare thing the continue head must learn) ``length`` times less often than its middle.
+        """
         usable = [ep for ep in self.episodes if len(ep["frames"]) >= 2]
         if not usable:
             raise ValueError("no episode with at least two steps to learn from yet")
@@ -87,7 +92,7 @@ class EpisodeReplay:
         for i in picks:
             ep = usable[int(i)]
             n = len(ep["frames"])
-            start = int(rng.integers(0, max(1, n - length + 1)))
+            start = min(int(rng.integers(0, n)), max(0, n - length))
             idx = [min(start + j, n - 1) for j in range(length)]
             masks.append([1.0 if start + j < n else 0.0 for j in range(length)])
             for key in out:
