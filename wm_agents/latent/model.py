@@ -58,9 +58,10 @@ class LatentConfig:
             the KL it would cost (at 0.5 a tiny model reconstructs a moving dot as an empty frame).
         kl_scale, reward_scale, continue_scale: loss weights.
         end_weight_cap: in the continue loss an episode end weighs as much as the batch's
-            continuing steps per end, at most this (1: unweighted).  Ends are rare; unweighted,
-            the head settles for "never ends" (on CartPole from pixels at 3,000 real steps it gave
-            the falls themselves a mean end probability of 0.21), so no imagined future falls.
+            continuing steps per end, at most this (1, the default: unweighted).  Weighting
+            miscalibrates the end probabilities the planner multiplies: on CartPole from pixels
+            at 20 the head gave steps 10 or more before a fall a mean end probability of 0.19,
+            every plan looked like a fall, and the agent acted at random (BENCHMARKS.md).
         lr: Adam learning rate; grad_clip: gradient norm clip.
     """
 
@@ -77,7 +78,7 @@ class LatentConfig:
     kl_scale: float = 1.0
     reward_scale: float = 1.0
     continue_scale: float = 1.0
-    end_weight_cap: float = 20.0
+    end_weight_cap: float = 1.0
     lr: float = 1e-3
     grad_clip: float = 100.0
 
