@@ -112,13 +112,21 @@ def policy_actions(
     return policy.act(features, explore=explore > 0, generator=generator)
 
 
+def _prior_stats(model: LatentWorldModel, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every prior head's mean and std of the next stochastic state: ``[E, N, S]`` each."""
+    stats = [_gaussian(head(h)) for head in model.priors]
+    return torch.stack([m for m, _ in stats]), torch.stack([s for _, s in stats])
+
+
+def _spread(means: torch.Tensor, stds: torch.Tensor) -> torch.Tensor:
+    """``[E, N, S]`` head statistics -> ``[N]`` disagreement (see the module doc)."""
+    return (means.std(0, correction=0) / stds.mean(0)).max(-1).values
+
+
 def latent_disagreement(model: LatentWorldModel, h: torch.Tensor) -> torch.Tensor:
     """``[N, deter]`` -> ``[N]``: the prior heads' spread about the next stochastic state (see
     the module doc)."""
-    stats = [_gaussian(head(h)) for head in model.priors]
-    means = torch.stack([m for m, _ in stats])  # [E, N, S]
-    stds = torch.stack([s for _, s in stats])
-    return (means.std(0, correction=0) / stds.mean(0)).max(-1).values
+    return _spread(*_prior_stats(model, h))
 
 
 @torch.no_grad()
@@ -127,18 +135,14 @@ def filter_beliefs(
 ) -> tuple[LatentBelief, torch.Tensor]:
     """The posterior belief at every real (unmasked) step of ``batch``, flattened ``[M]``, and
     the members' disagreement at each (about the real step that led there)."""
-    frames = batch.frames
-    b, t = frames.shape[:2]
-    embed = model.encoder(frames.reshape(b * t, *frames.shape[2:])).reshape(b, t, -1)
-    h = torch.zeros(b, model.config.deter)
-    z = torch.zeros(b, model.config.stoch)
+    b, t = batch.frames.shape[:2]
+    belief = model.initial(b)
     hs, zs, dis = [], [], []
     for i in range(t):
-        h = model.gru(model.pre_gru(torch.cat([z, batch.actions[:, i].float()], -1)), h)
-        z = model._sample(*_gaussian(model.posterior(torch.cat([h, embed[:, i]], -1))))
-        hs.append(h)
-        zs.append(z)
-        dis.append(latent_disagreement(model, h))
+        belief = model.observe(belief, batch.actions[:, i], batch.frames[:, i])
+        hs.append(belief.h)
+        zs.append(belief.z)
+        dis.append(latent_disagreement(model, belief.h))
     keep = batch.mask.reshape(-1) > 0
     h_all = torch.stack(hs, 1).reshape(b * t, -1)[keep]
     z_all = torch.stack(zs, 1).reshape(b * t, -1)[keep]
@@ -172,11 +176,9 @@ def dream_rollouts(
     for _ in range(length):
         feat = torch.cat([h, z], -1)
         action = policy_actions(policy, feat, explore=explore, generator=g)
-        h2 = model.gru(model.pre_gru(torch.cat([z, spec.encode(action)], -1)), h)
-        stats = [_gaussian(head(h2)) for head in model.priors]
-        means = torch.stack([m for m, _ in stats])
-        stds = torch.stack([s for _, s in stats])
-        dis = (means.std(0, correction=0) / stds.mean(0)).max(-1).values
+        h2 = model.transition(h, z, spec.encode(action))
+        means, stds = _prior_stats(model, h2)
+        dis = _spread(means, stds)
         z2 = model._sample(means[member, rows], stds[member, rows])
         feat2 = torch.cat([h2, z2], -1)
         reward = model.reward_head(feat2).squeeze(-1)
@@ -226,7 +228,7 @@ def imagined_latent_return(
     ret = torch.zeros(e * n)
     for _ in range(horizon):
         action = policy_actions(policy, torch.cat([h, z], -1))
-        h = model.gru(model.pre_gru(torch.cat([z, spec.encode(action)], -1)), h)
+        h = model.transition(h, z, spec.encode(action))
         own = torch.cat(
             [head(r) for head, r in zip(model.priors, h.reshape(e, n, -1), strict=True)]
         )

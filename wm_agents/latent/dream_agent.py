@@ -100,7 +100,7 @@ class LatentPolicyController:
             self.trainer.policy, belief.features, explore=self.epsilon, generator=self.generator
         )
         m = self.model
-        h2 = m.gru(m.pre_gru(torch.cat([belief.z, self.latent.spec.encode(a)], -1)), belief.h)
+        h2 = m.transition(belief.h, belief.z, self.latent.spec.encode(a))
         return a[0], float(latent_disagreement(m, h2)[0])
 
     def propose(self, obs: Any, *, warm_start: Any = None, replans: int = 0) -> Proposal:
@@ -120,7 +120,7 @@ class LatentPolicyController:
             len(candidates), -1, spec.dim
         )[:, 0]
         c = acts.shape[0]
-        h2 = m.gru(m.pre_gru(torch.cat([belief.z.expand(c, -1), spec.encode(acts)], -1)), belief.h)
+        h2 = m.transition(belief.h.expand(c, -1), belief.z.expand(c, -1), spec.encode(acts))
         dis = latent_disagreement(m, h2)
         values, ends = [], []
         for head in m.priors:

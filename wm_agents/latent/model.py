@@ -220,8 +220,9 @@ class LatentWorldModel(nn.Module):
         noise = torch.randn(mean.shape, generator=self.generator, dtype=mean.dtype)
         return mean + std * noise
 
-    def _deter(self, belief: LatentBelief, action: torch.Tensor) -> torch.Tensor:
-        return self.gru(self.pre_gru(torch.cat([belief.z, action], -1)), belief.h)
+    def transition(self, h: torch.Tensor, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The deterministic state after ``action`` from ``(h, z)``: ``[N, deter]``."""
+        return self.gru(self.pre_gru(torch.cat([z, action], -1)), h)
 
     def observe(
         self, belief: LatentBelief, action: torch.Tensor, frames: torch.Tensor
@@ -229,7 +230,7 @@ class LatentWorldModel(nn.Module):
         """The belief after ``action`` and then seeing ``frames`` (``[N, C, S, S]`` uint8);
         the first frames of an episode go with :meth:`initial` and a zero action."""
         with torch.no_grad():
-            h = self._deter(belief, action.float())
+            h = self.transition(belief.h, belief.z, action.float())
             mean, std = _gaussian(self.posterior(torch.cat([h, self.encoder(frames)], -1)))
             return LatentBelief(h, self._sample(mean, std))
 
@@ -259,7 +260,7 @@ class LatentWorldModel(nn.Module):
         alive = torch.ones(e * b)
         with torch.no_grad():
             for t in range(horizon):
-                h = self.gru(self.pre_gru(torch.cat([z, acts[:, t]], -1)), h)
+                h = self.transition(h, z, acts[:, t])
                 rows = h.reshape(e, b, -1)  # member k's particles use prior head k only
                 own = torch.cat([head(rows[k]) for k, head in enumerate(self.priors)])
                 z = self._sample(*_gaussian(own))
@@ -279,7 +280,7 @@ class LatentWorldModel(nn.Module):
         h, z = belief.h, belief.z
         with torch.no_grad():
             for a in actions.float():
-                h = self.gru(self.pre_gru(torch.cat([z, a[None]], -1)), h)
+                h = self.transition(h, z, a[None])
                 z = self._sample(*_gaussian(self.priors[member](h)))
                 out.append(LatentBelief(h, z))
         return out
@@ -363,7 +364,7 @@ class LatentWorldModel(nn.Module):
         z = torch.zeros(b, self.config.stoch)
         feats, dyn_kls, rep_kls = [], [], []
         for i in range(t):
-            h = self.gru(self.pre_gru(torch.cat([z, actions[:, i].float()], -1)), h)
+            h = self.transition(h, z, actions[:, i].float())
             mq, sq = _gaussian(self.posterior(torch.cat([h, embed[:, i]], -1)))
             z = self._sample(mq, sq)  # reparameterised: gradients reach mq and sq
             priors = [_gaussian(head(h)) for head in self.priors]
