@@ -115,6 +115,13 @@ def test_policy_agents_check_out_before_training(tmp_path: Path) -> None:
     assert_one_error_line(proc, str(out), f"{blocker} is a file, not a folder")
 
 
+def test_explore_is_the_vector_mpc_agents_option() -> None:
+    proc = run_cli("gym", "--env", "CartPole-v1", "--agent", "policy", "--explore", "1", *TINY_RUN)
+    assert_one_error_line(proc, "--explore", "--agent policy")
+    proc = run_cli("cartpole", "--explore", "-1", *TINY_RUN)
+    assert_one_error_line(proc, "explore must be a finite weight >= 0")
+
+
 def test_out_folder_where_an_output_file_is_a_folder(tmp_path: Path) -> None:
     (tmp_path / "run" / "model.pt").mkdir(parents=True)
     proc = run_cli("gym", "--env", "CartPole-v1", *TINY_RUN, "--out", str(tmp_path / "run"))

@@ -111,6 +111,14 @@ def _add_gym_options(p: argparse.ArgumentParser) -> None:
         help="lambda in mean - lambda * std over ensemble members",
     )
     p.add_argument(
+        "--explore",
+        type=float,
+        default=None,
+        help="the MPC agent's training plans add this weight times the ensemble members' "
+        "disagreement to each imagined reward, so it goes where its model is ignorant (e.g. 1 "
+        "for MountainCarContinuous-v0; default 0: off; evaluations never explore)",
+    )
+    p.add_argument(
         "--stop-when-solved",
         action="store_true",
         help="stop learning at the first evaluation that reaches the solved threshold",
@@ -147,6 +155,11 @@ def _run_gym(args: argparse.Namespace) -> int:
             "--eval-workers splits the MPC agent's batched evaluation; "
             f"--agent {args.agent} --obs {args.obs} evaluates in this process (drop the option)"
         )
+    if args.explore is not None and (args.obs == "pixels" or args.agent != "mpc"):
+        raise ValueError(
+            f"--explore is the vector MPC agent's (--agent mpc --obs state), not --agent "
+            f"{args.agent} --obs {args.obs}'s"
+        )
     if args.obs == "pixels":
         from wm_agents.latent.cli import run_pixels_from_args
 
@@ -171,6 +184,7 @@ def _run_gym(args: argparse.Namespace) -> int:
         population=args.population,
         planner=args.planner,
         risk_weight=args.risk_weight,
+        explore=args.explore,
         stop_when_solved=args.stop_when_solved or None,
         threads=args.threads,
         eval_workers=args.eval_workers,

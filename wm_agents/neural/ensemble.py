@@ -110,10 +110,11 @@ class EnsembleDynamicsModel(EnsembleNetwork):
         terminal_value: Callable[[torch.Tensor], torch.Tensor] | None = None,
         dtype: torch.dtype | str | None = None,
         count_clipped: bool = False,
+        explore: float = 0.0,
     ) -> ImaginedRollout:
         """Imagine ``[B, H, A]`` sequences from one observation ``[D]`` with ``particles``
         particles each (:func:`~wm_agents.neural.rollout.rollout`); ``dtype`` ``None`` takes
-        :attr:`planning_dtype`."""
+        :attr:`planning_dtype`; ``explore`` adds the members' disagreement to the reward."""
         return rollout(
             self,
             obs,
@@ -125,6 +126,7 @@ class EnsembleDynamicsModel(EnsembleNetwork):
             terminal_value=terminal_value,
             dtype=self.planning_dtype if dtype is None else dtype,
             count_clipped=count_clipped,
+            explore=explore,
         )
 
     def rollout_many(
@@ -136,6 +138,7 @@ class EnsembleDynamicsModel(EnsembleNetwork):
         gamma: float = 1.0,
         terminal_value: Callable[[torch.Tensor], torch.Tensor] | None = None,
         dtype: torch.dtype | str | None = None,
+        explore: float = 0.0,
     ) -> list[ImaginedRollout]:
         """:meth:`rollout` from ``N`` observations ``[N, D]`` at once, each with its own
         ``[B, H, A]`` sequences (``actions [N, B, H, A]``), in one batched pass
@@ -148,6 +151,7 @@ class EnsembleDynamicsModel(EnsembleNetwork):
             gamma=gamma,
             terminal_value=terminal_value,
             dtype=self.planning_dtype if dtype is None else dtype,
+            explore=explore,
         )
 
     def imagine(

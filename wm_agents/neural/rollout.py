@@ -15,6 +15,7 @@ per-particle results ``[B, K]``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,7 @@ def _fast_rollout(
     terminal_values: Sequence[TerminalValueFn | None],
     dtype: torch.dtype,
     count_clipped: bool,
+    explore: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Mean-prediction rollout on folded weights from ``N`` observations ``[N, D]`` at once,
     each with its own ``[B, H, A]`` sequences (``actions [N, B, H, A]``), observation ``n``
@@ -205,7 +207,8 @@ def _fast_rollout(
     (the unclipped return, accumulated beside the clipped one: the two differ only where a clip
     changed a reward), so only ``imagine``'s reference rollout counts.  Discrete actions enter
     the first layer as a one-hot beside the state (one ``K = D + n`` matmul with the bias per
-    step).
+    step).  ``explore > 0`` adds :func:`_disagreement` to every step's reward (``cand`` must
+    give every member every candidate: ``particles == E``).
     """
     n_obs = obs_t.shape[0]
     # Once per model, not per block: checking that the cached weights are current reads
@@ -238,6 +241,7 @@ def _fast_rollout(
     first = state
     discount = 1.0
     raw = ret.clone() if count_clipped else None  # the return without clipping
+    scale = _change_scale(models) if explore else None
     for t in range(h):
         if discrete:
             pre = torch.baddbmm(w["b1"], torch.cat([state, onehot[:, :, t]], dim=-1), w["w1"])
@@ -252,6 +256,11 @@ def _fast_rollout(
         for rows_of, (r_lo, r_hi) in clip_runs:
             out[rows_of, :, d].clamp_(r_lo, r_hi)
         ret.addcmul_(alive, out[..., d], value=discount)
+        if scale is not None:
+            bonus = _disagreement(state.view(n_obs, e, m, d), scale).reshape(rows, m)
+            ret.addcmul_(alive, bonus, value=explore * discount)
+            if raw is not None:
+                raw.addcmul_(alive, bonus, value=explore * discount)
         alive.mul_(cont)
         if box is not None:  # halted where the real data has not been
             alive.mul_(_inside(state, box))
@@ -301,6 +310,38 @@ def _stacked_boxes(
 def _inside(state: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Whether each state ``[..., D]`` lies in ``box`` on every dimension (``[...]`` bools)."""
     return ((state >= box[0]) & (state <= box[1])).all(-1)
+
+
+def _check_explore(explore: float, particles: int, members: int) -> None:
+    """A ``ValueError`` unless ``explore`` is a finite weight >= 0 that the particles can
+    carry (every member imagining every candidate)."""
+    if not (math.isfinite(explore) and explore >= 0):
+        raise ValueError(f"explore must be a finite weight >= 0, got {explore}")
+    if explore and particles != members:
+        raise ValueError(
+            f"explore needs every member to imagine every candidate (their disagreement is "
+            f"the bonus): particles must be None or the ensemble size {members}, got {particles}"
+        )
+
+
+def _change_scale(models: Sequence[EnsembleNetwork]) -> torch.Tensor:
+    """``[N, 1, D]``: each block's typical one-step change per state dimension (the std of
+    the state deltas its model was fitted on), the unit of :func:`_disagreement`."""
+    d = models[0].obs_dim
+    return torch.stack([m.out_std[:d].clamp_min(1e-6) for m in models])[:, None, :]
+
+
+def _disagreement(states: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """How far the members' imagined states of one candidate lie apart: ``[N, E, M, D]``
+    (member ``e``'s row ``j`` imagines candidate ``j``) -> ``[N, E, M]``, the std over members
+    in units of ``scale`` ``[N, 1, D]`` averaged over dimensions, the same for every member.
+
+    Where the members were fitted on data they agree; they part where none of them has seen
+    what happens, so a planner that adds this to the reward goes where the model is ignorant
+    (the disagreement bonus of Plan2Explore, Sekar et al. 2020, and MAX, Shyam et al. 2019).
+    """
+    spread = (states.std(dim=1, correction=0) / scale).mean(-1)  # [N, M]
+    return spread[:, None].expand(-1, states.shape[1], -1)
 
 
 def _stacked(ws: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -376,6 +417,7 @@ def rollout(
     terminal_value: Callable[[torch.Tensor], torch.Tensor] | None = None,
     dtype: torch.dtype | str = "auto",
     count_clipped: bool = False,
+    explore: float = 0.0,
 ) -> ImaginedRollout:
     """Imagine ``[B, H, A]`` action sequences from one observation ``[D]``.
 
@@ -402,6 +444,13 @@ def rollout(
     bfloat16, about 3x the float32 throughput on CPUs with AMX / AVX512-BF16; states, returns
     and survival accumulate in float32; returns move by about 1e-2, so keep the final choice in
     float32, as ``imagine`` does), or ``"auto"`` (:func:`search_dtype`).
+
+    ``explore`` (>= 0) is optimism where the model is ignorant: each step's reward gains
+    ``explore`` times the members' disagreement about that step's imagined state (the std over
+    members in typical one-step changes, averaged over dimensions: :func:`_disagreement`),
+    weighted and discounted as the reward is.  It needs every member to imagine every
+    candidate (``particles`` ``None`` or ``E``); with ``sample`` the disagreement includes
+    the sampled noise.
     """
     obs_t = model.check_obs(obs)
     actions = model.action_spec.check_sequences(torch.as_tensor(actions, dtype=torch.float32))
@@ -409,6 +458,7 @@ def rollout(
     k = e if particles is None else int(particles)
     if k < 1:
         raise ValueError(f"particles must be >= 1, got {particles}")
+    _check_explore(explore, k, e)
     dtype = search_dtype(model, dtype)
     b, h, _ = actions.shape
     cand = particle_rows(b, k, e)
@@ -426,6 +476,7 @@ def rollout(
                 [terminal_value],
                 dtype,
                 count_clipped,
+                explore,
             )
         )
     else:
@@ -436,6 +487,7 @@ def rollout(
         clipped = torch.zeros(e, m, dtype=torch.bool)
         first = state
         discount = 1.0
+        scale = _change_scale([model]) if explore else None
         for t in range(h):
             a = actions[cand, t]  # [E, M, A]
             state, reward, term, hit = model.predict_with_clipped(
@@ -446,6 +498,8 @@ def rollout(
             if t == 0:
                 first = state
             ret = ret + discount * alive * reward
+            if scale is not None:
+                ret = ret + explore * discount * alive * _disagreement(state[None], scale)[0]
             alive = alive * (1.0 - term)
             if box is not None:  # halted where the real data has not been
                 alive = alive * _inside(state, box)
@@ -495,6 +549,7 @@ def rollout_many(
     terminal_value: TerminalValueFn | Sequence[TerminalValueFn | None] | None = None,
     dtype: torch.dtype | str = "auto",
     count_clipped: bool = False,
+    explore: float = 0.0,
 ) -> list[ImaginedRollout]:
     """:func:`rollout` from ``N`` observations ``[N, D]`` at once, each with its own ``B``
     sequences (``actions [N, B, H, A]``): one batched pass, one :class:`ImaginedRollout` per
@@ -537,7 +592,13 @@ def rollout_many(
     models = one_each(model, n_obs, "model")
     values = one_each(terminal_value, n_obs, "terminal_value")
     if not all(_fast_path(m, False) for m in models):
-        kw = dict(particles=particles, gamma=gamma, dtype=dtype, count_clipped=count_clipped)
+        kw = dict(
+            particles=particles,
+            gamma=gamma,
+            dtype=dtype,
+            count_clipped=count_clipped,
+            explore=explore,
+        )
         return [
             rollout(m, o, a, terminal_value=tv, **kw)  # type: ignore[arg-type]
             for m, o, a, tv in zip(models, obs_t, acts, values, strict=True)
@@ -554,10 +615,11 @@ def rollout_many(
     k = e if particles is None else int(particles)
     if k < 1:
         raise ValueError(f"particles must be >= 1, got {particles}")
+    _check_explore(explore, k, e)
     b = acts.shape[1]
     cand = particle_rows(b, k, e)
     ret, alive, first_obs, clipped = _fast_rollout(
-        models, obs_t, acts, cand, gamma, values, dtype, count_clipped
+        models, obs_t, acts, cand, gamma, values, dtype, count_clipped, explore
     )
     return [
         _imagined(

@@ -75,16 +75,22 @@ def model_objective(
     gamma: float = 1.0,
     use_value: bool = False,
     value_kappa: float = 1.0,
+    explore: float = 0.0,
 ) -> Objective:
     """``[B, H, A] -> [B, K]`` imagined returns from ``obs`` (K particles, TS-infinity).
 
     With ``use_value`` and a fitted terminal value, returns include ``gamma^H * V(s_H)`` with the
-    pessimistic ``V`` of ``model.value_lcb`` (``value_kappa``).
+    pessimistic ``V`` of ``model.value_lcb`` (``value_kappa``).  ``explore > 0`` adds the
+    members' disagreement to each step's reward (:func:`~wm_agents.neural.rollout.rollout`;
+    every member then imagines every sequence, whatever ``particles`` says).
     """
     obs_t = model.check_obs(obs)
     tv = model.terminal_value_fn(value_kappa) if use_value else None
+    k = None if explore else particles
     return lambda actions: (
-        model.rollout(obs_t, actions, particles=particles, gamma=gamma, terminal_value=tv).returns
+        model.rollout(
+            obs_t, actions, particles=k, gamma=gamma, terminal_value=tv, explore=explore
+        ).returns
     )
 
 
@@ -96,6 +102,7 @@ def model_objective_many(
     gamma: float = 1.0,
     use_value: bool = False,
     value_kappa: float = 1.0,
+    explore: float = 0.0,
 ) -> BatchObjective:
     """:func:`model_objective` for ``N`` states as one :data:`BatchObjective`: the sequences of
     every search asking this round go through one :func:`~wm_agents.neural.rollout.rollout_many`
@@ -117,10 +124,11 @@ def model_objective_many(
                 [models[i] for i in rows],
                 obs_t[rows],
                 torch.stack([actions[j] for j in js]),
-                particles=particles,
+                particles=None if explore else particles,
                 gamma=gamma,
                 terminal_value=[values[i] for i in rows],
                 dtype=models[0].planning_dtype,
+                explore=explore,
             )
             for j, roll in zip(js, rolls, strict=True):
                 out[j] = roll.returns
@@ -185,6 +193,12 @@ class MPCController:
             each range instead of the model's own ``halt_margin``; ``None``: the model's.  A
             training controller may imagine a little past the data (and so go and collect
             it) while the evaluation's plans stay inside it.  Ensemble with the halt on only.
+        explore: optimism where the model is ignorant: the search adds this weight times the
+            members' disagreement about each imagined state to its reward (every member then
+            imagines every sequence, whatever :attr:`particles` says;
+            :func:`~wm_agents.neural.rollout.rollout`).  The final candidates are imagined
+            without it, so the gate judges real returns.  A training controller's option (go
+            where the data is not); 0 for an evaluation.  Ensemble only.
         warm_plan: the ``[H, A]`` plan of the last :meth:`act` (shifted into the next search);
             ``None`` at an episode start (:meth:`reset`).  The graph keeps its own in state.
     """
@@ -199,11 +213,14 @@ class MPCController:
     use_value: bool = True
     value_kappa: float = 1.0
     halt_margin: float | None = None
+    explore: float = 0.0
     warm_plan: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.halt_margin is not None:
             EnsembleDynamicsModel.check_halt_margin(self.halt_margin)
+        if not (math.isfinite(self.explore) and self.explore >= 0):
+            raise ValueError(f"explore must be a finite weight >= 0, got {self.explore}")
         if self.gate is None:
             self.gate = AgreementGate()
         if isinstance(self.gate, AgreementGate) and self.gate.action_spec is None:
@@ -229,6 +246,7 @@ class MPCController:
                 gamma=self.gamma,
                 use_value=self.use_value,
                 value_kappa=self.value_kappa,
+                explore=self.explore,
             )
         return imagined_objective(self.model, obs, horizon=self.horizon)
 
@@ -372,8 +390,8 @@ def joint_pass(controllers: Sequence[MPCController]) -> bool:
     Raises:
         ValueError: ensemble controllers that cannot share the pass (another model
             architecture or planning dtype, or other options of the pass: ``particles``,
-            ``gamma``, ``use_value``, ``value_kappa``, the planner's horizon), naming the first
-            controller that differs from ``controllers[0]`` and how.
+            ``gamma``, ``use_value``, ``value_kappa``, ``explore``, the planner's horizon),
+            naming the first controller that differs from ``controllers[0]`` and how.
     """
     if not all(isinstance(c.model, EnsembleDynamicsModel) for c in controllers):
         return False
@@ -407,6 +425,7 @@ def _pass_options(c: MPCController) -> dict[str, Any]:
         "use_value": c.use_value,
         "value_kappa": c.value_kappa,
         "horizon": c.horizon,
+        "explore": c.explore,
     }
 
 
@@ -523,6 +542,7 @@ def _objective_together(
             gamma=c.gamma,
             use_value=c.use_value,
             value_kappa=c.value_kappa,
+            explore=c.explore,
         )
     objectives = [c.objective_for(s) for c, s in zip(controllers, states, strict=True)]
     return lambda which, actions: [objectives[i](a) for i, a in zip(which, actions, strict=True)]
