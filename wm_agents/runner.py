@@ -93,8 +93,9 @@ class AgentConfig:
     step's reward gains this weight times the members' disagreement about the state it reaches
     (in typical one-step changes; :attr:`~wm_agents.planning.MPCController.explore`), so the
     agent goes where its data is not (an env whose reward needs finding, such as
-    MountainCarContinuous).  Evaluations plan without it.  Every member imagines every
-    sequence while it is on (5x the search's rows with 5 members).
+    MountainCarContinuous).  Evaluations plan without it, and the imagination agents (policy,
+    hybrid: one MPC controller trains and evaluates there) ignore it.  Every member imagines
+    every sequence while it is on (5x the search's rows with 5 members).
     ``threads``: torch threads while the run lasts (the runner sets them and restores the
     caller's count after); 1 is fastest for these small matmuls on a shared machine.
     """
@@ -189,10 +190,10 @@ _ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         use_value=False,
     ),
     # MountainCarContinuous: the +100 at the goal must be found first, and plans that only
-    # maximize the imagined reward stay still (no goal in 5,000 real steps on seed 0, 3,000 on
-    # seeds 1-2).  With the disagreement bonus the training plans reached the goal in their
-    # first planned episode on every tuning seed 0-4 (BENCHMARKS.md, "Exploring
-    # MountainCarContinuous").
+    # maximize the imagined reward stay in the valley (seeds 1-2: no training episode reached
+    # the goal in 3,000 real steps).  With the disagreement bonus the first planned episode
+    # reached it on every tuning seed 0-4 (BENCHMARKS.md, "MountainCarContinuous-v0:
+    # exploring, then the planner against SB3 SAC").
     "MountainCarContinuous-v0": dict(explore=1.0),
 }
 

@@ -222,7 +222,9 @@ def _run(
     for the one loop, then the result."""
     if actuator.max_episode_steps:
         icfg = replace(icfg, select_horizon=actuator.max_episode_steps)
-    model, mpc = build_agent(actuator, cfg, seed)
+    # One MPC controller trains and evaluates here, so it plans without the training-only
+    # exploration bonus (an env default such as MountainCarContinuous's explore=1.0).
+    model, mpc = build_agent(actuator, replace(cfg, explore=0.0), seed)
     # The model-free baseline never refits (its model is only the replay buffer).
     refit = 10**9 if agent == "dqn" else cfg.refit_every
     dyna = DynaLearner(model, refit, cfg.fit, budget=steps)
