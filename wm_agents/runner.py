@@ -24,6 +24,7 @@ from wm_agents.envs.make import make_env
 from wm_agents.graph.env_graph import StepRecord
 from wm_agents.neural.dyna import DynaLearner
 from wm_agents.neural.ensemble import EnsembleDynamicsModel
+from wm_agents.neural.rollout import check_explore
 from wm_agents.neural.trainer import FitConfig
 from wm_agents.outputs import OutputPathError, check_output_dir, save_with_fallback
 from wm_agents.planning.gate import AgreementGate
@@ -156,8 +157,7 @@ class AgentConfig:
                 "eval_workers splits the batched evaluation: it needs batch_eval=True "
                 "(the graph's evaluation runs one episode after another in this process)"
             )
-        if not (math.isfinite(self.explore) and self.explore >= 0):
-            raise ValueError(f"explore must be a finite weight >= 0, got {self.explore}")
+        check_explore(self.explore)
         for name in ("halt_margin", "train_halt_margin"):
             if getattr(self, name) is not None:
                 EnsembleDynamicsModel.check_halt_margin(getattr(self, name), name)

@@ -30,6 +30,7 @@ from wm_agents.neural.network import EnsembleNetwork, TerminalValue
 __all__ = [
     "ImaginedRollout",
     "TerminalValueFn",
+    "check_explore",
     "folded_step",
     "native_bfloat16",
     "one_each",
@@ -312,11 +313,18 @@ def _inside(state: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor]) -> torc
     return ((state >= box[0]) & (state <= box[1])).all(-1)
 
 
-def _check_explore(explore: float, particles: int, members: int) -> None:
-    """A ``ValueError`` unless ``explore`` is a finite weight >= 0 that the particles can
-    carry (every member imagining every candidate)."""
+def check_explore(explore: float) -> float:
+    """``explore`` if it is a finite weight >= 0 (the exploration bonus's weight, wherever it
+    is set: a rollout, a controller, an agent config), else a ``ValueError``."""
     if not (math.isfinite(explore) and explore >= 0):
         raise ValueError(f"explore must be a finite weight >= 0, got {explore}")
+    return explore
+
+
+def _check_explore(explore: float, particles: int, members: int) -> None:
+    """A ``ValueError`` unless ``explore`` is a weight (:func:`check_explore`) that the
+    particles can carry (every member imagining every candidate)."""
+    check_explore(explore)
     if explore and particles != members:
         raise ValueError(
             f"explore needs every member to imagine every candidate (their disagreement is "

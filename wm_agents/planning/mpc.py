@@ -41,7 +41,7 @@ from wm_agents.core import (
     plan_steps,
 )
 from wm_agents.neural.ensemble import EnsembleDynamicsModel, imagine_many
-from wm_agents.neural.rollout import one_each, rollout_many, shape_groups
+from wm_agents.neural.rollout import check_explore, one_each, rollout_many, shape_groups
 from wm_agents.planning.gate import AgreementGate
 from wm_agents.planning.optimizers import (
     BatchObjective,
@@ -219,8 +219,7 @@ class MPCController:
     def __post_init__(self) -> None:
         if self.halt_margin is not None:
             EnsembleDynamicsModel.check_halt_margin(self.halt_margin)
-        if not (math.isfinite(self.explore) and self.explore >= 0):
-            raise ValueError(f"explore must be a finite weight >= 0, got {self.explore}")
+        check_explore(self.explore)
         if self.gate is None:
             self.gate = AgreementGate()
         if isinstance(self.gate, AgreementGate) and self.gate.action_spec is None:
