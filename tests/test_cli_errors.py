@@ -122,6 +122,11 @@ def test_explore_is_the_vector_mpc_agents_option() -> None:
     assert_one_error_line(proc, "explore must be a finite weight >= 0")
 
 
+def test_end_reward_is_the_vector_models_option() -> None:
+    proc = run_cli("gym", "--env", "CartPole-v1", "--obs", "pixels", "--end-reward", *TINY_RUN)
+    assert_one_error_line(proc, "--end-reward", "--obs pixels")
+
+
 def test_out_folder_where_an_output_file_is_a_folder(tmp_path: Path) -> None:
     (tmp_path / "run" / "model.pt").mkdir(parents=True)
     proc = run_cli("gym", "--env", "CartPole-v1", *TINY_RUN, "--out", str(tmp_path / "run"))

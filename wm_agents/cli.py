@@ -119,6 +119,13 @@ def _add_gym_options(p: argparse.ArgumentParser) -> None:
         "for MountainCarContinuous-v0; default 0: off; evaluations never explore)",
     )
     p.add_argument(
+        "--end-reward",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the vector model also learns the reward of an episode's last step from the state "
+        "it lands in (a goal's +100; default: on for MountainCarContinuous-v0, off elsewhere)",
+    )
+    p.add_argument(
         "--stop-when-solved",
         action="store_true",
         help="stop learning at the first evaluation that reaches the solved threshold",
@@ -160,6 +167,8 @@ def _run_gym(args: argparse.Namespace) -> int:
             f"--explore is the vector MPC agent's (--agent mpc --obs state), not --agent "
             f"{args.agent} --obs {args.obs}'s"
         )
+    if args.end_reward is not None and args.obs == "pixels":
+        raise ValueError("--end-reward is the vector model's (--obs state), not --obs pixels'")
     if args.obs == "pixels":
         from wm_agents.latent.cli import run_pixels_from_args
 
@@ -185,6 +194,7 @@ def _run_gym(args: argparse.Namespace) -> int:
         planner=args.planner,
         risk_weight=args.risk_weight,
         explore=args.explore,
+        end_reward=args.end_reward,
         stop_when_solved=args.stop_when_solved or None,
         threads=args.threads,
         eval_workers=args.eval_workers,

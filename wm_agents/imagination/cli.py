@@ -91,6 +91,7 @@ def run_agent_from_args(args: argparse.Namespace) -> int:
         population=args.population,
         planner=args.planner,
         risk_weight=args.risk_weight,
+        end_reward=args.end_reward,
     )
     icfg = ImaginationConfig(learning_starts=config.warmup_steps)
     overrides: dict[str, Any] = {

@@ -55,6 +55,8 @@ class EnsembleDynamicsModel(EnsembleNetwork):
             termination head.
         buffer_capacity: capacity of the replay buffer :meth:`learn` fills.
         fit_config: training options used by :meth:`learn` (see :class:`FitConfig`).
+        end_reward: also learn the reward of an episode's last step from the state it lands
+            in (see :class:`~wm_agents.neural.network.EnsembleNetwork`).
 
     ``planning_dtype`` is the search precision :meth:`rollout` uses when given none: float32
     (the same on every CPU); set ``"auto"`` (:func:`~wm_agents.neural.rollout.search_dtype`)
@@ -75,6 +77,7 @@ class EnsembleDynamicsModel(EnsembleNetwork):
         termination_fn: TerminationFn | None = None,
         buffer_capacity: int = 100_000,
         fit_config: FitConfig | None = None,
+        end_reward: bool = False,
     ) -> None:
         super().__init__(
             obs_dim,
@@ -85,6 +88,7 @@ class EnsembleDynamicsModel(EnsembleNetwork):
             seed=seed,
             reward_fn=reward_fn,
             termination_fn=termination_fn,
+            end_reward=end_reward,
         )
         self.buffer = ReplayBuffer(obs_dim, action_spec.dim, buffer_capacity)
         self.fit_config = fit_config

@@ -52,6 +52,9 @@ class EnsembleConfig(BaseModel):
     hidden: int = Field(default=200, gt=0, le=8_192)
     layers: int = Field(default=3, gt=0, le=16)
     min_std: float = Field(default=1e-3, gt=0)
+    # A head for the reward of the step that ends an episode, learned from the next state
+    # (EnsembleNetwork.end_reward_of); False in files written before it existed.
+    end_reward: bool = False
 
     @model_validator(mode="after")
     def _network_fits(self) -> EnsembleConfig:
@@ -72,8 +75,9 @@ class EnsembleConfig(BaseModel):
 
     @property
     def n_parameters(self) -> int:
-        """Weights of the model this config builds: trunk, head, termination and value nets,
-        log-variance bounds (what the constructor will allocate, before it does)."""
+        """Weights of the model this config builds: trunk, head, termination and value nets
+        (and the end-reward net, when on), log-variance bounds (what the constructor will
+        allocate, before it does)."""
         e, d, h = self.ensemble_size, self.obs_dim, self.hidden
         encoded = self.action_n if self.action_kind == "discrete" else self.action_dim
         widths = [d + encoded] + [h] * self.layers
@@ -84,6 +88,8 @@ class EnsembleConfig(BaseModel):
             return d * width + width + width * width + width + width + 1
 
         extra = small_net(max(32, h // 4)) + small_net(max(32, h // 2))
+        if self.end_reward:
+            extra += small_net(max(32, h // 4))
         return e * (trunk + head + extra) + 2 * (d + 1)
 
 

@@ -2,7 +2,10 @@
 
 Each member maps ``(obs, action)`` to a Gaussian over ``(next_obs - obs, reward)`` (mean and
 log-variance, PETS-style soft-bounded) plus a termination logit, so reward and termination are
-learned from data: no hand-written knowledge of the environment is needed.  A user may still
+learned from data: no hand-written knowledge of the environment is needed.  With
+``end_reward`` on, a small classifier-sized net also learns the reward of the step that ends an
+episode from the state it lands in (a goal's +100), and the imagined reward is
+``(1 - p_end) r(s, a) + p_end r_end(s')``.  A user may still
 pass ``reward_fn`` / ``termination_fn`` to replace the learned heads.  A small value network
 ``V(s)`` (fitted on real returns by ``trainer.fit_value``) gives the planner a terminal value
 beyond its horizon.
@@ -77,6 +80,10 @@ class EnsembleNetwork(nn.Module):
         reward_fn: optional ``(obs, action, next_obs) -> reward`` replacing the learned reward.
         termination_fn: optional ``next_obs -> probability in [0, 1]`` replacing the learned
             termination head.
+        end_reward: learn the reward of the step that ends an episode from the next state
+            (:meth:`end_reward_of`) and imagine ``(1 - p_end) r(s, a) + p_end r_end(s')``:
+            for envs whose end carries a reward unlike the others (a goal's +100, which the
+            Gaussian reward head, seeing a handful among thousands of steps, takes for noise).
     """
 
     def __init__(
@@ -90,6 +97,7 @@ class EnsembleNetwork(nn.Module):
         seed: int = 0,
         reward_fn: RewardFn | None = None,
         termination_fn: TerminationFn | None = None,
+        end_reward: bool = False,
     ) -> None:
         super().__init__()
         try:  # bounded sizes, checked before anything is allocated (see model_config)
@@ -103,6 +111,7 @@ class EnsembleNetwork(nn.Module):
                 ensemble_size=ensemble_size,
                 hidden=hidden,
                 layers=layers,
+                end_reward=end_reward,
             )
         except ValidationError as err:
             raise ValueError(f"invalid model config: {config_problem(err)}") from None
@@ -151,6 +160,23 @@ class EnsembleNetwork(nn.Module):
         self.register_buffer("state_seen", torch.tensor(NOTHING_SEEN)[:, None].repeat(1, d))
         for layer in [*self.hidden_layers, self.head, *self.term_layers, *self.value_layers]:
             layer.reset_parameters(self.generator)
+        self.end_layers: nn.ModuleList | None = None
+        if end_reward:
+            # The reward of an episode's last step from the state it lands in (normalized by
+            # end_mean / end_std: the end rewards' own statistics; trainer.fit_end_reward).
+            # Built after the other nets so a model without it draws the same initial weights.
+            self.end_layers = nn.ModuleList(
+                [EnsembleLinear(e, d, tw), EnsembleLinear(e, tw, tw), EnsembleLinear(e, tw, 1)]
+            )
+            for layer in self.end_layers:
+                layer.reset_parameters(self.generator)
+            with torch.no_grad():  # unfitted, every end's reward is end_mean
+                self.end_layers[-1].weight.zero_()
+            self.register_buffer("end_mean", torch.zeros(()))
+            self.register_buffer("end_std", torch.ones(()))
+            # log of the weight the termination loss gave an end (trainer: pos_weight); the
+            # end's reward is paid at the classifier's odds divided by it (end_probability).
+            self.register_buffer("term_log_weight", torch.zeros(()))
         self.clip_stats = ClipStats()  # rows of imagination clipped to the data's range
         # False: imagined rewards and terminal values go unclipped (to measure what the clip
         # buys, issue 14).
@@ -184,21 +210,48 @@ class EnsembleNetwork(nn.Module):
         logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
         return mean, logvar
 
+    def _state_net(self, layers: nn.ModuleList, obs: torch.Tensor) -> torch.Tensor:
+        """One of the small per-state nets (termination, end reward, value) on raw
+        observations ``[E, N, D]`` (normalized as the trunk's inputs are) -> ``[E, N]``."""
+        d = self.obs_dim
+        h = (obs - self.in_mean[:d]) / self.in_std[:d]
+        for layer in layers[:-1]:
+            h = self.activation(layer(h))
+        return layers[-1](h)[..., 0]
+
     def termination_logit(self, next_obs: torch.Tensor) -> torch.Tensor:
         """Raw next observations ``[E, N, D]`` -> termination logits ``[E, N]``."""
-        d = self.obs_dim
-        h = (next_obs - self.in_mean[:d]) / self.in_std[:d]
-        for layer in self.term_layers[:-1]:
-            h = self.activation(layer(h))
-        return self.term_layers[-1](h)[..., 0]
+        return self._state_net(self.term_layers, next_obs)
+
+    def end_reward_normalized(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """Raw next observations ``[E, N, D]`` -> normalized end rewards ``[E, N]`` (the
+        model must have ``end_reward`` on)."""
+        if self.end_layers is None:
+            raise ValueError("this model has no end-reward head (built with end_reward=False)")
+        return self._state_net(self.end_layers, next_obs)
+
+    def end_probability(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """The calibrated probability that a step landing in ``next_obs`` ends the episode:
+        ``[E, N, D] -> [E, N]``, the classifier's logit less :attr:`term_log_weight`.
+
+        The termination loss weighs the rare ends up (``pos_weight``), which multiplies the
+        classifier's odds by that weight: pessimism where an end is a failure (an imagined
+        future ends a little early, CartPole's default), but where an end pays a reward it is
+        paid early.  A MountainCarContinuous planner whose classifier said p = 0.76 one step
+        short of the goal hovered there for 900 steps of an evaluation, every step imagining
+        the +100 paid.  So a model with the end-reward head imagines its ends (survival and
+        reward alike) with this probability.
+        """
+        return torch.sigmoid(self.termination_logit(next_obs) - self.term_log_weight)
+
+    def end_reward_of(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """The reward of a step that ends the episode in ``next_obs``, per member: raw next
+        observations ``[E, N, D]`` -> ``[E, N]`` (unclipped)."""
+        return self.end_reward_normalized(next_obs) * self.end_std + self.end_mean
 
     def value_normalized(self, obs: torch.Tensor) -> torch.Tensor:
         """Raw observations ``[E, N, D]`` -> normalized terminal values ``[E, N]``."""
-        d = self.obs_dim
-        h = (obs - self.in_mean[:d]) / self.in_std[:d]
-        for layer in self.value_layers[:-1]:
-            h = self.activation(layer(h))
-        return self.value_layers[-1](h)[..., 0]
+        return self._state_net(self.value_layers, obs)
 
     def value(self, obs: torch.Tensor, *, clip: bool = True) -> torch.Tensor:
         """Terminal value ``V(s)`` per member: raw observations ``[E, N, D]`` -> ``[E, N]``.
@@ -315,7 +368,8 @@ class EnsembleNetwork(nn.Module):
         clip: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step for every member: ``[E, N, D]``, ``[E, N, A]`` -> next obs ``[E, N, D]``,
-        reward ``[E, N]``, termination probability ``[E, N]``.
+        reward ``[E, N]``, termination probability ``[E, N]``.  With ``end_reward`` on the
+        learned reward is ``(1 - p_end) r(s, a) + p_end r_end(s')``.
 
         With ``sample=True`` each member draws from its Gaussian using ``generator``.  The
         learned reward is clipped to :meth:`reward_bounds` and the clipped predictions counted
@@ -347,19 +401,23 @@ class EnsembleNetwork(nn.Module):
             out = mean + torch.exp(0.5 * logvar) * noise
         out = out * self.out_std + self.out_mean
         next_obs = obs + out[..., :-1]
+        if self.termination_fn is not None:
+            term = self.termination_fn(next_obs).to(next_obs.dtype)
+        elif self.end_layers is not None:
+            term = self.end_probability(next_obs)
+        else:
+            term = torch.sigmoid(self.termination_logit(next_obs))
         clipped = None
         if self.reward_fn is not None:
             reward = self.reward_fn(obs, action, next_obs)
         else:
             reward = out[..., -1]
+            if self.end_layers is not None:  # an end's reward where the step may end
+                reward = torch.lerp(reward, self.end_reward_of(next_obs), term)
             if clip:
                 lo, hi = self.reward_bounds()
                 clipped = (reward < lo) | (reward > hi)  # NaN is not "clipped": it stays NaN
                 reward = reward.clamp(lo, hi)
-        if self.termination_fn is not None:
-            term = self.termination_fn(next_obs).to(next_obs.dtype)
-        else:
-            term = torch.sigmoid(self.termination_logit(next_obs))
         return next_obs, reward, term, clipped
 
     def check_obs(self, obs: torch.Tensor | np.ndarray | Sequence[float]) -> torch.Tensor:

@@ -113,6 +113,7 @@ def load_model(
         ensemble_size=config.ensemble_size,
         hidden=config.hidden,
         layers=config.layers,
+        end_reward=config.end_reward,
         **kwargs,
     )
     try:

@@ -123,6 +123,25 @@ def planning_weights(model: EnsembleNetwork, dtype: torch.dtype | None = None) -
             ),
             "reward_clip": model.reward_bounds(),
         }
+        if model.end_layers is not None:
+            # The end-reward net, folded as the termination classifier is: next-state
+            # normalizer into its first layer, end_mean / end_std into its last.
+            e1, e2, e3 = model.end_layers
+            weights["end"] = [
+                (
+                    (e1.weight / model.in_std[None, :d, None]).contiguous(),
+                    (
+                        e1.bias - ((model.in_mean[:d] / model.in_std[:d]) @ e1.weight).unsqueeze(1)
+                    ).contiguous(),
+                ),
+                (e2.weight.detach(), e2.bias.detach()),
+                (
+                    (e3.weight * model.end_std).contiguous(),
+                    (e3.bias * model.end_std + model.end_mean).contiguous(),
+                ),
+            ]
+            # Per member, so stacked blocks of different models each shift by their own.
+            weights["end_shift"] = model.term_log_weight.expand(e3.weight.shape[0], 1).clone()
     if key is not None:
         model._plan_cache = (key, weights)
     return _weights_in(weights, dtype)
@@ -140,8 +159,9 @@ def folded_step(
 
     ``pre`` is the first layer's pre-activation ``[E, M, hidden]`` (state and action in, bias
     added), ``state`` the rows' states ``[E, M, D]``.  Returns the next states ``[E, M, D]``, the
-    head's output ``[E, M, D + 1]`` (its last column the raw, unclipped reward) and the
-    probability of continuing ``[E, M]``.  A low-precision ``dtype`` runs the hidden x hidden
+    head's output ``[E, M, D + 1]`` (its last column the raw, unclipped reward; with the
+    model's end-reward net, ``cont * r + (1 - cont) * r_end(s')``) and the probability of
+    continuing ``[E, M]``.  A low-precision ``dtype`` runs the hidden x hidden
     layers and the head in it; states and the termination classifier stay float32.
 
     ``blocks > 1``: the rows are ``blocks`` independent ``[E, M]`` blocks stacked as
@@ -164,7 +184,16 @@ def folded_step(
     z = silu(torch.baddbmm(bt1, state, wt1), inplace=True)
     z = silu(torch.baddbmm(bt2, z, wt2), inplace=True)
     logit = torch.baddbmm(bt3, z, wt3)[..., 0]
+    if "end_shift" in w:  # calibrated (EnsembleNetwork.end_probability): logit less the weight
+        logit = logit + w["end_shift"]
     cont = torch.sigmoid(logit) if blocks == 1 else _sigmoid_blocks(logit, blocks)
+    if "end" in w:  # the reward is (1 - p_end) r(s, a) + p_end r_end(s')
+        (we1, be1), (we2, be2), (we3, be3) = w["end"]
+        z = silu(torch.baddbmm(be1, state, we1), inplace=True)
+        z = silu(torch.baddbmm(be2, z, we2), inplace=True)
+        r_end = torch.baddbmm(be3, z, we3)[..., 0]
+        reward = out[..., -1]
+        reward.copy_(torch.lerp(r_end, reward, cont))
     return state, out, cont
 
 
@@ -377,7 +406,10 @@ def _joined(ws: Sequence[dict[str, Any]]) -> dict[str, Any]:
             return torch.cat(list(parts))
         return type(parts[0])(join([p[i] for p in parts]) for i in range(len(parts[0])))
 
-    return {k: join([wn[k] for wn in ws]) for k in (*_PER_MEMBER, "mid", "term", "term_out")}
+    keys = (*_PER_MEMBER, "mid", "term", "term_out")
+    if "end" in ws[0]:
+        keys = (*keys, "end", "end_shift")
+    return {k: join([wn[k] for wn in ws]) for k in keys}
 
 
 _PER_MEMBER = ("w1", "w1s", "w1a", "b1", "wh", "bh")

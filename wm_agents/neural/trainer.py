@@ -30,6 +30,7 @@ __all__ = [
     "MIN_TRANSITIONS",
     "FitConfig",
     "FitReport",
+    "fit_end_reward",
     "fit_ensemble",
     "fit_value",
     "lambda_returns",
@@ -62,6 +63,8 @@ class FitConfig:
         value_epochs: regression epochs per round.
         term_weight_cap: most weight an episode end gets in the termination loss, against 1
             for a step that goes on (the weight is the data's ratio of the two, up to this cap).
+        end_steps: minibatch steps of each end-reward fit (models with ``end_reward`` on:
+            :func:`fit_end_reward`).
     """
 
     holdout: float = 0.2
@@ -80,6 +83,7 @@ class FitConfig:
     value_rounds: int = 3
     value_epochs: int = 100
     term_weight_cap: float = 20.0
+    end_steps: int = 200
 
 
 @dataclass
@@ -160,8 +164,15 @@ def _set_normalizers(model: EnsembleNetwork, x: torch.Tensor, target: torch.Tens
         model.out_std.copy_(s)
 
 
+def _own_fit_params(model: EnsembleNetwork) -> set[int]:
+    """Ids of the parameters fitted by their own loops after the dynamics fit (the terminal
+    value, the end reward), not by :func:`fit_ensemble`'s optimizer."""
+    nets = [model.value_layers] + ([model.end_layers] if model.end_layers is not None else [])
+    return {id(p) for net in nets for p in net.parameters()}
+
+
 def _member_params(model: EnsembleNetwork) -> list[nn.Parameter]:
-    value = {id(p) for p in model.value_layers.parameters()}
+    value = _own_fit_params(model)
     return [
         p
         for mod in model.modules()
@@ -215,8 +226,16 @@ def fit_ensemble(
     pos_weight = torch.tensor(
         min(cfg.term_weight_cap, (len(term) - n_pos) / n_pos) if n_pos else 1.0
     )
+    going_on = None
+    if model.end_layers is not None:
+        with torch.no_grad():  # the end probability undoes the weight (end_probability)
+            model.term_log_weight.fill_(math.log(float(pos_weight)))
+        # The reward head learns the reward of a step that goes on; the end-reward head that
+        # of one that ends (fit_end_reward): [N, D + 1] loss weights, 0 on ends' rewards.
+        going_on = torch.ones(len(term), y.shape[1])
+        going_on[:, -1] = 1.0 - term
     member_params = _member_params(model)
-    value_ids = {id(p) for p in model.value_layers.parameters()}
+    value_ids = _own_fit_params(model)
     opt = torch.optim.Adam(
         [p for p in model.parameters() if id(p) not in value_ids],
         lr=cfg.lr,
@@ -241,7 +260,10 @@ def fit_ensemble(
             idx = order[:, start : start + cfg.batch_size]  # [E, b]
             mean, logvar = model.forward_normalized(xn[idx])
             target = yn[idx]
-            nll = (((mean - target) ** 2) * torch.exp(-logvar) + logvar).mean()
+            nll = ((mean - target) ** 2) * torch.exp(-logvar) + logvar
+            if going_on is not None:  # the reward column only where the step went on
+                nll = nll * going_on[idx]
+            nll = nll.mean()
             logit = model.termination_logit(nxt[idx])
             bce = nn.functional.binary_cross_entropy_with_logits(
                 logit, term[idx], pos_weight=pos_weight
@@ -289,6 +311,8 @@ def fit_ensemble(
         model.fitted.fill_(True)
     model.eval()
 
+    if model.end_layers is not None:
+        fit_end_reward(model, data, cfg)
     if cfg.value:
         fit_value(model, data, cfg)
     one_step, reward_mse, term_acc = _one_step_errors(model, data, val_idx)
@@ -380,6 +404,49 @@ def lambda_returns(
         nxt = reward[i] + gamma * (0.0 if terminated[i] else 1.0) * boot
         out[i] = nxt
     return out.astype(np.float32)
+
+
+def fit_end_reward(model: EnsembleNetwork, data: TransitionBatch, config: FitConfig) -> None:
+    """Fit the end-reward head (:meth:`EnsembleNetwork.end_reward_of`) on the real episode ends.
+
+    The targets are the rewards of the terminating steps (time limits are not ends), from the
+    states they landed in, normalized by their own mean and std, so a goal's +100 among rewards
+    of about 0 is a target near 0, not an outlier.  Each member regresses on its own bootstrap
+    resample of the ends for ``end_steps`` minibatch steps, continuing from its weights.  With
+    no end in the data every end's reward is the mean reward (the head's output is set to 0).
+    """
+    cfg = config
+    if model.end_layers is None:
+        raise ValueError("this model has no end-reward head (built with end_reward=False)")
+    ends = np.flatnonzero(data.terminated)
+    with torch.no_grad():
+        if len(ends) == 0:
+            model.end_mean.fill_(float(np.mean(data.reward)) if len(data) else 0.0)
+            model.end_std.fill_(1.0)
+            model.end_layers[-1].weight.zero_()
+            model.end_layers[-1].bias.zero_()
+            return
+        rewards = torch.from_numpy(data.reward[ends].astype(np.float32))
+        std = float(rewards.std(correction=0))
+        model.end_mean.fill_(float(rewards.mean()))
+        model.end_std.fill_(std if std > 1e-6 else 1.0)
+    target = (rewards - model.end_mean) / model.end_std
+    nxt = torch.from_numpy(data.next_obs[ends])
+    e, n = model.ensemble_size, len(ends)
+    gen = torch.Generator().manual_seed(cfg.seed + 15485863 + len(data))
+    pool = torch.randint(0, n, (e, n), generator=gen) if cfg.bootstrap else None
+    opt = torch.optim.Adam(model.end_layers.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    b = min(cfg.batch_size, n)
+    model.train()
+    for _ in range(cfg.end_steps):
+        pick = torch.randint(0, n, (e, b), generator=gen)
+        idx = pick if pool is None else torch.gather(pool, 1, pick)
+        pred = model.end_reward_normalized(nxt[idx])
+        loss = ((pred - target[idx]) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
 
 
 def fit_value(model: EnsembleNetwork, data: TransitionBatch, config: FitConfig) -> None:
