@@ -158,6 +158,8 @@ def test_the_head_changes_nothing_else_about_a_model() -> None:
     assert sum(p.numel() for p in ended.parameters()) == ended.config.n_parameters
     with pytest.raises(ValueError, match="no end-reward head"):
         plain.end_reward_of(torch.zeros(5, 1, 3))
+    with pytest.raises(ValueError, match="no end-reward head"):
+        plain.end_probability(torch.zeros(5, 1, 3))
 
 
 def test_with_no_end_seen_an_end_is_worth_the_mean_reward() -> None:

@@ -223,12 +223,16 @@ class EnsembleNetwork(nn.Module):
         """Raw next observations ``[E, N, D]`` -> termination logits ``[E, N]``."""
         return self._state_net(self.term_layers, next_obs)
 
+    def _end_layers(self) -> nn.ModuleList:
+        """The end-reward net, or a ``ValueError`` for a model built without it."""
+        if self.end_layers is None:
+            raise ValueError("this model has no end-reward head (built with end_reward=False)")
+        return self.end_layers
+
     def end_reward_normalized(self, next_obs: torch.Tensor) -> torch.Tensor:
         """Raw next observations ``[E, N, D]`` -> normalized end rewards ``[E, N]`` (the
         model must have ``end_reward`` on)."""
-        if self.end_layers is None:
-            raise ValueError("this model has no end-reward head (built with end_reward=False)")
-        return self._state_net(self.end_layers, next_obs)
+        return self._state_net(self._end_layers(), next_obs)
 
     def end_probability(self, next_obs: torch.Tensor) -> torch.Tensor:
         """The calibrated probability that a step landing in ``next_obs`` ends the episode:
@@ -242,6 +246,7 @@ class EnsembleNetwork(nn.Module):
         the +100 paid.  So a model with the end-reward head imagines its ends (survival and
         reward alike) with this probability.
         """
+        self._end_layers()  # the weight is kept with the head
         return torch.sigmoid(self.termination_logit(next_obs) - self.term_log_weight)
 
     def end_reward_of(self, next_obs: torch.Tensor) -> torch.Tensor:

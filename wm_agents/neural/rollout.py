@@ -101,9 +101,6 @@ def planning_weights(model: EnsembleNetwork, dtype: torch.dtype | None = None) -
         b1n = b1 - ((model.in_mean / model.in_std) @ w1).unsqueeze(1)  # [E, 1, H]
         wh = model.head.weight[..., : d + 1] * model.out_std
         bh = model.head.bias[..., : d + 1] * model.out_std + model.out_mean
-        t1 = model.term_layers[0]
-        wt1 = t1.weight / model.in_std[None, :d, None]
-        bt1 = t1.bias - ((model.in_mean[:d] / model.in_std[:d]) @ t1.weight).unsqueeze(1)
         weights = {
             "w1": w1n.contiguous(),  # state and (encoded) action inputs together
             "w1s": w1n[:, :d].contiguous(),
@@ -113,7 +110,7 @@ def planning_weights(model: EnsembleNetwork, dtype: torch.dtype | None = None) -
             "wh": wh.contiguous(),
             "bh": bh.contiguous(),
             "term": [
-                (wt1.contiguous(), bt1.contiguous()),
+                _state_input(model, model.term_layers[0]),
                 (model.term_layers[1].weight.detach(), model.term_layers[1].bias.detach()),
             ],
             # Negated so that sigmoid gives the probability of *continuing*.
@@ -128,12 +125,7 @@ def planning_weights(model: EnsembleNetwork, dtype: torch.dtype | None = None) -
             # normalizer into its first layer, end_mean / end_std into its last.
             e1, e2, e3 = model.end_layers
             weights["end"] = [
-                (
-                    (e1.weight / model.in_std[None, :d, None]).contiguous(),
-                    (
-                        e1.bias - ((model.in_mean[:d] / model.in_std[:d]) @ e1.weight).unsqueeze(1)
-                    ).contiguous(),
-                ),
+                _state_input(model, e1),
                 (e2.weight.detach(), e2.bias.detach()),
                 (
                     (e3.weight * model.end_std).contiguous(),
@@ -145,6 +137,28 @@ def planning_weights(model: EnsembleNetwork, dtype: torch.dtype | None = None) -
     if key is not None:
         model._plan_cache = (key, weights)
     return _weights_in(weights, dtype)
+
+
+def _state_input(model: EnsembleNetwork, layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first layer of a small per-state net (termination, end reward) with the state
+    normalizer folded in: ``(weight, bias)`` taking raw states."""
+    d = model.obs_dim
+    mean, std = model.in_mean[:d], model.in_std[:d]
+    weight = layer.weight / std[None, :, None]
+    bias = layer.bias - ((mean / std) @ layer.weight).unsqueeze(1)
+    return weight.contiguous(), bias.contiguous()
+
+
+def _state_mlp(
+    state: torch.Tensor, layers: Sequence[tuple[torch.Tensor, torch.Tensor]]
+) -> torch.Tensor:
+    """A folded small per-state net (three ``(weight, bias)`` layers, SiLU between) on raw
+    states ``[E, M, D]`` -> ``[E, M]``."""
+    silu = nn.functional.silu
+    (w1, b1), (w2, b2), (w3, b3) = layers
+    z = silu(torch.baddbmm(b1, state, w1), inplace=True)
+    z = silu(torch.baddbmm(b2, z, w2), inplace=True)
+    return torch.baddbmm(b3, z, w3)[..., 0]
 
 
 def folded_step(
@@ -179,19 +193,12 @@ def folded_step(
     if low:
         out = out.float()
     state = state + out[..., : state.shape[-1]]
-    (wt1, bt1), (wt2, bt2) = w["term"]
-    wt3, bt3 = w["term_out"]
-    z = silu(torch.baddbmm(bt1, state, wt1), inplace=True)
-    z = silu(torch.baddbmm(bt2, z, wt2), inplace=True)
-    logit = torch.baddbmm(bt3, z, wt3)[..., 0]
+    logit = _state_mlp(state, [*w["term"], w["term_out"]])
     if "end_shift" in w:  # calibrated (EnsembleNetwork.end_probability): logit less the weight
         logit = logit + w["end_shift"]
     cont = torch.sigmoid(logit) if blocks == 1 else _sigmoid_blocks(logit, blocks)
     if "end" in w:  # the reward is (1 - p_end) r(s, a) + p_end r_end(s')
-        (we1, be1), (we2, be2), (we3, be3) = w["end"]
-        z = silu(torch.baddbmm(be1, state, we1), inplace=True)
-        z = silu(torch.baddbmm(be2, z, we2), inplace=True)
-        r_end = torch.baddbmm(be3, z, we3)[..., 0]
+        r_end = _state_mlp(state, w["end"])
         reward = out[..., -1]
         reward.copy_(torch.lerp(r_end, reward, cont))
     return state, out, cont

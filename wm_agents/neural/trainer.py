@@ -416,15 +416,14 @@ def fit_end_reward(model: EnsembleNetwork, data: TransitionBatch, config: FitCon
     no end in the data every end's reward is the mean reward (the head's output is set to 0).
     """
     cfg = config
-    if model.end_layers is None:
-        raise ValueError("this model has no end-reward head (built with end_reward=False)")
+    layers = model._end_layers()  # a ValueError for a model without the head
     ends = np.flatnonzero(data.terminated)
     with torch.no_grad():
         if len(ends) == 0:
             model.end_mean.fill_(float(np.mean(data.reward)) if len(data) else 0.0)
             model.end_std.fill_(1.0)
-            model.end_layers[-1].weight.zero_()
-            model.end_layers[-1].bias.zero_()
+            layers[-1].weight.zero_()
+            layers[-1].bias.zero_()
             return
         rewards = torch.from_numpy(data.reward[ends].astype(np.float32))
         std = float(rewards.std(correction=0))
@@ -435,7 +434,7 @@ def fit_end_reward(model: EnsembleNetwork, data: TransitionBatch, config: FitCon
     e, n = model.ensemble_size, len(ends)
     gen = torch.Generator().manual_seed(cfg.seed + 15485863 + len(data))
     pool = torch.randint(0, n, (e, n), generator=gen) if cfg.bootstrap else None
-    opt = torch.optim.Adam(model.end_layers.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(layers.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     b = min(cfg.batch_size, n)
     model.train()
     for _ in range(cfg.end_steps):
