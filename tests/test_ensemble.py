@@ -621,3 +621,31 @@ def test_terminal_value_learns_return_to_go() -> None:
     assert v[0] > v[1] > v[2], v
     # Monte-Carlo return-to-go from x=0.9 after one more step is 1 (then the wall): V(0.9) ~ 1.
     assert abs(float(v[2]) - 1.0) < 0.5, v
+
+
+def test_terminal_value_from_the_newest_transitions() -> None:
+    """``value_recent``: the value is the return of the recent episodes, not of the whole
+    buffer's mixture (the same walk paid 0 a step at first, then 1)."""
+    from wm_agents.neural.trainer import fit_value
+
+    def walks(model: EnsembleDynamicsModel, reward: float, n: int) -> None:
+        for _ in range(n):
+            for i in range(10):
+                x, nx = i / 10, (i + 1) / 10
+                model.buffer.add([x], [0.0], reward, [nx], nx >= 0.999, False)
+
+    values = []
+    for recent in (None, 100):
+        model = EnsembleDynamicsModel(1, BOX1, ensemble_size=3, hidden=32, layers=2, seed=0)
+        walks(model, 0.0, 20)
+        walks(model, 1.0, 10)
+        cfg = FitConfig(value_gamma=0.9, value_lambda=1.0, value_epochs=200, value_recent=recent)
+        fit_value(model, model.buffer.all(), cfg)
+        with torch.no_grad():
+            values.append(float(model.value(torch.tensor([[[0.9]]]).expand(3, -1, -1)).mean()))
+    everything, newest = values
+    # One step from the wall the newest episodes return 1; all 30 mix in 20 that returned 0.
+    assert abs(newest - 1.0) < 0.3, values
+    assert everything < 0.6, values
+    with pytest.raises(ValueError, match="value_recent"):
+        FitConfig(value_recent=0)

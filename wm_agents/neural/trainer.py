@@ -14,6 +14,7 @@ the terminal value ``V(s)`` on TD(lambda) returns of the real episodes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,10 @@ class FitConfig:
             for a step that goes on (the weight is the data's ratio of the two, up to this cap).
         end_steps: minibatch steps of each end-reward fit (models with ``end_reward`` on:
             :func:`fit_end_reward`).
+        value_recent: fit the terminal value on the newest this many real transitions only
+            (``None``: all of them).  The value is the return of the policies that collected
+            its data: on all of it, early slow episodes included, it is the return of that
+            mixture, not of the planner now (Acrobot, BENCHMARKS.md).
     """
 
     holdout: float = 0.2
@@ -84,6 +89,11 @@ class FitConfig:
     value_epochs: int = 100
     term_weight_cap: float = 20.0
     end_steps: int = 200
+    value_recent: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.value_recent is not None and self.value_recent < 1:
+            raise ValueError(f"value_recent must be >= 1 or None, got {self.value_recent}")
 
 
 @dataclass
@@ -448,6 +458,14 @@ def fit_end_reward(model: EnsembleNetwork, data: TransitionBatch, config: FitCon
     model.eval()
 
 
+def _newest(data: TransitionBatch, n: int) -> TransitionBatch:
+    """The newest ``n`` transitions of a time-ordered batch (a stretch cut at its start is
+    still a valid suffix of its episode: TD(lambda) targets run backwards from its end)."""
+    return TransitionBatch(
+        **{f.name: getattr(data, f.name)[-n:] for f in dataclasses.fields(TransitionBatch)}
+    )
+
+
 def fit_value(model: EnsembleNetwork, data: TransitionBatch, config: FitConfig) -> None:
     """Fit the model's terminal value ``V(s)`` on real experience (fitted TD(lambda)).
 
@@ -456,10 +474,13 @@ def fit_value(model: EnsembleNetwork, data: TransitionBatch, config: FitConfig) 
     the targets with the value from the round before and regresses every member on its own
     bootstrap resample.  The result is the long-run return of the policies that collected the
     data, used by the planner beyond its horizon (POLO / MBVE style): it is learned, not given.
+    With ``value_recent`` only the newest transitions are used: the recent policies' return.
     """
     cfg = config
     e = model.ensemble_size
     gen = torch.Generator().manual_seed(cfg.seed + 104729 + len(data))
+    if cfg.value_recent is not None and len(data) > cfg.value_recent:
+        data = _newest(data, cfg.value_recent)
     obs = torch.from_numpy(data.obs)
     nxt = torch.from_numpy(data.next_obs)
     n = len(data)
