@@ -194,7 +194,8 @@ def test_default_config_per_env_and_overrides() -> None:
     pend = default_config("Pendulum-v1")
     assert (pend.max_steps, pend.population, pend.use_value) == (1200, 200, False)
     assert default_config("CartPole-v1").max_steps == 1000
-    assert default_config("Acrobot-v1") == AgentConfig()  # generic defaults
+    assert default_config("Acrobot-v1") == AgentConfig(horizon=10)
+    assert default_config("LunarLander-v3") == AgentConfig()  # generic defaults
     over = default_config("CartPole-v1", horizon=7, population=None)
     assert over.horizon == 7
     assert over.population == AgentConfig().population  # None means "keep the default"
