@@ -29,9 +29,13 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/wm-agents cartpole --stop-when-solved --eval-workers 0 --out runs/cartpole
 
-# The tests include the lint: CI (.ci/run) runs exactly this target.
+# The tests include the lint: CI (.ci/run) runs exactly this target. Two pytest-xdist workers
+# (the machines here have two cores; most tests keep one torch thread busy), whole files per
+# worker so a file's session fixtures (Ray, the embedded LLM server) start once per worker that
+# needs them. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check wm_agents graphs examples tests

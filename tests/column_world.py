@@ -26,6 +26,18 @@ def tiny_latent_agent(**settings) -> LatentAgentConfig:
     return LatentAgentConfig(**{**base, **settings})
 
 
+def few_cli_train_steps(monkeypatch) -> None:
+    """The CLI's latent agent with 20 warm-up gradient steps and 5 per refit instead of 200 and
+    25: the CLI tests check what the command writes and refuses, not what it learns (the
+    learning tests above do that), and the full counts are most of their time."""
+    import functools
+
+    import wm_agents.latent.agent as latent_agent
+
+    fewer = functools.partial(LatentAgentConfig, warmup_train_steps=20, train_steps=5)
+    monkeypatch.setattr(latent_agent, "LatentAgentConfig", fewer)
+
+
 class ColumnWorld(gym.Env):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 30}
     observation_space = gym.spaces.Box(0, SIZE - 1, (1,), np.float32)

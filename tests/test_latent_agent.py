@@ -9,7 +9,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from column_world import SIZE, TINY_MODEL, ColumnWorld, make_env, tiny_latent_agent
+from column_world import (
+    SIZE,
+    TINY_MODEL,
+    ColumnWorld,
+    few_cli_train_steps,
+    make_env,
+    tiny_latent_agent,
+)
 
 from wm_agents.latent.agent import run_latent_gym
 
@@ -51,7 +58,8 @@ def test_a_model_and_env_that_do_not_fit_are_refused():
         controller.frames(np.zeros(10))
 
 
-def test_the_cli_runs_from_pixels_and_draws_what_the_model_dreams(tmp_path, capsys):
+def test_the_cli_runs_from_pixels_and_draws_what_the_model_dreams(tmp_path, capsys, monkeypatch):
+    few_cli_train_steps(monkeypatch)
     import json
 
     from wm_agents.cli import main

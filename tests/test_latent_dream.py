@@ -13,6 +13,7 @@ from column_world import (
     SIZE,
     TINY_MODEL,
     ColumnWorld,
+    few_cli_train_steps,
     frame,
     make_env,
     tiny_latent_agent,
@@ -190,7 +191,10 @@ def test_the_policy_agent_learns_the_column_world_from_pixels_through_the_loop()
     assert last.mean > 14.0, ([e.mean for e in run.evals], learner.trainer.rounds[-1])
 
 
-def test_the_cli_runs_the_hybrid_from_pixels_and_refuses_vector_only_flags(tmp_path, capsys):
+def test_the_cli_runs_the_hybrid_from_pixels_and_refuses_vector_only_flags(
+    tmp_path, capsys, monkeypatch
+):
+    few_cli_train_steps(monkeypatch)
     from wm_agents.cli import main
 
     if "ColumnWorld-v0" not in gym.registry:

@@ -157,7 +157,7 @@ def test_acted_by_reads_the_part_that_decided() -> None:
 
 
 def test_run_gym_stops_when_on_eval_says_so() -> None:
-    cfg = tiny_cartpole_config(max_steps=200, eval_every=1, eval_episodes=1)
+    cfg = tiny_cartpole_config(max_steps=200, eval_every=40, eval_episodes=1)
     points: list[EvalPoint] = []
     r = run_gym("CartPole-v1", seed=0, config=cfg, progress=False, on_eval=points.append)
     assert len(points) >= 2 and r.real_steps == 200  # append returns None: never stops
