@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("pygame")
@@ -47,8 +48,14 @@ def test_the_command_writes_curves_and_a_picture(
 
     out = tmp_path / "pb.json"
     argv = ["bench", "pixel-baseline", "--seeds", "3", "--steps", "200", "--eval-every", "100"]
-    assert main([*argv, "--eval-episodes", "1", "--grayscale", "--out", str(out)]) == 0
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the process's count; the runs train on --threads (1)
+    try:
+        assert main([*argv, "--eval-episodes", "1", "--grayscale", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(before)
     result = json.loads(out.read_text())
+    assert result["machine"]["torch_threads"] == 1  # what the runs trained on
     assert result["complete"] and result["threshold"] == 475.0
     assert result["runs"][0]["seed"] == 3 and result["runs"][0]["steps_to_reach"] is None
     assert out.with_suffix(".png").stat().st_size > 0

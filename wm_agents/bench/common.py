@@ -162,8 +162,12 @@ def code_state() -> dict[str, Any]:
     return {"commit": git("rev-parse", "HEAD"), "modified": git("status", "--short").splitlines()}
 
 
-def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on."""
+def machine_info(*, torch_threads: int | None = None) -> dict[str, Any]:
+    """What the numbers were measured on.
+
+    ``torch_threads``: the count the measured runs used, where a benchmark runs them under its
+    own (``torch_threads(n)``) rather than the process's; default: the process's count now.
+    """
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -184,7 +188,7 @@ def machine_info() -> dict[str, Any]:
         "machine": platform.machine(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads() if torch_threads is None else torch_threads,
         "load_avg_1min": round(load, 2),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }

@@ -128,7 +128,8 @@ def run_cli(args: argparse.Namespace) -> int:
             "frames": {"size": args.pixel_size, "stacked": args.frames, "grey": args.grayscale},
             "complete": len(runs) == len(args.seeds),
             "runs": runs,
-            "machine": machine_info(),
+            # The runs train inside torch_threads(args.threads), not on the process's count.
+            "machine": machine_info(torch_threads=args.threads),
             **code_state(),
         }
         write_json(out, payload)  # after every seed: an interrupted run keeps what it measured
