@@ -87,6 +87,19 @@ def test_fitted_model_predicts_unseen_state(linear_fit) -> None:
     assert float(rew.mean()) == pytest.approx(s.sum(), abs=0.1)
 
 
+def test_predict_keeps_no_autograd_graph_outside_no_grad(linear_fit) -> None:
+    """Callers of predict (imagined rollouts, trust checks) need no gradient; the fit uses
+    forward_normalized, which still has one."""
+    model = linear_fit[0]
+    obs, act = torch.zeros(3, 2, 3), torch.zeros(3, 2, 1)
+    nxt, rew, term = model.predict(
+        obs, act, sample=True, generator=torch.Generator().manual_seed(0)
+    )
+    assert not any(t.requires_grad for t in (nxt, rew, term))
+    mean, _ = model.forward_normalized(model.normalize_inputs(obs, act))
+    assert mean.requires_grad
+
+
 def test_weights_shaped_member_in_out() -> None:
     model = EnsembleDynamicsModel(4, DISCRETE2, ensemble_size=5, hidden=16, layers=2, seed=0)
     first, second = model.hidden_layers

@@ -380,6 +380,9 @@ class EnsembleNetwork(nn.Module):
         learned reward is clipped to :meth:`reward_bounds` and the clipped predictions counted
         in :attr:`clip_stats`; ``clip=False`` gives the raw prediction (validation errors).  A
         ``reward_fn``'s reward is known, not imagined, and never clipped.
+
+        Imagination, not training: no autograd graph is kept (the fit goes through
+        :meth:`forward_normalized`), so a caller outside ``torch.no_grad`` holds no memory for it.
         """
         next_obs, reward, term, clipped = self.predict_with_clipped(
             obs, action, sample=sample, generator=generator, clip=clip
@@ -388,6 +391,7 @@ class EnsembleNetwork(nn.Module):
             self.clip_stats.add(clipped.numel(), clipped.sum())
         return next_obs, reward, term
 
+    @torch.no_grad()
     def predict_with_clipped(
         self,
         obs: torch.Tensor,
