@@ -19,6 +19,7 @@ wm-agents bench llm-calibration|llm-concurrency [--out FILE]
 wm-agents bench llm-latency [--base OLD_CHECKOUT] [--out FILE]
 wm-agents bench startup [--checkout DIR]
 wm-agents bench pixel-baseline [--env CartPole-v1|Pendulum-v1] [--seeds ...] [--steps 10000]
+wm-agents bench pixel-report --latent RUN/result.json ... --baseline BASELINE.json ...
 wm-agents bench batch-eval [--episodes 10] [--reps 3] [--model RUN/model.pt | --agents 1,2,5]
 
 ``sample-efficiency run``, ``suite``, ``uncertainty`` and ``dyna-q cartpole|pendulum`` take
@@ -124,6 +125,11 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "SB3 with a CnnPolicy on the latent agent's frames (CartPole DQN, Pendulum SAC)",
         "wm_agents.bench.pixel_baseline:add_arguments",
         "wm_agents.bench.pixel_baseline:run_cli",
+    ),
+    "pixel-report": (
+        "the latent agent from pixels beside the model-free agent: one table, one PNG",
+        "wm_agents.bench.pixel_report:add_arguments",
+        "wm_agents.bench.pixel_report:run_cli",
     ),
     "startup": (
         "import and --help start-up time (optionally against another checkout)",
