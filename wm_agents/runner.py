@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from wm_agents.core import Controller
 from wm_agents.cpu_kernels import kernel_label
@@ -38,6 +38,7 @@ from wm_agents.run_loop import (
     random_warmup,
     run_env_loop,
 )
+from wm_agents.thresholds import Evaluation, steps_to_hold, steps_to_reach
 from wm_agents.torch_threads import torch_threads
 
 __all__ = [
@@ -228,36 +229,6 @@ def default_config(env_id: str, **overrides: Any) -> AgentConfig:
         **{k: v for k, v in given.items() if not k.startswith("fit.")},
     )
     return replace(cfg, fit=replace(cfg.fit, **fit)) if fit else cfg
-
-
-class Evaluation(Protocol):
-    """What :func:`steps_to_reach` / :func:`steps_to_hold` read of an evaluation (this module's
-    :class:`EvalPoint` and the benchmarks' frozen twin both qualify)."""
-
-    @property
-    def real_steps(self) -> int: ...
-
-    @property
-    def mean(self) -> float: ...
-
-
-def steps_to_reach(evals: Sequence[Evaluation], threshold: float) -> int | None:
-    """Real steps at the first evaluation with mean ``>= threshold`` (``None``: never)."""
-    for e in evals:
-        if e.mean >= threshold:
-            return e.real_steps
-    return None
-
-
-def steps_to_hold(evals: Sequence[Evaluation], threshold: float) -> int | None:
-    """Real steps from which every later evaluation has mean ``>= threshold`` (``None``: never)."""
-    held: int | None = None
-    for e in evals:
-        if e.mean >= threshold:
-            held = e.real_steps if held is None else held
-        else:
-            held = None
-    return held
 
 
 @dataclass

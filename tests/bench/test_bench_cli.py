@@ -37,3 +37,20 @@ def test_every_benchmark_module_is_on_the_bench_command_line() -> None:
     registered = {add.split(":")[0].rsplit(".", 1)[1] for _, add, _ in BENCHMARKS.values()}
     modules = {p.stem for p in Path(wm_agents.bench.__file__).parent.glob("*.py")}
     assert modules - registered - HELPERS == set()
+
+
+# Benchmarks whose `--help` (and, for the reports, whose whole run) needs no torch: the suite
+# is issue 14's comparison; pixel-report only reads JSON.  A new import of torch at module level
+# would make `wm-agents bench NAME --help` take seconds.
+LIGHT = ["suite", "sample-efficiency", "pixel-baseline", "pixel-report", "tune", "dyna-q"]
+
+
+def test_the_suite_and_reports_import_no_torch_for_help() -> None:
+    import subprocess
+    import sys
+
+    modules = sorted({BENCHMARKS[name][1].split(":")[0] for name in LIGHT})
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules)
+    code += "print(sorted(m for m in ('torch', 'stable_baselines3', 'ray') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from wm_agents.outputs import write_text_with_fallback
-from wm_agents.runner import steps_to_hold, steps_to_reach
+from wm_agents.thresholds import steps_to_hold, steps_to_reach
 
 __all__ = [
     "RESULTS_DIR",

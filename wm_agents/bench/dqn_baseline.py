@@ -28,7 +28,6 @@ import gymnasium as gym
 import numpy as np
 
 from wm_agents.bench.common import CurveRun, EvalPoint
-from wm_agents.torch_threads import torch_threads
 
 __all__ = [
     "ZOO",
@@ -229,6 +228,8 @@ def run_sb3(
             # Stop at the budget: SB3 collects whole rollouts of train_freq steps and would
             # run past it (to the next multiple of 256 for the zoo's CartPole DQN).
             return n < steps
+
+    from wm_agents.torch_threads import torch_threads  # torch: not on import (--help)
 
     t0 = time.perf_counter()
     with torch_threads(threads), bar:

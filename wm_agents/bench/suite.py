@@ -54,7 +54,7 @@ from wm_agents.bench.common import (
 from wm_agents.bench.dqn_baseline import ZOO
 from wm_agents.bench.sweep import Job, add_sweep_arguments, run_jobs, sweep_info
 from wm_agents.outputs import check_output_dir, write_text_with_fallback
-from wm_agents.runner import steps_to_hold, steps_to_reach
+from wm_agents.thresholds import steps_to_hold, steps_to_reach
 
 __all__ = [
     "DEFAULT_SEEDS",
