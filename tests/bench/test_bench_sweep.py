@@ -154,6 +154,23 @@ def test_tune_reports_every_evaluation_and_a_stopper_ends_trials_early(ray_local
         assert t["stopped_early"]
 
 
+def test_a_trials_fit_fields_reach_the_run(monkeypatch):
+    """A ``fit.FIELD`` axis changes the run's model fit, the rest its AgentConfig."""
+    import wm_agents.runner
+    from wm_agents.bench.tuning import run_agent
+
+    seen = {}
+
+    def fake_run_gym(env, *, seed, config, progress, on_eval):
+        seen.update(env=env, seed=seed, config=config)
+
+    monkeypatch.setattr(wm_agents.runner, "run_gym", fake_run_gym)
+    run_agent({"env": "CartPole-v1", "seed": 4, "fit.value_epochs": 7, "horizon": 9}, None)
+    cfg = seen["config"]
+    assert seen["seed"] == 4 and cfg.horizon == 9 and cfg.fit.value_epochs == 7
+    assert cfg.fit.max_epochs == wm_agents.runner.default_config("CartPole-v1").fit.max_epochs
+
+
 def test_tune_grid_options_are_agent_config_fields():
     from wm_agents.bench.tuning import parse_grid, table
 
@@ -161,7 +178,8 @@ def test_tune_grid_options_are_agent_config_fields():
         "risk_weight": [0, 0.5],
         "planner": ["cem", "random"],
     }
-    for bad in ["risk=0,1", "risk_weight", "threads=1,2"]:
+    assert parse_grid(["fit.value_epochs=50,100"]) == {"fit.value_epochs": [50, 100]}
+    for bad in ["risk=0,1", "risk_weight", "threads=1,2", "fit.nope=1", "fit.seed=1,2"]:
         with pytest.raises(ValueError, match="--grid takes FIELD=V1,V2"):
             parse_grid([bad])
     trial = {"config": {"seed": 3}, "evals": [{"real_steps": 30, "mean": 8.0, "min": 8.0}]}

@@ -2,16 +2,17 @@
 measured, so a scheduler (ASHA) or a stopper ends a poor trial early.
 
     wm-agents bench tune --env CartPole-v1 --agent mpc --seeds 0 1 \\
-        --grid risk_weight=0,0.5,1 --grid ensemble_size=1,5 \\
+        --grid risk_weight=0,0.5,1 --grid ensemble_size=1,5 --grid fit.value_epochs=50,100 \\
         [--max-steps 1000] [--eval-every 400] [--scheduler asha] [--stop-mean 475] \\
         [--workers 2 | --ray ADDRESS] [--out benchmarks/results/tune.json]
 
 Each trial is one run of :func:`run_agent`: an env, an agent (``mpc`` through
 :func:`~wm_agents.runner.run_gym`; ``policy`` / ``hybrid`` / ``dqn`` through
 :func:`~wm_agents.imagination.run_imagination_gym`), a seed, and
-:class:`~wm_agents.runner.AgentConfig` fields; every list on the command line is a grid axis
-(``tune.grid_search``).  After each evaluation the trial reports ``eval_mean``, ``eval_min``
-and ``real_steps`` (the run loop's ``on_eval``); ASHA's time axis is ``real_steps``.  The JSON
+:class:`~wm_agents.runner.AgentConfig` fields (its model fit's as ``fit.FIELD``); every list
+on the command line is a grid axis (``tune.grid_search``).  After each evaluation the trial
+reports ``eval_mean``, ``eval_min`` and ``real_steps`` (the run loop's ``on_eval``); ASHA's time
+axis is ``real_steps``.  The JSON
 lists every trial with its settings, every evaluation it reported, and whether Tune stopped it
 before its budget.
 Needs the ``[ray]`` extra; each trial holds one CPU and runs on one torch thread.
@@ -168,11 +169,14 @@ def _shutdown_if(started: bool) -> Iterator[None]:
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
-    """``["risk_weight=0,0.5", "planner=cem,random"]`` -> ``{"risk_weight": [0, 0.5], ...}``
-    (each value read as JSON when it is, else as a string); only AgentConfig's fields."""
+    """``["risk_weight=0,0.5", "fit.lr=1e-3,3e-3"]`` -> ``{"risk_weight": [0, 0.5], ...}``
+    (each value read as JSON when it is, else as a string): AgentConfig's fields, and its
+    model fit's as ``fit.FIELD`` (:func:`~wm_agents.runner.default_config` applies them)."""
+    from wm_agents.neural.trainer import FitConfig
     from wm_agents.runner import AgentConfig
 
     names = {f.name for f in fields(AgentConfig)} - {"fit", "threads"}
+    names |= {f"fit.{f.name}" for f in fields(FitConfig)} - {"fit.seed"}
     out: dict[str, list[Any]] = {}
     for item in items:
         key, sep, values = item.partition("=")
@@ -210,7 +214,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FIELD=V1,V2",
-        help="an AgentConfig field and its values (repeat for more axes)",
+        help="an AgentConfig field, or fit.FIELD of its FitConfig, and its values (repeat for "
+        "more axes)",
     )
     p.add_argument("--max-steps", type=int, default=None, help="default: per env")
     p.add_argument("--eval-every", type=int, default=None, help="default: per env")
