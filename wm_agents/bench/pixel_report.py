@@ -22,10 +22,11 @@ import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from wm_agents.bench.common import RESULTS_DIR, write_json
 from wm_agents.outputs import check_output_file
+from wm_agents.thresholds import steps_to_reach
 
 __all__ = ["add_arguments", "pixel_rows", "run_cli"]
 
@@ -63,8 +64,13 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+class _Point(NamedTuple):
+    real_steps: int
+    mean: float
+
+
 def _first_reach(curve: Sequence[tuple[int, float]], threshold: float) -> int | None:
-    return next((step for step, mean in curve if mean >= threshold), None)
+    return steps_to_reach([_Point(*point) for point in curve], threshold)
 
 
 def _latent_row(path: Path, data: dict[str, Any], threshold: float) -> dict[str, Any]:
